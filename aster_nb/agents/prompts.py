@@ -1,0 +1,89 @@
+"""Building the prompts agents send, from the templates in :mod:`aster_nb.prompts`."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from ..program import Program
+from ..prompts import render
+from ..task import Task
+
+
+def system_prompt(task: Task) -> str:
+    areas = "\n".join(f"- {a.name}: {a.description}" for a in task.surface_areas)
+    return render("system", statement=task.statement.strip(), areas=areas)
+
+
+def _score(p: Program) -> str:
+    if p.ok:
+        return f"score {p.score:.6g}"
+    if p.result is None:
+        return "not evaluated"
+    return f"status {p.status}"
+
+
+def _code(code: str) -> str:
+    return code if code.endswith("\n") else code + "\n"
+
+
+def propose_prompt(
+    *,
+    task: Task,
+    goal: str,
+    focus: Sequence[str],
+    parent: Program,
+    inspirations: Sequence[Program],
+    memory: str,
+) -> str:
+    areas = {a.name: a.description for a in task.surface_areas}
+    if focus:
+        focus_text = (
+            ", ".join(focus) + "\n" + "\n".join(f"- {f}: {areas.get(f, '')}" for f in focus)
+        )
+    else:
+        focus_text = "(whole program)"
+    note = ""
+    if parent.result is not None and not parent.ok:
+        note = (
+            f"\nThe parent does not pass the evaluator ({parent.status}): "
+            f"{(parent.result.error or '').strip()[-600:]}\nRepair it first.\n"
+        )
+    insp = (
+        "\n".join(
+            f"### Inspiration {i} (id {p.id}, {_score(p)})\n```python\n{_code(p.code)}```"
+            for i, p in enumerate(inspirations, 1)
+        )
+        or "(none)"
+    )
+    return render(
+        "propose",
+        goal=goal,
+        focus=focus_text,
+        parent_id=parent.id,
+        parent_status=_score(parent),
+        parent_code=_code(parent.code).rstrip("\n"),
+        parent_note=note,
+        inspirations=insp,
+        memory=memory,
+    )
+
+
+def handoff_prompt(*, goal: str, base: Program, best: Program, attempts: int, log: str) -> str:
+    def s(p: Program) -> str:
+        return f"{p.score:.10g}" if p.ok else f"none ({p.status})"
+
+    return render(
+        "handoff",
+        goal=goal,
+        base_score=s(base),
+        best_score=s(best),
+        attempts=attempts,
+        log=log or "(empty)",
+    )
+
+
+def focus_from_goal(goal: str, areas: Sequence[str]) -> tuple[str, ...]:
+    """Surface areas a goal names (as whole words), in the task's order."""
+    import re
+
+    return tuple(a for a in areas if re.search(rf"(?<![\w-]){re.escape(a)}(?![\w-])", goal))

@@ -1,0 +1,506 @@
+"""A worker: many concurrent agent slots searching from one base program toward one goal.
+
+Each slot loops: sample a parent and inspirations from the worker's archive, prompt the
+model with the goal, the parent, the inspirations and the slot's own memory, apply the
+edit, evaluate the child in the sandbox, store it, add it to the archive. At the end of
+the budget the worker writes a :class:`~aster_nb.agents.handoff.Handoff`.
+
+Reproducibility with concurrency: attempt ``n`` belongs to slot ``n % agents``, draws its
+randomness from ``(seed, worker, n)``, and sees the archive as it stood after attempts
+``0 .. n - agents`` exactly (results are applied to the archive and memories in attempt
+order). Evaluation timing can then change how long a run takes, never what it finds.
+Programs are stored as soon as they are evaluated, whatever the order.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import time
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import numpy as np
+
+from ..archive import Archive, make_archive
+from ..edits import EditError, apply_edit, diff_summary, parse_edit, unified_diff
+from ..events import AttemptFailed, BestImproved, EventBus, HandoffReceived, ProgramEvaluated
+from ..features import describe
+from ..llm.base import Model, Request, Response, user
+from ..program import EvalResult, Program
+from ..store import AttemptRecord, Store
+from ..task import Task, TaskError
+from .handoff import Handoff, parse_sections
+from .memory import AgentMemory, Experiment
+from .prompts import focus_from_goal, handoff_prompt, propose_prompt, system_prompt
+
+
+class Executor(Protocol):
+    async def submit(self, code: str) -> EvalResult: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Budget:
+    """How much a worker may spend on one goal.
+
+    Attributes:
+        evaluations: new programs to evaluate (edits that fail to apply and duplicates do
+            not count; attempts are capped at ``4 * evaluations + agents`` all the same).
+        seconds: wall-clock seconds before no new attempt starts.
+    """
+
+    evaluations: int | None = None
+    seconds: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.evaluations is None and self.seconds is None:
+            raise ValueError("Budget needs evaluations and/or seconds; got neither")
+        if self.evaluations is not None and self.evaluations < 0:
+            raise ValueError(f"Budget.evaluations must be >= 0, got {self.evaluations}")
+        if self.seconds is not None and self.seconds <= 0:
+            raise ValueError(f"Budget.seconds must be > 0, got {self.seconds}")
+
+
+@dataclass(slots=True)
+class _Outcome:
+    """What one attempt produced, applied to shared state in attempt order."""
+
+    n: int
+    agent: int
+    parent: Program
+    inspirations: list[Program]
+    response: Response | None
+    started: float
+    child: Program | None = None
+    outcome: str = "ok"
+    reason: str | None = None
+    rationale: str = ""
+    change: str = ""
+
+
+@dataclass(slots=True)
+class _Sequencer:
+    """Applies attempt outcomes in attempt order and tracks the evaluation budget."""
+
+    applied: int = 0  # attempts 0 .. applied-1 are applied
+    stop_at: float = float("inf")  # attempts >= stop_at never start
+    evaluations: int = 0
+    pending: dict[int, _Outcome | None] = field(default_factory=dict)
+    running: set[int] = field(default_factory=set)
+    cond: asyncio.Condition = field(default_factory=asyncio.Condition)
+
+    async def wait_applied(self, upto: int) -> None:
+        """Until every attempt below ``upto`` (and below ``stop_at``) is applied."""
+        async with self.cond:
+            await self.cond.wait_for(lambda: self.applied >= min(upto, self.stop_at))
+
+
+class Worker:
+    """Runs agents toward a goal and hands back what it found.
+
+    Args:
+        name: the worker's name (stored with every program it makes).
+        task: the task being improved.
+        model: the model agents call (the offline model by default in the CLI).
+        executor: where evaluations run (``await executor.submit(code)``).
+        store: the run's store; every program and attempt goes there.
+        agents: concurrent agent slots.
+        archive: ``cluster``, ``grid`` or ``greedy``, or an archive instance.
+        seed: seeds sampling and the model's per-call seeds.
+        explore: probability an agent's parent is a uniformly random elite.
+        inspirations: inspiration programs shown per prompt.
+        ordered: apply results in attempt order so a seed fixes the outcome (see module
+            docstring); ``False`` lets each slot see every result as soon as it lands.
+        bus: where events go; a private bus if omitted.
+    """
+
+    def __init__(
+        self,
+        *,
+        name: str,
+        task: Task,
+        model: Model,
+        executor: Executor,
+        store: Store,
+        agents: int = 8,
+        archive: str | Archive = "cluster",
+        seed: int = 0,
+        explore: float = 0.2,
+        inspirations: int = 2,
+        ordered: bool = True,
+        bus: EventBus | None = None,
+    ) -> None:
+        if agents < 1:
+            raise ValueError(f"agents must be >= 1, got {agents}")
+        if not 0.0 <= explore <= 1.0:
+            raise ValueError(f"explore must be in [0, 1], got {explore}")
+        self.name = name
+        self.task = task
+        self.model = model
+        self.executor = executor
+        self.store = store
+        self.agents = agents
+        self.seed = seed
+        self.explore = explore
+        self.n_inspirations = inspirations
+        self.ordered = ordered
+        self.bus = bus or EventBus()
+        self.archive: Archive | None = archive if not isinstance(archive, str) else None
+        self._archive_kind = archive if isinstance(archive, str) else archive.name
+        self.memories = [AgentMemory() for _ in range(agents)]
+        self.known: set[str] = set()  # ids of programs this worker has applied
+        self._system = system_prompt(task)
+        self._salt = int.from_bytes(hashlib.sha256(name.encode()).digest()[:4], "little")
+        self.attempts_total = 0  # attempt numbers continue across runs
+
+    # -- public --------------------------------------------------------------------------
+
+    async def run(self, goal: str, base: Program, budget: Budget, *, round: int = 0) -> Handoff:
+        """Search from ``base`` toward ``goal`` until ``budget`` is spent."""
+        base = await self._ensure_evaluated(base, round)
+        focus = focus_from_goal(goal, self.task.area_names)
+        first = self.attempts_total
+        seq = _Sequencer(applied=first)
+        deadline = None if budget.seconds is None else time.monotonic() + budget.seconds
+        max_attempts = None if budget.evaluations is None else 4 * budget.evaluations + self.agents
+        log: list[Experiment] = []
+        best_before = (
+            self.archive.best() if self.archive is not None and len(self.archive) else None
+        )
+        state = _RunState(goal, focus, base, budget, round, seq, deadline, max_attempts, first, log)
+        state.best_score = best_before.score if best_before is not None else None
+        async with asyncio.TaskGroup() as tg:
+            for slot in range(self.agents):
+                tg.create_task(self._slot(slot, state))
+        if self.ordered:
+            seq.stop_at = min(seq.stop_at, first + state.started)
+            await self._drain(state)
+        self.attempts_total = first + state.started
+        return await self._handoff(state)
+
+    # -- the agent loop ------------------------------------------------------------------
+
+    async def _slot(self, slot: int, st: _RunState) -> None:
+        n = st.first + slot
+        while True:
+            if not await self._may_start(n, st):
+                return
+            st.started = max(st.started, n - st.first + 1)
+            st.seq.running.add(n)
+            out = await self._attempt(n, slot, st)
+            st.seq.running.discard(n)
+            if self.ordered:
+                st.seq.pending[n] = out
+                await self._drain(st)
+            else:
+                self._apply(out, st)
+            n += self.agents
+
+    async def _may_start(self, n: int, st: _RunState) -> bool:
+        seq = st.seq
+        if n >= seq.stop_at:
+            return False
+        if (st.deadline is not None and time.monotonic() >= st.deadline) or (
+            st.max_attempts is not None and n - st.first >= st.max_attempts
+        ):
+            await self._stop(n, st)
+            return False
+        if self.ordered:
+            await seq.wait_applied(n - self.agents + 1)
+            if n >= seq.stop_at:
+                return False
+        if st.budget.evaluations is None:
+            return True
+        in_flight = (n - seq.applied) if self.ordered else st.in_flight
+        if seq.evaluations + in_flight < st.budget.evaluations:
+            if not self.ordered:
+                st.in_flight += 1
+            return True
+        if self.ordered:
+            # The pessimistic count says stop; wait for the exact one before deciding.
+            await seq.wait_applied(n)
+            if n < seq.stop_at and seq.evaluations < st.budget.evaluations:
+                return True
+            await self._stop(n, st)
+            return False
+        return False
+
+    async def _stop(self, n: int, st: _RunState) -> None:
+        async with st.seq.cond:
+            st.seq.stop_at = min(st.seq.stop_at, n)
+            st.seq.cond.notify_all()
+
+    async def _drain(self, st: _RunState) -> None:
+        seq = st.seq
+        async with seq.cond:
+            while seq.pending:
+                if seq.applied in seq.pending:
+                    self._apply(seq.pending.pop(seq.applied), st)
+                elif seq.applied >= seq.stop_at and seq.applied not in seq.running:
+                    pass  # never started: a deadline stopped it while later ones ran
+                else:
+                    break
+                seq.applied += 1
+            seq.cond.notify_all()
+
+    async def _attempt(self, n: int, slot: int, st: _RunState) -> _Outcome:
+        rng = np.random.default_rng([self.seed, self._salt, n])
+        if self.archive is None or len(self.archive) == 0:
+            # Nothing valid yet: the agents must repair the base rather than copy it.
+            parent, insp = st.base, []
+        else:
+            parent, insp = self.archive.sample(
+                rng, n_inspirations=self.n_inspirations, explore=self.explore
+            )
+        out = _Outcome(
+            n=n, agent=slot, parent=parent, inspirations=insp, response=None, started=time.time()
+        )
+        prompt = propose_prompt(
+            task=self.task,
+            goal=st.goal,
+            focus=st.focus,
+            parent=parent,
+            inspirations=insp,
+            memory=self.memories[slot].render(),
+        )
+        try:
+            out.response = await self.model.complete(
+                Request(messages=(user(prompt),), system=self._system, purpose="propose", seed=n)
+            )
+        except Exception as e:  # a model fault is a recorded failure, never a crash
+            out.outcome, out.reason = "model_error", f"{type(e).__name__}: {e}"
+            return out
+        text = out.response.text
+        out.rationale = text.split("<<<<<<<")[0].split("```")[0].strip()
+        try:
+            code = apply_edit(parent.code, parse_edit(text))
+        except EditError as e:
+            out.outcome, out.reason = "edit_failed", str(e)
+            return out
+        out.change = diff_summary(parent.code, code)
+        child = Program(
+            code=code,
+            parents=(parent.id, *(p.id for p in insp if p.id in text)),
+            origin="edit",
+            worker=self.name,
+            agent=slot,
+            round=st.round,
+        )
+        stored = self.store.get(child.id)
+        if stored is not None and stored.result is not None:
+            out.child = stored  # identical code is never evaluated twice
+        else:
+            result = await self.executor.submit(code)
+            out.child = child.evaluated(result, self._describe(code, result) if result.ok else None)
+            # Stored at once (before any event), whatever order results are applied in.
+            self.store.add_program(out.child)
+        result = out.child.result
+        assert result is not None
+        out.outcome = "ok" if result.ok else str(result.status)
+        out.reason = None if result.ok else result.error
+        return out
+
+    def _apply(self, out: _Outcome, st: _RunState) -> None:
+        """Apply one attempt's outcome to the archive, memories, budget and events."""
+        if not self.ordered:
+            st.in_flight = max(0, st.in_flight - 1)
+        child = out.child
+        if child is not None and child.id in self.known:
+            # Decided here, in attempt order, so which of two identical proposals counts
+            # as new does not depend on which evaluation finished first.
+            out.outcome = "duplicate"
+        improved = False
+        if child is not None and out.outcome != "duplicate":
+            self.known.add(child.id)
+            st.seq.evaluations += 1
+            if child.ok:
+                improved = self._archive(len(child.features or ())).add(child)
+                if st.best_score is None or (child.score or 0) > st.best_score:
+                    prev, st.best_score = st.best_score, child.score
+                    if out.outcome == "ok":
+                        out.outcome = "improved"
+                    self.bus.emit(BestImproved(program=child, worker=self.name, previous=prev))
+            self.bus.emit(
+                ProgramEvaluated(program=child, worker=self.name, n=out.n, improved=improved)
+            )
+        elif out.outcome == "duplicate" and child is not None:
+            out.reason = f"identical to program {child.id}"
+        exp = Experiment(
+            n=out.n,
+            parent_id=out.parent.id,
+            parent_score=out.parent.score,
+            idea=_first_sentence(out.rationale) or "(no rationale)",
+            change=out.change or "-",
+            status="ok" if out.outcome in ("ok", "improved") else out.outcome,
+            score=child.score
+            if child is not None and child.ok and out.outcome != "duplicate"
+            else None,
+            reason=out.reason,
+            program_id=child.id if child is not None else None,
+        )
+        self.memories[out.agent].record(exp)
+        st.log.append(exp)
+        self._record_attempt(out, st)
+        if out.outcome in ("edit_failed", "duplicate", "model_error"):
+            self.bus.emit(
+                AttemptFailed(
+                    worker=self.name,
+                    n=out.n,
+                    agent=out.agent,
+                    outcome=out.outcome,
+                    reason=out.reason or "",
+                )
+            )
+
+    def _record_attempt(self, out: _Outcome, st: _RunState) -> None:
+        r = out.response
+        u = r.usage if r is not None else None
+        self.store.add_attempt(
+            AttemptRecord(
+                worker=self.name,
+                n=out.n,
+                agent=out.agent,
+                round=st.round,
+                parent_id=out.parent.id,
+                inspiration_ids=tuple(p.id for p in out.inspirations),
+                program_id=out.child.id if out.child is not None else None,
+                outcome=out.outcome,
+                reason=out.reason,
+                rationale=out.rationale,
+                model=r.model if r is not None else getattr(self.model, "name", ""),
+                input_tokens=u.input_tokens if u else 0,
+                output_tokens=u.output_tokens if u else 0,
+                cache_read_tokens=u.cache_read_tokens if u else 0,
+                cache_write_tokens=u.cache_write_tokens if u else 0,
+                cost_usd=0.0,
+                latency=r.latency if r is not None else 0.0,
+                started=out.started,
+                finished=time.time(),
+            )
+        )
+        if u is not None:
+            st.usage_in += u.input_tokens
+            st.usage_out += u.output_tokens
+
+    # -- helpers -------------------------------------------------------------------------
+
+    def _archive(self, dims: int) -> Archive:
+        if self.archive is None:
+            # Built at the first valid program, so its dimension is the descriptor's.
+            self.archive = make_archive(
+                self._archive_kind, dims=dims, seed=self.seed, bounds=self.task.feature_bounds
+            )
+        return self.archive
+
+    def _describe(self, code: str, result: EvalResult) -> tuple[float, ...]:
+        names = self.task.feature_names
+        if names and (result.features is None or len(result.features) != len(names)):
+            got = "none" if result.features is None else f"{len(result.features)}"
+            raise TaskError(
+                f"task {self.task.name!r} declares features {list(names)} but its evaluator "
+                f"returned {got}; evaluate() must return one number per declared feature"
+            )
+        return describe(code, result)
+
+    async def _ensure_evaluated(self, base: Program, round: int) -> Program:
+        if base.result is None:
+            stored = self.store.get(base.id)
+            if stored is not None and stored.result is not None:
+                base = stored
+            else:
+                result = await self.executor.submit(base.code)
+                base = base.evaluated(
+                    result, self._describe(base.code, result) if result.ok else None
+                )
+                if self.store.add_program(base):
+                    self.bus.emit(
+                        ProgramEvaluated(program=base, worker=self.name, n=-1, improved=False)
+                    )
+        if base.ok and base.features is None:
+            base = base.evaluated(base.result, self._describe(base.code, base.result))
+        if base.id not in self.known:
+            self.known.add(base.id)
+            if base.ok:
+                self._archive(len(base.features or ())).add(base)
+        return base
+
+    async def _handoff(self, st: _RunState) -> Handoff:
+        archive = self.archive
+        best = archive.best() if archive is not None and len(archive) else st.base
+        if st.base.ok and best is not None and (best.score or 0) < (st.base.score or 0):
+            best = st.base
+        log = sorted(st.log, key=lambda e: e.n)
+        prompt = handoff_prompt(
+            goal=st.goal,
+            base=st.base,
+            best=best,
+            attempts=len(log),
+            log="\n".join(e.line() for e in log),
+        )
+        try:
+            resp = await self.model.complete(
+                Request(
+                    messages=(user(prompt),), system=self._system, purpose="handoff", seed=st.first
+                )
+            )
+            sections = parse_sections(resp.text)
+        except Exception as e:
+            sections = {
+                "done": f"{len(log)} attempts.",
+                "learned": "",
+                "concerns": f"handoff model call failed: {e}",
+            }
+        failed = sum(1 for e in log if e.status not in ("ok",))
+        stats = {
+            "attempts": len(log),
+            "evaluations": st.seq.evaluations,
+            "failed": failed,
+            "improved": sum(1 for e in log if (e.delta or 0) > 0),
+            "base_score": st.base.score,
+            "best_score": best.score if best is not None else None,
+            "input_tokens": st.usage_in,
+            "output_tokens": st.usage_out,
+        }
+        h = Handoff(
+            worker=self.name,
+            goal=st.goal,
+            round=st.round,
+            done=sections["done"],
+            learned=sections["learned"],
+            concerns=sections["concerns"],
+            best=best,
+            base_id=st.base.id,
+            diff=unified_diff(st.base.code, best.code, a_name="base", b_name="best"),
+            stats=stats,
+        )
+        self.store.add_handoff(h)
+        self.bus.emit(HandoffReceived(handoff=h))
+        return h
+
+
+@dataclass(slots=True)
+class _RunState:
+    goal: str
+    focus: tuple[str, ...]
+    base: Program
+    budget: Budget
+    round: int
+    seq: _Sequencer
+    deadline: float | None
+    max_attempts: int | None
+    first: int
+    log: list[Experiment]
+    started: int = 0
+    in_flight: int = 0
+    best_score: float | None = None
+    usage_in: int = 0
+    usage_out: int = 0
+
+
+def _first_sentence(text: str) -> str:
+    text = " ".join(text.split())
+    for end in (". ", "! ", "? "):
+        i = text.find(end)
+        if 0 < i < 240:
+            return text[: i + 1]
+    return text[:240]

@@ -1,0 +1,325 @@
+"""The archive protocol and the parts every archive shares.
+
+An archive keeps the evaluated programs a search may breed from. Agents :meth:`~Archive.sample`
+a parent and a few inspirations, propose an edit, and the evaluated child goes back through
+:meth:`~Archive.add`. Three archives implement the protocol:
+
+* :class:`~aster_nb.archive.cluster.ClusterElites` -- CVT-MAP-Elites whose cells are k-means
+  clusters of the whole history, so no cell is ever empty;
+* :class:`~aster_nb.archive.grid.GridElites` -- MAP-Elites on a fixed grid of bins;
+* :class:`~aster_nb.archive.greedy.Greedy` -- a single cell holding the best program.
+
+Only programs whose evaluation is ``ok`` are kept. A failed program is counted in
+``failures`` and never becomes a parent: in OpenEvolve, where invalid programs could be
+parents, most of their children were invalid too.
+"""
+
+from __future__ import annotations
+
+import math
+from abc import ABC, abstractmethod
+from typing import Protocol, runtime_checkable
+
+import numpy as np
+
+from ..program import Program
+
+
+@runtime_checkable
+class Archive(Protocol):
+    """What the search needs from an archive. See :class:`ArchiveBase` for the semantics."""
+
+    name: str
+    failures: int
+
+    def add(self, program: Program) -> bool: ...
+
+    def sample(
+        self, rng: np.random.Generator, *, n_inspirations: int = 2, explore: float = 0.2
+    ) -> tuple[Program, list[Program]]: ...
+
+    def elites(self) -> list[Program]: ...
+
+    def best(self) -> Program | None: ...
+
+    def coverage(self) -> float: ...
+
+    def qd_score(self, offset: float | None = None) -> float: ...
+
+    def descriptors(self) -> np.ndarray: ...
+
+    def cell_of(self, program_id: str) -> int | None: ...
+
+    @property
+    def cells(self) -> int: ...
+
+    def __len__(self) -> int: ...
+
+
+class ArchiveBase(ABC):
+    """Validation, ranking and sampling shared by the archives.
+
+    Subclasses implement :meth:`_add_ok` (place a valid ``ok`` program), :meth:`_elite_rows`
+    (history rows of the current elites), :meth:`cell_of` and :attr:`cells`.
+    Each archive keeps every ``ok`` program it accepted as a *history row*: row ``i`` is the
+    ``i``-th accepted program, so a lower row is an earlier program, which is how ties on
+    score are broken (the earlier program stays the elite).
+
+    Args:
+        dims: number of descriptor dimensions every ``ok`` program must carry in
+            ``program.features``; ``None`` (only :class:`~aster_nb.archive.greedy.Greedy`)
+            skips the check.
+        tournament: size of the tournament that picks a parent by fitness in :meth:`sample`.
+
+    Attributes:
+        failures: number of programs passed to :meth:`add` that were not ``ok``; they are
+            counted and dropped.
+    """
+
+    name: str = "base"
+
+    def __init__(self, *, dims: int | None, tournament: int = 4) -> None:
+        if dims is not None and (not isinstance(dims, int) or isinstance(dims, bool) or dims < 1):
+            raise ValueError(f"dims must be a positive int (descriptor length), got {dims!r}")
+        if not isinstance(tournament, int) or tournament < 1:
+            raise ValueError(f"tournament must be an int >= 1, got {tournament!r}")
+        self.dims = dims
+        self.tournament = tournament
+        self.failures = 0
+        self._programs: list[Program] = []
+        # Growable buffers (capacity doubles), so per-add cost stays O(1) and the
+        # re-clustering / re-binning passes get contiguous arrays without copying lists.
+        self._score_buf = np.empty(64)
+        self._desc_buf = np.empty((64, dims if dims is not None else 0))
+        self._row_of: dict[str, int] = {}
+        self._best_row: int | None = None
+        self._min_score = math.inf
+
+    # -- adding ---------------------------------------------------------------------------
+
+    def add(self, program: Program) -> bool:
+        """Offer an evaluated program to the archive.
+
+        Args:
+            program: a program with ``result`` set and, when it is ``ok``, ``features`` of
+                length ``dims``.
+
+        Returns:
+            ``True`` if the program is now the elite of a cell (a new cell, or strictly
+            better than the previous elite: on equal score the earlier program stays).
+            ``False`` for a program that is not ``ok`` (it only increments ``failures``), for
+            one that lost to its cell's elite, and for a program id already in the archive
+            (identical code is one program; the first evaluation is kept).
+
+        Raises:
+            ValueError: the program is not evaluated, an ``ok`` program has no finite
+                score, or its features are missing, of the wrong length or not finite.
+        """
+        if program.result is None:
+            raise ValueError(
+                f"add() expects an evaluated program (result set); program {program.id} has none"
+            )
+        if not program.ok:
+            self.failures += 1
+            return False
+        score = program.score
+        if score is None or not math.isfinite(score):
+            raise ValueError(
+                f"an ok program needs a finite score, program {program.id} has {score!r}"
+            )
+        desc = self._check_features(program)
+        if program.id in self._row_of:
+            return False
+        row = len(self._programs)
+        if row == len(self._score_buf):
+            self._score_buf = np.resize(self._score_buf, 2 * row)
+            self._desc_buf = np.resize(self._desc_buf, (2 * row, self._desc_buf.shape[1]))
+        self._programs.append(program)
+        self._score_buf[row] = score
+        if self.dims is not None:
+            self._desc_buf[row] = desc
+        self._row_of[program.id] = row
+        self._min_score = min(self._min_score, float(score))
+        if self._best_row is None or score > self._score_buf[self._best_row]:
+            self._best_row = row
+        return self._add_ok(row, desc)
+
+    @property
+    def _scores(self) -> np.ndarray:
+        """Scores of the history rows (a view)."""
+        return self._score_buf[: len(self._programs)]
+
+    @property
+    def _descs(self) -> np.ndarray:
+        """Descriptors of the history rows, shape ``(history_size, dims)`` (a view)."""
+        return self._desc_buf[: len(self._programs)]
+
+    def _check_features(self, program: Program) -> np.ndarray | None:
+        if self.dims is None:
+            feats = program.features
+            return None if feats is None else np.asarray(feats, dtype=float)
+        if program.features is None:
+            raise ValueError(
+                f"{self.name} archive requires program.features: a tuple of {self.dims} "
+                f"floats (the behaviour descriptor), program {program.id} has None; "
+                "set it with aster_nb.features.describe()"
+            )
+        try:
+            desc = np.asarray(program.features, dtype=float)
+        except (TypeError, ValueError) as e:
+            raise ValueError(
+                f"program.features must be {self.dims} numbers, got {program.features!r}"
+            ) from e
+        if desc.shape != (self.dims,):
+            raise ValueError(
+                f"{self.name} archive expects features of length {self.dims} (dims={self.dims}), "
+                f"got shape {desc.shape} for program {program.id}: {program.features!r}"
+            )
+        if not np.all(np.isfinite(desc)):
+            raise ValueError(
+                f"program.features must be finite, got {program.features!r} for {program.id}"
+            )
+        return desc
+
+    @abstractmethod
+    def _add_ok(self, row: int, desc: np.ndarray | None) -> bool:
+        """Place history row ``row`` (already appended); return whether it is now an elite."""
+
+    @abstractmethod
+    def _elite_rows(self) -> np.ndarray:
+        """History rows of the current elites, any order."""
+
+    # -- reading --------------------------------------------------------------------------
+
+    @property
+    @abstractmethod
+    def cells(self) -> int:
+        """Number of cells (niches) the archive has now."""
+
+    @abstractmethod
+    def cell_of(self, program_id: str) -> int | None:
+        """Cell the program with this id falls in (elite or not); ``None`` if not kept."""
+
+    def _ranked_rows(self) -> np.ndarray:
+        rows = np.asarray(self._elite_rows(), dtype=np.int64)
+        if rows.size == 0:
+            return rows
+        scores = self._scores[rows]
+        # Best first; on equal score the earlier row (lower index) first.
+        return rows[np.lexsort((rows, -scores))]
+
+    def elites(self) -> list[Program]:
+        """One program per non-empty cell, best score first (ties: earlier program first)."""
+        return [self._programs[r] for r in self._ranked_rows()]
+
+    def best(self) -> Program | None:
+        """The best ``ok`` program ever added (the earliest among equal scores), or ``None``."""
+        return None if self._best_row is None else self._programs[self._best_row]
+
+    def __len__(self) -> int:
+        """Number of elites (non-empty cells)."""
+        return len(self._elite_rows())
+
+    def coverage(self) -> float:
+        """Fraction of cells holding an elite, in ``[0, 1]``; 0.0 when there are no cells."""
+        cells = self.cells
+        return len(self) / cells if cells else 0.0
+
+    def qd_score(self, offset: float | None = None) -> float:
+        """Quality-diversity score: the sum over elites of ``score - offset``.
+
+        Args:
+            offset: subtracted from every elite's score. ``None`` (default) uses the lowest
+                ``ok`` score ever added to this archive, so every term is ``>= 0`` and an
+                archive of one program scores 0. That default moves as the archive learns;
+                to compare runs or archives, pass the same fixed offset to all of them.
+
+        Returns:
+            The QD score; 0.0 for an empty archive.
+        """
+        rows = self._elite_rows()
+        if len(rows) == 0:
+            return 0.0
+        off = self._min_score if offset is None else float(offset)
+        return float(np.sum(self._scores[rows] - off))
+
+    def descriptors(self) -> np.ndarray:
+        """Descriptors of :meth:`elites`, in the same order: shape ``(len(self), dims)``."""
+        return self._descs[self._ranked_rows()].copy()
+
+    @property
+    def history_size(self) -> int:
+        """Number of distinct ``ok`` programs accepted so far (elites or not)."""
+        return len(self._programs)
+
+    # -- sampling -------------------------------------------------------------------------
+
+    def sample(
+        self, rng: np.random.Generator, *, n_inspirations: int = 2, explore: float = 0.2
+    ) -> tuple[Program, list[Program]]:
+        """Pick a parent and inspirations among the elites.
+
+        The parent is, with probability ``explore``, a uniformly random elite (the classic
+        MAP-Elites rule, which keeps every niche breeding); otherwise it wins a tournament
+        (Goldberg & Deb 1991, "A comparative analysis of selection schemes used in genetic
+        algorithms"): ``tournament`` distinct elites are drawn uniformly and the best one is
+        kept. A tournament looks only at the order of scores, so it is indifferent to the
+        score's scale and outliers, and the chosen elite's rank quantile follows
+        ``Beta(1, tournament)`` whatever the number of cells -- selection pressure does not
+        drift as the archive fills up.
+
+        Inspirations are other elites, never the parent: the first ``ceil(n/2)`` are the
+        best remaining elites (what works), the rest uniformly random cells (what differs).
+        Fewer are returned when the archive holds fewer other elites.
+
+        Args:
+            rng: source of all randomness, so a seeded generator reproduces the picks.
+            n_inspirations: number of inspirations wanted, ``>= 0``.
+            explore: probability in ``[0, 1]`` of a uniformly random parent.
+
+        Returns:
+            ``(parent, inspirations)``.
+
+        Raises:
+            LookupError: the archive holds no ``ok`` program yet.
+            ValueError: ``explore`` is outside ``[0, 1]`` or ``n_inspirations < 0``.
+        """
+        _check_sample_args(n_inspirations, explore)
+        ranked = self._ranked_rows()
+        n = len(ranked)
+        if n == 0:
+            raise LookupError(
+                f"cannot sample from an empty {self.name} archive: add an ok program first "
+                f"({self.failures} failed programs were offered)"
+            )
+        if rng.random() < explore:
+            parent_pos = int(rng.integers(n))
+        else:
+            # The list is ranked best first, so the tournament winner is the lowest position.
+            parent_pos = int(rng.choice(n, size=min(self.tournament, n), replace=False).min())
+        others = np.delete(np.arange(n), parent_pos)
+        picks = _mix_top_and_random(rng, others, n_inspirations)
+        return self._programs[ranked[parent_pos]], [self._programs[ranked[p]] for p in picks]
+
+    def __repr__(self) -> str:
+        return (
+            f"{type(self).__name__}(dims={self.dims}, elites={len(self)}, cells={self.cells}, "
+            f"history={self.history_size}, failures={self.failures})"
+        )
+
+
+def _check_sample_args(n_inspirations: int, explore: float) -> None:
+    if not 0.0 <= explore <= 1.0:
+        raise ValueError(f"explore must be a probability in [0, 1], got {explore!r}")
+    if n_inspirations < 0:
+        raise ValueError(f"n_inspirations must be >= 0, got {n_inspirations!r}")
+
+
+def _mix_top_and_random(rng: np.random.Generator, ranked: np.ndarray, n: int) -> list[int]:
+    """The first ``ceil(n/2)`` entries of ``ranked``, then random distinct later entries."""
+    n = min(n, len(ranked))
+    n_top = math.ceil(n / 2)
+    top = [int(x) for x in ranked[:n_top]]
+    rest = ranked[n_top:]
+    rand = rng.choice(rest, size=n - n_top, replace=False) if n > n_top else []
+    return top + [int(x) for x in rand]

@@ -1,0 +1,600 @@
+"""Executors: evaluate untrusted programs in a sandbox, from asyncio code.
+
+:class:`LocalExecutor` starts one warm **sandbox server** (``python -m aster_nb.sandbox``,
+see :mod:`aster_nb.sandbox`) that imports the task's ``preload`` modules and evaluator once
+and then forks one child per evaluation. :func:`evaluate_cold` does the same with a fresh
+server per evaluation (the baseline the fork server is measured against).
+
+What is contained, and how
+--------------------------
+* **Secrets in the environment**: the server gets an allowlisted environment (``PATH``,
+  ``LANG``, ``LC_*``, ``TZ``, ``TMPDIR``, ``PYTHONHASHSEED``, ``OPENBLAS_CORETYPE``,
+  ``OPENBLAS_L2_SIZE``), minus anything that looks like a credential (``*KEY*``,
+  ``*TOKEN*``, ``*SECRET*``, ``*PASSWORD*``, ``ANTHROPIC_*``, ``AWS_*``, ...). BLAS/OpenMP
+  thread counts are pinned to 1. ``PYTHONPATH`` is set to this package's parent so the
+  server starts from any working directory.
+* **Runaway time**: the server SIGKILLs the evaluation's whole process group and cgroup at
+  ``limits.timeout`` (``timeout``); ``RLIMIT_CPU`` = ``limits.cpu`` (SIGXCPU, then SIGKILL
+  one second later) also gives ``timeout``, with "CPU limit" in the error.
+* **Memory**: ``RLIMIT_AS`` = ``limits.memory_mb`` (the whole address space, including what
+  the preloaded modules already map); a ``MemoryError`` gives ``memory``.
+* **Fork bombs and leftovers**: each evaluation runs in its own session and, as root or
+  wherever cgroups are writable, its own ``pids`` cgroup with ``pids.max =
+  limits.max_processes`` (counts threads too). When the evaluation ends, every process in
+  the cgroup is killed before the result is returned. The server is a child subreaper and
+  kills any orphan reparented to it, so ``setsid``/double-fork escapes die as well.
+  Without cgroups: ``RLIMIT_NPROC`` for non-root users; as root without cgroups there is no
+  process cap (``stats["fork_limit"] == "none"``), only the timeout, the process-group kill
+  and the orphan sweep.
+* **Disk and output**: ``RLIMIT_FSIZE`` = ``limits.max_file_mb`` per file; core dumps off;
+  the working directory is a fresh temp dir (also ``HOME`` and ``TMPDIR``), removed after
+  the evaluation. stdout/stderr are pipes the server drains continuously, keeping the first
+  ``limits.max_output_bytes`` of each, so printing gigabytes neither blocks nor fills a disk.
+* **Crashes**: a segfault or ``os._exit`` kills only the forked child; the result travels
+  on a private pipe, never on stdout. If the server itself dies, in-flight evaluations get
+  ``error`` ("sandbox server died: ...") and the next :meth:`LocalExecutor.submit` restarts it.
+
+What is *not* contained
+-----------------------
+* The network is open, and the filesystem is whatever the user running the server may read
+  and write (as root: everything; a root program can also leave its cgroup, raise its
+  rlimits or kill the server). Run as an unprivileged user, in a container or VM, for real
+  isolation.
+* The program runs in the evaluator's process, so it can tamper with its own score (patch
+  the evaluator, write a forged result). The sandbox protects the host, not the score.
+* Other processes of the same user are visible: a program can read
+  ``/proc/<pid>/environ`` of the executor's own process (which may hold API keys) unless
+  the server runs as a different user. Scrubbing the server's environment does not help
+  there.
+* ``memory_mb`` is per process: an evaluation with ``max_processes`` processes can map up
+  to ``max_processes * memory_mb`` (a memory cgroup would cap the total; not used).
+* Total disk usage (only per-file size is capped), CPU shares, and kernel resources such as
+  sockets or inotify watches are not limited.
+* Without cgroups the orphan sweep cannot tell evaluations apart: a daemon orphaned while
+  another evaluation is still running is killed as soon as any evaluation ends.
+* Modules the server preloads must not start threads (forking a threaded process is unsafe).
+* Results are cached per (code hash, limits), including ``timeout`` results, which can
+  depend on machine load. Server deaths and cancellations are not cached.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import itertools
+import json
+import os
+import shutil
+import signal
+import sys
+import tempfile
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+from .program import EvalResult, Status, code_hash
+from .sandbox import remove_cgroup_tree
+from .task import Limits, Task
+
+__all__ = ["LocalExecutor", "evaluate_cold", "sandbox_env"]
+
+_PACKAGE_PARENT = Path(__file__).resolve().parent.parent
+_DEFAULT_LIMITS = Limits()
+_STREAM_LIMIT = 256 * 1024 * 1024  # one response line may carry two capped outputs, escaped
+_STDERR_TAIL = 16 * 1024
+
+_ENV_KEEP = frozenset(
+    {
+        "PATH",
+        "LANG",
+        "LANGUAGE",
+        "TZ",
+        "TMPDIR",
+        "PYTHONHASHSEED",
+        "OPENBLAS_CORETYPE",
+        "OPENBLAS_L2_SIZE",
+    }
+)
+_SECRET_MARKERS = ("KEY", "TOKEN", "SECRET", "PASSWORD", "PASSWD", "CREDENTIAL", "AUTH", "COOKIE")
+_SECRET_PREFIXES = ("ANTHROPIC_", "OPENAI_", "AWS_", "AZURE_", "GOOGLE_", "GCP_", "HF_", "GITHUB_")
+_THREADS_ONE = {
+    "OMP_NUM_THREADS": "1",
+    "OPENBLAS_NUM_THREADS": "1",
+    "MKL_NUM_THREADS": "1",
+    "NUMEXPR_NUM_THREADS": "1",
+    "VECLIB_MAXIMUM_THREADS": "1",
+}
+
+
+def _looks_secret(name: str) -> bool:
+    upper = name.upper()
+    return upper.startswith(_SECRET_PREFIXES) or any(m in upper for m in _SECRET_MARKERS)
+
+
+def sandbox_env(base: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The environment the sandbox server gets: an allowlist of ``base`` (default
+    ``os.environ``), minus anything that looks like a credential, plus single-threaded BLAS
+    and a ``PYTHONPATH`` that finds this package."""
+    base = os.environ if base is None else base
+    env = {
+        k: v
+        for k, v in base.items()
+        if (k in _ENV_KEEP or k.startswith("LC_")) and not _looks_secret(k)
+    }
+    env.update(_THREADS_ONE)
+    env["PYTHONDONTWRITEBYTECODE"] = "1"
+    paths = [str(_PACKAGE_PARENT), *filter(None, base.get("PYTHONPATH", "").split(os.pathsep))]
+    env["PYTHONPATH"] = os.pathsep.join(dict.fromkeys(paths))
+    return env
+
+
+class _ServerDied(Exception):
+    pass
+
+
+@dataclass(eq=False)
+class _Server:
+    """One running sandbox server process and the requests waiting on it."""
+
+    proc: asyncio.subprocess.Process
+    hello: asyncio.Future[dict[str, Any]]
+    pending: dict[int, asyncio.Future[dict[str, Any]]] = field(default_factory=dict)
+    stderr_tail: bytearray = field(default_factory=bytearray)
+    tasks: list[asyncio.Task[None]] = field(default_factory=list)
+    info: dict[str, Any] = field(default_factory=dict)
+    dead: str | None = None
+    closing: bool = False
+
+
+@dataclass(eq=False)
+class _Shared:
+    """An evaluation in progress that several identical submissions wait on."""
+
+    task: asyncio.Task[EvalResult] | None = None
+    waiters: int = 0
+
+
+class LocalExecutor:
+    """Evaluates programs in a warm fork server on this machine.
+
+    Use as ``async with LocalExecutor(evaluator=...) as ex: result = await ex.submit(code)``.
+    Identical code (same :func:`~aster_nb.program.code_hash` and limits) is evaluated once:
+    later submissions get the cached result, concurrent ones share the evaluation.
+
+    Args:
+        evaluator: path of the task's evaluator module, which defines
+            ``evaluate(program_path: str) -> dict``.
+        limits: default limits of one evaluation; :meth:`submit` can override them.
+        preload: modules the server imports once before forking (e.g. ``["numpy"]``), so
+            evaluations do not pay for importing them. Must not start threads.
+        concurrency: most evaluations running at once (more submissions wait); default
+            ``os.cpu_count()``.
+
+    Raises:
+        FileNotFoundError: ``evaluator`` is not a file.
+        TypeError, ValueError: an argument has the wrong type or value.
+    """
+
+    hello_timeout: float = 120.0  # a heavy preload (torch) can take a while to import
+    close_timeout: float = 5.0
+    #: results kept for identical code; the oldest go first (each holds up to two outputs)
+    cache_size: int = 4096
+
+    def __init__(
+        self,
+        *,
+        evaluator: str | Path,
+        limits: Limits = _DEFAULT_LIMITS,
+        preload: Sequence[str] = (),
+        concurrency: int | None = None,
+    ) -> None:
+        if not isinstance(evaluator, str | Path):
+            raise TypeError(
+                f"evaluator must be a path (str or Path), got {type(evaluator).__name__}"
+            )
+        path = Path(evaluator).expanduser().resolve()
+        if not path.is_file():
+            raise FileNotFoundError(
+                f"evaluator must be an existing Python file, got {str(evaluator)!r}"
+            )
+        if not isinstance(limits, Limits):
+            raise TypeError(f"limits must be an aster_nb.task.Limits, got {type(limits).__name__}")
+        if isinstance(preload, str) or not all(isinstance(m, str) and m for m in preload):
+            raise TypeError(
+                f"preload must be a sequence of module names, e.g. ['numpy'], got {preload!r}"
+            )
+        if concurrency is None:
+            concurrency = os.cpu_count() or 1
+        if isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1:
+            raise ValueError(f"concurrency must be a positive int or None, got {concurrency!r}")
+        self.evaluator = path
+        self.limits = limits
+        self.preload = tuple(preload)
+        self.concurrency = concurrency
+        self._server: _Server | None = None
+        self._starting: asyncio.Task[_Server] | None = None
+        self._slots = asyncio.Semaphore(concurrency)
+        self._cache: dict[tuple[str, Limits], EvalResult] = {}
+        self._shared: dict[tuple[str, Limits], _Shared] = {}
+        self._ids = itertools.count(1)
+        self._closed = False
+        self._counts = {"evaluations": 0, "cache_hits": 0, "starts": 0, "server_deaths": 0}
+        self._in_flight = 0
+
+    @classmethod
+    def from_task(
+        cls, task: Task, *, concurrency: int | None = None, limits: Limits | None = None
+    ) -> LocalExecutor:
+        """An executor for ``task``: its evaluator, preload and limits.
+
+        Args:
+            task: the loaded task.
+            concurrency: see the class; default ``os.cpu_count()``.
+            limits: overrides ``task.limits`` if given.
+        """
+        if not isinstance(task, Task):
+            raise TypeError(f"task must be an aster_nb.task.Task, got {type(task).__name__}")
+        return cls(
+            evaluator=task.evaluator_path,
+            limits=task.limits if limits is None else limits,
+            preload=task.preload,
+            concurrency=concurrency,
+        )
+
+    # -- lifecycle ---------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Start the server now (otherwise the first :meth:`submit` does).
+
+        Raises:
+            RuntimeError: the server did not come up (the message has its stderr tail).
+        """
+        await self._ensure_server()
+
+    async def close(self) -> None:
+        """Stop the server, killing running evaluations (they return ``error``)."""
+        self._closed = True
+        if self._starting is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.shield(self._starting)
+        if self._server is not None:
+            await self._stop_server(self._server)
+        shared = [s.task for s in self._shared.values() if s.task is not None]
+        await asyncio.gather(*shared, return_exceptions=True)
+
+    async def __aenter__(self) -> LocalExecutor:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    # -- evaluation --------------------------------------------------------------------
+
+    async def submit(self, code: str, *, limits: Limits | None = None) -> EvalResult:
+        """Evaluate ``code`` (or return the cached result of identical code).
+
+        Args:
+            code: the program's full source; written to ``program.py`` in a temp dir and
+                passed to ``evaluate``.
+            limits: limits for this evaluation instead of the executor's.
+
+        Returns:
+            The result. Failures of the program are results (``error``, ``timeout``,
+            ``memory``, ``invalid``), not exceptions.
+
+        Raises:
+            RuntimeError: the executor was closed.
+        """
+        if not isinstance(code, str):
+            raise TypeError(f"code must be a str, got {type(code).__name__}")
+        if limits is not None and not isinstance(limits, Limits):
+            raise TypeError(
+                f"limits must be an aster_nb.task.Limits or None, got {type(limits).__name__}"
+            )
+        if self._closed:
+            raise RuntimeError("this executor is closed; create a new one")
+        key = (code_hash(code), limits or self.limits)
+        cached = self._cache.pop(key, None)
+        if cached is not None:
+            self._cache[key] = cached  # most recently used goes last
+            self._counts["cache_hits"] += 1
+            return cached
+        shared = self._shared.get(key)
+        if shared is None:
+            shared = self._shared[key] = _Shared()
+            shared.task = asyncio.ensure_future(self._evaluate_shared(key, code, shared))
+        else:
+            self._counts["cache_hits"] += 1
+        assert shared.task is not None
+        shared.waiters += 1
+        try:
+            return await asyncio.shield(shared.task)
+        finally:
+            shared.waiters -= 1
+            if shared.waiters == 0 and not shared.task.done():
+                # everyone who wanted this result is gone: kill the evaluation
+                if self._shared.get(key) is shared:
+                    del self._shared[key]
+                shared.task.cancel()
+
+    async def _evaluate_shared(
+        self, key: tuple[str, Limits], code: str, shared: _Shared
+    ) -> EvalResult:
+        try:
+            result, cacheable = await self._run_once(code, key[1])
+            if cacheable:
+                self._cache[key] = result
+                while len(self._cache) > self.cache_size:
+                    del self._cache[next(iter(self._cache))]
+            return result
+        finally:
+            if self._shared.get(key) is shared:
+                del self._shared[key]
+
+    async def _run_once(self, code: str, limits: Limits) -> tuple[EvalResult, bool]:
+        """One round trip to the server; returns the result and whether to cache it."""
+        async with self._slots:
+            if self._closed:
+                return EvalResult(Status.ERROR, error="executor closed"), False
+            try:
+                server = await self._ensure_server()
+            except RuntimeError as e:
+                return EvalResult(Status.ERROR, error=str(e)), False
+            rid = next(self._ids)
+            future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+            server.pending[rid] = future
+            self._in_flight += 1
+            try:
+                return await self._round_trip(server, rid, future, code, limits)
+            except asyncio.CancelledError:
+                server.pending.pop(rid, None)
+                self._send_quietly(server, {"op": "cancel", "id": rid})
+                raise
+            finally:
+                self._in_flight -= 1
+
+    async def _round_trip(
+        self,
+        server: _Server,
+        rid: int,
+        future: asyncio.Future[dict[str, Any]],
+        code: str,
+        limits: Limits,
+    ) -> tuple[EvalResult, bool]:
+        request = {"id": rid, "code": code, "limits": dataclasses.asdict(limits)}
+        try:
+            if server.dead is not None:
+                raise _ServerDied(server.dead)
+            assert server.proc.stdin is not None
+            server.proc.stdin.write((json.dumps(request) + "\n").encode())
+            with contextlib.suppress(ConnectionError):
+                # if the pipe broke, the reader notices the death and fails `future`
+                await server.proc.stdin.drain()
+            message = await future
+        except _ServerDied as e:
+            return EvalResult(Status.ERROR, error=str(e)), False
+        self._counts["evaluations"] += 1
+        try:
+            result = EvalResult.from_dict(message["result"])
+        except (KeyError, TypeError, ValueError) as e:
+            return EvalResult(
+                Status.ERROR, error=f"malformed response from the sandbox server: {e}"
+            ), False
+        return result, not message.get("transient", False)
+
+    @staticmethod
+    def _send_quietly(server: _Server, message: dict[str, Any]) -> None:
+        if server.dead is None and server.proc.stdin is not None:
+            with contextlib.suppress(Exception):
+                server.proc.stdin.write((json.dumps(message) + "\n").encode())
+
+    # -- the server process ------------------------------------------------------------
+
+    async def _ensure_server(self) -> _Server:
+        if self._closed:
+            raise RuntimeError("executor closed")
+        server = self._server
+        if server is not None and server.dead is None:
+            return server
+        if self._starting is None or self._starting.done():
+            # a task of its own, shielded: a cancelled caller must not leave a
+            # half-started server behind that nobody will close
+            self._starting = asyncio.ensure_future(self._spawn())
+            self._starting.add_done_callback(_retrieve)
+        return await asyncio.shield(self._starting)
+
+    async def _spawn(self) -> _Server:
+        args = [sys.executable, "-P", "-m", "aster_nb.sandbox", "--evaluator", str(self.evaluator)]
+        for module in self.preload:
+            args += ["--preload", module]
+        args += ["--work-root", tempfile.gettempdir()]
+        try:
+            proc = await self._launch(args)
+        except OSError as e:
+            raise RuntimeError(f"sandbox server did not start: {e}") from e
+        self._counts["starts"] += 1
+        server = _Server(proc, asyncio.get_running_loop().create_future())
+        server.tasks = [
+            asyncio.ensure_future(self._read_responses(server)),
+            asyncio.ensure_future(self._read_stderr(server)),
+        ]
+        try:
+            server.info = await asyncio.wait_for(asyncio.shield(server.hello), self.hello_timeout)
+        except (TimeoutError, _ServerDied) as e:
+            await self._stop_server(server)
+            raise RuntimeError(
+                f"sandbox server did not start: {e or 'no hello within the timeout'}; "
+                f"stderr: {_tail_text(server)}"
+            ) from None
+        self._server = server
+        return server
+
+    @staticmethod
+    async def _launch(args: list[str]) -> asyncio.subprocess.Process:
+        return await asyncio.create_subprocess_exec(
+            *args,
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+            env=sandbox_env(),
+            cwd=tempfile.gettempdir(),
+            start_new_session=True,  # a Ctrl-C in the terminal is not meant for the server
+            limit=_STREAM_LIMIT,
+        )
+
+    async def _read_responses(self, server: _Server) -> None:
+        assert server.proc.stdout is not None
+        try:
+            while line := await server.proc.stdout.readline():
+                self._dispatch(server, line)
+        except (ValueError, asyncio.LimitOverrunError) as e:
+            # the channel is out of sync; a fresh server is the only way back
+            server.dead = f"protocol error: {e}"
+            with contextlib.suppress(ProcessLookupError):
+                server.proc.kill()
+        finally:
+            await self._server_gone(server)
+
+    def _dispatch(self, server: _Server, line: bytes) -> None:
+        try:
+            message = json.loads(line)
+        except ValueError:
+            return
+        kind = message.get("type") if isinstance(message, dict) else None
+        if kind == "hello" and not server.hello.done():
+            server.hello.set_result(message)
+        elif kind in ("result", "error"):
+            future = server.pending.pop(message.get("id"), None)
+            if kind == "error":  # the server could not parse our request
+                message = {
+                    "result": {"status": "error", "error": message.get("error")},
+                    "transient": True,
+                }
+            if future is not None and not future.done():
+                future.set_result(message)
+
+    async def _read_stderr(self, server: _Server) -> None:
+        # drained so the server never blocks on a full pipe; the tail explains a crash
+        assert server.proc.stderr is not None
+        while chunk := await server.proc.stderr.read(65536):
+            server.stderr_tail += chunk
+            del server.stderr_tail[:-_STDERR_TAIL]
+
+    async def _server_gone(self, server: _Server) -> None:
+        returncode = await server.proc.wait()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(asyncio.shield(server.tasks[1]), 1.0)
+        if server.closing:
+            reason = "executor closed"
+        else:
+            self._counts["server_deaths"] += 1
+            how = (
+                f"killed by {signal.Signals(-returncode).name}"
+                if returncode < 0 and -returncode in signal.valid_signals()
+                else f"exit code {returncode}"
+            )
+            reason = f"sandbox server died: {server.dead or how}; stderr: {_tail_text(server)}"
+        server.dead = reason
+        for future in server.pending.values():
+            if not future.done():
+                future.set_exception(_ServerDied(reason))
+        server.pending.clear()
+        if not server.hello.done():
+            server.hello.set_exception(_ServerDied(reason))
+        _cleanup_after(server.info)
+
+    async def _stop_server(self, server: _Server) -> None:
+        server.closing = True
+        if server.proc.returncode is None:
+            if server.proc.stdin is not None:
+                server.proc.stdin.close()  # end of input: the server kills its children and exits
+            try:
+                await asyncio.wait_for(server.proc.wait(), self.close_timeout)
+            except TimeoutError:
+                with contextlib.suppress(ProcessLookupError):
+                    server.proc.kill()
+                await server.proc.wait()
+        await asyncio.gather(*server.tasks, return_exceptions=True)
+
+    # -- introspection -----------------------------------------------------------------
+
+    @property
+    def server_pid(self) -> int | None:
+        """Pid of the running server, if any."""
+        server = self._server
+        return server.proc.pid if server is not None and server.dead is None else None
+
+    @property
+    def server_info(self) -> dict[str, Any]:
+        """The running server's hello: pid, fork_limit, preload timings, evaluator_error."""
+        return dict(self._server.info) if self._server is not None else {}
+
+    @property
+    def stats(self) -> dict[str, Any]:
+        """Counters: evaluations (run by the server), cache_hits, cached, in_flight,
+        waiting, restarts, server_deaths, fork_limit (``cgroup-v1``/``cgroup-v2``/``nproc``/
+        ``none``, or None before the server started), concurrency."""
+        waiting = max(len(self._shared) - self._in_flight, 0)
+        return {
+            "evaluations": self._counts["evaluations"],
+            "cache_hits": self._counts["cache_hits"],
+            "cached": len(self._cache),
+            "in_flight": self._in_flight,
+            "waiting": waiting,
+            "restarts": max(self._counts["starts"] - 1, 0),
+            "server_deaths": self._counts["server_deaths"],
+            "fork_limit": self.server_info.get("fork_limit"),
+            "concurrency": self.concurrency,
+        }
+
+
+def _retrieve(task: asyncio.Task[Any]) -> None:
+    # marks a failure as seen when every caller waiting on the task was cancelled
+    if not task.cancelled():
+        task.exception()
+
+
+def _tail_text(server: _Server, lines: int = 15) -> str:
+    text = server.stderr_tail.decode("utf-8", "replace").strip()
+    return "\n".join(text.splitlines()[-lines:]) or "(empty)"
+
+
+def _cleanup_after(info: Mapping[str, Any]) -> None:
+    """Kill what a dead server's evaluations left and remove its directories (a server
+    that exits normally has done this itself, so this is then a no-op)."""
+    if info.get("cgroup_root"):
+        remove_cgroup_tree(Path(info["cgroup_root"]), wait=0.5)
+    if info.get("work_root"):
+        shutil.rmtree(info["work_root"], ignore_errors=True)
+
+
+async def evaluate_cold(
+    code: str,
+    *,
+    evaluator: str | Path,
+    limits: Limits = _DEFAULT_LIMITS,
+    preload: Sequence[str] = (),
+) -> EvalResult:
+    """Evaluate ``code`` in a fresh interpreter, with the same containment as
+    :class:`LocalExecutor` (a one-shot server that imports ``preload`` and the evaluator).
+
+    Args:
+        code: the program's source.
+        evaluator: path of the evaluator module.
+        limits: limits of the evaluation.
+        preload: modules to import before the evaluation (as a cold start would).
+    """
+    executor = LocalExecutor(evaluator=evaluator, limits=limits, preload=preload, concurrency=1)
+    try:
+        return await executor.submit(code)  # a server that fails to start gives `error`
+    finally:
+        await executor.close()

@@ -1,0 +1,389 @@
+"""The offline default model: an honest search operator that needs no key and no network.
+
+It is not an LLM and not a script: it reads the prompt a worker sends (the parent program,
+the areas its goal names, the inspirations, the agent's memory) and proposes real edits:
+
+* numeric perturbations at several scales (multiplicative for floats, stepped for ints);
+* swaps of operators and calls with a natural opposite (``min``/``max``, ``+``/``-``, ...);
+* crossover: a block or a hunk of the focus area taken from an inspiration;
+* continuation: a change that paid in the agent's memory, repeated in the same direction.
+
+Memory steers it: edits identical to ones that failed are never proposed again, sites whose
+edits kept failing are chosen less, and directions that paid are continued. It knows
+nothing about any task. Its randomness is a pure function of ``(seed, prompt)``, so a run
+with a fixed seed proposes the same edits. ``latency`` simulates a remote model's delay.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import re
+import time
+from collections import Counter
+
+import numpy as np
+
+from . import operators as ops
+from .base import Request, Response, Usage
+from .promptparse import ProposePrompt, Remembered, parse_memory, parse_propose, sections
+
+_DIGITS = re.compile(r"\d+\.?\d*(?:[eE][-+]?\d+)?")
+
+
+def _mask(line: str) -> str:
+    """A line with its numbers masked: the 'site' an edit touched, whatever the values."""
+    return _DIGITS.sub("#", line.strip())
+
+
+class OfflineModel:
+    """Task-agnostic search operator behind the :class:`~aster_nb.llm.base.Model` protocol.
+
+    Args:
+        seed: base seed; each call's randomness is derived from it and the prompt.
+        latency: seconds to wait per call, simulating a remote model (default 0).
+        max_tries: candidate edits drawn per call before giving up on novelty.
+    """
+
+    def __init__(self, *, seed: int = 0, latency: float = 0.0, max_tries: int = 24) -> None:
+        if latency < 0:
+            raise ValueError(f"latency must be >= 0 seconds, got {latency}")
+        self.name = "offline"
+        self.seed = int(seed)
+        self.latency = float(latency)
+        self.max_tries = int(max_tries)
+
+    async def complete(self, request: Request) -> Response:
+        t0 = time.perf_counter()
+        if self.latency:
+            await asyncio.sleep(self.latency)
+        rng = self._rng(request)
+        if request.purpose == "handoff":
+            text = write_handoff(request.prompt)
+        else:
+            text = self.propose(request.prompt, rng)
+        usage = Usage(
+            input_tokens=_tokens(request.system) + _tokens(request.prompt),
+            output_tokens=_tokens(text),
+        )
+        return Response(text=text, usage=usage, latency=time.perf_counter() - t0, model=self.name)
+
+    def _rng(self, request: Request) -> np.random.Generator:
+        h = hashlib.sha256(request.prompt.encode()).digest()
+        extra = request.seed if request.seed is not None else 0
+        return np.random.default_rng([self.seed, extra, int.from_bytes(h[:8], "little")])
+
+    # -- proposals -----------------------------------------------------------------------
+
+    def propose(self, prompt: str, rng: np.random.Generator) -> str:
+        try:
+            p = parse_propose(prompt)
+        except ValueError as e:
+            return f"I cannot propose an edit: {e}."
+        bad = {c for m in p.memory if not (m.ok and (m.delta or 0) > 0) for c in m.changes}
+        site_fails, site_wins = _site_stats(p.memory)
+        for _ in range(self.max_tries):
+            prop = self._draw(p, rng, site_fails, site_wins)
+            if prop is not None and not any(c in bad for c in prop.changes):
+                return _render(prop)
+        prop = self._draw(p, rng, site_fails, site_wins)
+        if prop is None:
+            return "I found nothing in the focus area that I know how to change."
+        return _render(prop)
+
+    def _draw(
+        self, p: ProposePrompt, rng: np.random.Generator, fails: Counter, wins: Counter
+    ) -> ops.Proposal | None:
+        lines, area = ops.editable_lines(p.parent, p.focus)
+        # Operators in a random order drawn by weight; the first that applies is used.
+        names = list(OP_WEIGHTS)
+        w = np.array([OP_WEIGHTS[k] for k in names])
+        for name in rng.choice(names, size=len(names), replace=False, p=w / w.sum()):
+            prop = self._op(str(name), p, rng, lines, area, fails, wins)
+            if prop is not None:
+                return prop
+        return None
+
+    def _op(
+        self,
+        name: str,
+        p: ProposePrompt,
+        rng: np.random.Generator,
+        lines: list[int],
+        area: str,
+        fails: Counter,
+        wins: Counter,
+    ) -> ops.Proposal | None:
+        if name == "continue":
+            return _continuation(p, rng, lines)
+        if name == "crossover" and p.inspirations:
+            donor = p.inspirations[int(rng.integers(len(p.inspirations)))]
+            x = ops.crossover(p.parent, donor, p.focus, rng)
+            if x is None:
+                return None
+            search, replace, new_code, what = x
+            return ops.Proposal(
+                "crossover",
+                f"Take {what} from an inspiration whose version of it differs, "
+                "to test whether its choices work on this parent.",
+                ((search, replace),),
+                new_code,
+                _line_changes(p.parent, new_code),
+            )
+        if name == "swap":
+            return _swap(p.parent, lines, area, rng)
+        if name == "perturb":
+            n_sites = 1 if rng.random() < 0.8 else int(rng.integers(2, 4))
+            return _perturb(p.parent, lines, area, rng, n_sites, fails, wins)
+        return None
+
+
+# How often each operator is tried first. Perturbation does most of the work; the others
+# are rarer because they are larger jumps (swap, crossover) or need a paying memory.
+OP_WEIGHTS = {"perturb": 0.55, "continue": 0.2, "crossover": 0.15, "swap": 0.1}
+
+
+def _site_stats(memory: tuple[Remembered, ...]) -> tuple[Counter, Counter]:
+    fails: Counter = Counter()
+    wins: Counter = Counter()
+    for m in memory:
+        for old, _new in m.changes:
+            (wins if m.ok and (m.delta or 0) > 0 else fails)[_mask(old)] += 1
+    return fails, wins
+
+
+def _perturb(
+    code: str,
+    lines: list[int],
+    area: str,
+    rng: np.random.Generator,
+    n_sites: int,
+    fails: Counter,
+    wins: Counter,
+) -> ops.Proposal | None:
+    blocks, notes, changes = [], [], []
+    cur = code
+    scale = float(rng.choice(ops.SCALES, p=ops.SCALE_P))
+    touched: set[int] = set()
+    for _ in range(n_sites):
+        sites = [s for s in ops.numeric_sites(cur, lines) if s.line not in touched]
+        if not sites:
+            break
+        cur_lines = cur.splitlines(keepends=True)
+        # Sites whose edits kept failing are drawn less; sites that paid, more.
+        w = np.array(
+            [
+                (1.0 + 2.0 * wins[_mask(cur_lines[s.line])])
+                / (1.0 + fails[_mask(cur_lines[s.line])])
+                for s in sites
+            ]
+        )
+        site = sites[int(rng.choice(len(sites), p=w / w.sum()))]
+        new = ops.perturb_number(site.text, rng, scale)
+        if new is None:
+            continue
+        touched.add(site.line)
+        old_line = cur_lines[site.line]
+        new_line = old_line[: site.start] + new + old_line[site.end :]
+        search, replace, cur = ops.line_edit(cur, site.line, new_line)
+        blocks.append((search, replace))
+        changes.append((old_line.rstrip("\n"), new_line.rstrip("\n")))
+        name = ops.name_on(old_line)
+        notes.append(f"{name + ' ' if name else ''}{site.text} -> {new}")
+    if not blocks:
+        return None
+    hist = (
+        "; earlier edits here did not pay, so I try a fresh value"
+        if any(fails[_mask(o)] for o, _ in changes)
+        else ""
+    )
+    return ops.Proposal(
+        "perturb",
+        f"Perturb {', '.join(notes)} in {area} (relative scale {scale:g}){hist}.",
+        tuple(blocks),
+        cur,
+        tuple(changes),
+    )
+
+
+def _swap(code: str, lines: list[int], area: str, rng: np.random.Generator) -> ops.Proposal | None:
+    sites = ops.swap_sites(code, lines)
+    if not sites:
+        return None
+    s = sites[int(rng.integers(len(sites)))]
+    old_line = code.splitlines(keepends=True)[s.line]
+    new_tok = ops.SWAPS[s.text]
+    new_line = old_line[: s.start] + new_tok + old_line[s.end :]
+    search, replace, new_code = ops.line_edit(code, s.line, new_line)
+    return ops.Proposal(
+        "swap",
+        f"Swap `{s.text}` for `{new_tok}` in `{old_line.strip()}` ({area}) to test the opposite choice.",
+        ((search, replace),),
+        new_code,
+        ((old_line.rstrip("\n"), new_line.rstrip("\n")),),
+    )
+
+
+def _continuation(
+    p: ProposePrompt, rng: np.random.Generator, lines: list[int]
+) -> ops.Proposal | None:
+    """Repeat a paying change's step on the same line of the parent, if it is there."""
+    paid = [m for m in p.memory if m.ok and (m.delta or 0) > 0 and m.changes]
+    if not paid:
+        return None
+    paid.sort(key=lambda m: m.delta or 0, reverse=True)
+    m = paid[int(rng.integers(min(3, len(paid))))]
+    code_lines = p.parent.splitlines(keepends=True)
+    allowed = set(lines)
+    for old, new in m.changes:
+        hits = [i for i, ln in enumerate(code_lines) if ln.rstrip("\n") == new and i in allowed]
+        if not hits:
+            # The paying change was made on another parent: carry it over if it fits here.
+            src = [i for i, ln in enumerate(code_lines) if ln.rstrip("\n") == old and i in allowed]
+            if src and m.parent != p.parent_id[: len(m.parent)]:
+                search, replace, new_code = ops.line_edit(p.parent, src[0], new)
+                return ops.Proposal(
+                    "continue",
+                    f"Carry over a change that paid on another parent (#{m.n}, {m.delta:+.4g}): "
+                    f"`{old.strip()}` -> `{new.strip()}`.",
+                    ((search, replace),),
+                    new_code,
+                    ((old, new),),
+                )
+            continue
+        a, b = _DIGITS.findall(old), _DIGITS.findall(new)
+        if len(a) != len(b):
+            continue
+        line = code_lines[hits[0]]
+        out, notes = line, []
+        for x, y in zip(a, b, strict=True):
+            if x == y:
+                continue
+            r = ops.number_ratio(x, y)
+            if r is None:
+                continue
+            is_int = "." not in y and "e" not in y.lower()
+            nxt = str(int(y) + (int(y) - int(x))) if is_int else f"{float(y) * r:.6g}"
+            if is_int and int(nxt) < 0:
+                continue
+            out = out.replace(y, nxt, 1)
+            notes.append(f"{y} -> {nxt}")
+        if out == line:
+            continue
+        search, replace, new_code = ops.line_edit(p.parent, hits[0], out)
+        return ops.Proposal(
+            "continue",
+            f"Continue a direction that paid (#{m.n}, {m.delta:+.4g}): {', '.join(notes)} on "
+            f"`{line.strip()}`.",
+            ((search, replace),),
+            new_code,
+            ((line.rstrip("\n"), out.rstrip("\n")),),
+        )
+    return None
+
+
+def _line_changes(a: str, b: str) -> tuple[tuple[str, str], ...]:
+    import difflib
+
+    sm = difflib.SequenceMatcher(a=a.splitlines(), b=b.splitlines(), autojunk=False)
+    return tuple(
+        (sm.a[i1], sm.b[j1])
+        for tag, i1, i2, j1, j2 in sm.get_opcodes()
+        if tag == "replace" and i2 - i1 == 1 and j2 - j1 == 1
+    )
+
+
+def _render(p: ops.Proposal) -> str:
+    parts = [p.rationale, ""]
+    for search, replace in p.blocks:
+        parts += [
+            "<<<<<<< SEARCH",
+            search.rstrip("\n"),
+            "=======",
+            replace.rstrip("\n"),
+            ">>>>>>> REPLACE",
+            "",
+        ]
+    return "\n".join(parts)
+
+
+def _tokens(text: str) -> int:
+    # A rough token count (about 4 characters a token), so usage figures are plausible.
+    return max(1, len(text) // 4)
+
+
+# -- handoffs --------------------------------------------------------------------------------
+
+
+def write_handoff(prompt: str) -> str:
+    """A handoff written from the attempt log in the prompt: counts, what paid, what failed."""
+    sec = sections(prompt)
+    log = parse_memory(sec.get("attempt log", ""))
+    outcome = sec.get("outcome", "")
+    base = _field(outcome, "base score")
+    best = _field(outcome, "best score")
+    if not log:
+        return "DONE: No attempts were made.\nLEARNED: Nothing yet.\nCONCERNS: The worker had no budget to spend."
+    n = len(log)
+    ok = [m for m in log if m.ok]
+    improved = sorted(
+        (m for m in ok if (m.delta or 0) > 0), key=lambda m: m.delta or 0, reverse=True
+    )
+    failed = [m for m in log if not m.ok]
+    kinds = Counter(m.reason.split(":")[0] for m in failed)
+    gain = (best - base) if base is not None and best is not None else None
+
+    done = (
+        f"{n} attempts: {len(ok)} evaluated ok, {len(improved)} beat their parent, {len(failed)} failed"
+        + (f" ({', '.join(f'{c} {k}' for k, c in kinds.most_common())})" if failed else "")
+        + "."
+    )
+    if gain is not None:
+        done += f" Best score {best:.6g} from base {base:.6g} ({gain:+.6g})."
+
+    learned = []
+    for m in improved[:3]:
+        chg = "; ".join(f"`{o.strip()}` -> `{w.strip()}`" for o, w in m.changes[:2]) or m.idea[:120]
+        learned.append(f"{chg} paid {m.delta:+.4g} (#{m.n})")
+    verbs = Counter(m.idea.split(" ")[0] for m in log)
+    wins = Counter(m.idea.split(" ")[0] for m in improved)
+    rates = ", ".join(f"{v.lower()} {wins[v]}/{c}" for v, c in verbs.most_common(4))
+    learned.append(f"success by kind of edit: {rates}")
+    site_f, site_w = _site_stats(log)
+    dead = [s for s, c in site_f.most_common(3) if c >= 3 and not site_w[s]]
+    if dead:
+        learned.append("never paid: " + "; ".join(f"`{s}` ({site_f[s]} tries)" for s in dead))
+
+    concerns = []
+    if failed and len(failed) / n > 0.2:
+        kind, _c = kinds.most_common(1)[0]
+        example = next(m.reason for m in failed if m.reason.startswith(kind))
+        concerns.append(
+            f"{len(failed) / n:.0%} of attempts failed, most as {kind} (e.g. {example[:160]})"
+        )
+    last_gain = max((m.n for m in improved), default=None)
+    last_n = max(m.n for m in log)
+    if last_gain is None:
+        concerns.append("no attempt improved on its parent")
+    elif last_n - last_gain >= max(10, n // 3):
+        concerns.append(f"stagnating: no improvement in the last {last_n - last_gain} attempts")
+    if gain is not None and 0 < gain < 1e-6 * max(1.0, abs(base or 0)):
+        concerns.append("the gain is tiny and could be numerical noise")
+    return (
+        f"DONE: {done}\nLEARNED: "
+        + "; ".join(learned)
+        + ".\nCONCERNS: "
+        + (
+            "; ".join(concerns) + "."
+            if concerns
+            else "none: failures were rare and progress continued."
+        )
+    )
+
+
+def _field(text: str, name: str) -> float | None:
+    m = re.search(rf"^{name}: (\S+)", text, re.MULTILINE)
+    try:
+        return float(m.group(1)) if m else None
+    except ValueError:
+        return None

@@ -1,0 +1,305 @@
+"""One SQLite file per run (WAL): every program, attempt and handoff.
+
+Writes commit before they return, so a program is on disk before any event, progress line
+or widget reports it; killing the process loses nothing that was shown. WAL lets readers
+(a notebook, a second process) read while the run writes.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from .program import EvalResult, Program, Status
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS programs (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    id TEXT UNIQUE NOT NULL,
+    code TEXT NOT NULL,
+    parents TEXT NOT NULL,
+    origin TEXT NOT NULL,
+    worker TEXT NOT NULL,
+    agent INTEGER,
+    round INTEGER NOT NULL,
+    status TEXT NOT NULL,
+    score REAL,
+    metrics TEXT NOT NULL,
+    features TEXT,
+    descriptor TEXT,
+    error TEXT,
+    stdout TEXT,
+    stderr TEXT,
+    eval_seconds REAL,
+    created REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS attempts (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    worker TEXT NOT NULL,
+    n INTEGER NOT NULL,
+    agent INTEGER NOT NULL,
+    round INTEGER NOT NULL,
+    parent_id TEXT,
+    inspiration_ids TEXT NOT NULL,
+    program_id TEXT,
+    outcome TEXT NOT NULL,
+    reason TEXT,
+    rationale TEXT,
+    model TEXT,
+    input_tokens INTEGER,
+    output_tokens INTEGER,
+    cache_read_tokens INTEGER,
+    cache_write_tokens INTEGER,
+    cost_usd REAL,
+    latency REAL,
+    started REAL NOT NULL,
+    finished REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS handoffs (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    worker TEXT NOT NULL,
+    round INTEGER NOT NULL,
+    goal TEXT NOT NULL,
+    done TEXT NOT NULL,
+    learned TEXT NOT NULL,
+    concerns TEXT NOT NULL,
+    base_id TEXT,
+    best_id TEXT,
+    diff TEXT NOT NULL,
+    stats TEXT NOT NULL,
+    created REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS attempts_worker ON attempts(worker, n);
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class AttemptRecord:
+    """One agent attempt, successful or not."""
+
+    worker: str
+    n: int
+    agent: int
+    round: int
+    parent_id: str | None
+    inspiration_ids: tuple[str, ...]
+    program_id: str | None
+    outcome: str  # ok | improved | duplicate | edit_failed | error | timeout | memory | invalid
+    reason: str | None
+    rationale: str
+    model: str
+    input_tokens: int
+    output_tokens: int
+    cache_read_tokens: int
+    cache_write_tokens: int
+    cost_usd: float
+    latency: float
+    started: float
+    finished: float
+
+
+class Store:
+    """A run's SQLite file.
+
+    Args:
+        path: the file; created with its tables if missing.
+    """
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        # isolation_level=None: we commit explicitly, one transaction per record.
+        self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        self._db.row_factory = sqlite3.Row
+        self._db.execute("PRAGMA journal_mode=WAL")
+        # NORMAL in WAL mode survives a killed process (not a power cut) at far lower cost.
+        self._db.execute("PRAGMA synchronous=NORMAL")
+        self._db.executescript(_SCHEMA)
+
+    def close(self) -> None:
+        self._db.close()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- writing -------------------------------------------------------------------------
+
+    def set_meta(self, key: str, value: Any) -> None:
+        self._db.execute(
+            "INSERT INTO meta(key, value) VALUES(?, ?) ON CONFLICT(key) DO UPDATE SET value=excluded.value",
+            (key, json.dumps(value)),
+        )
+
+    def meta(self, key: str, default: Any = None) -> Any:
+        row = self._db.execute("SELECT value FROM meta WHERE key=?", (key,)).fetchone()
+        return default if row is None else json.loads(row[0])
+
+    def add_program(self, p: Program) -> bool:
+        """Insert an evaluated program; False if its id is already stored (identical code)."""
+        r = p.result or EvalResult(status=Status.PENDING)
+        cur = self._db.execute(
+            "INSERT OR IGNORE INTO programs(id, code, parents, origin, worker, agent, round, status,"
+            " score, metrics, features, descriptor, error, stdout, stderr, eval_seconds, created)"
+            " VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+            (
+                p.id,
+                p.code,
+                json.dumps(list(p.parents)),
+                p.origin,
+                p.worker,
+                p.agent,
+                p.round,
+                str(r.status),
+                r.score,
+                json.dumps(r.metrics),
+                None if r.features is None else json.dumps(list(r.features)),
+                None if p.features is None else json.dumps(list(p.features)),
+                r.error,
+                r.stdout,
+                r.stderr,
+                r.seconds,
+                p.created,
+            ),
+        )
+        return cur.rowcount == 1
+
+    def add_attempt(self, a: AttemptRecord) -> None:
+        self._db.execute(
+            "INSERT INTO attempts(worker, n, agent, round, parent_id, inspiration_ids, program_id,"
+            " outcome, reason, rationale, model, input_tokens, output_tokens, cache_read_tokens,"
+            " cache_write_tokens, cost_usd, latency, started, finished)"
+            " VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+            (
+                a.worker,
+                a.n,
+                a.agent,
+                a.round,
+                a.parent_id,
+                json.dumps(list(a.inspiration_ids)),
+                a.program_id,
+                a.outcome,
+                a.reason,
+                a.rationale,
+                a.model,
+                a.input_tokens,
+                a.output_tokens,
+                a.cache_read_tokens,
+                a.cache_write_tokens,
+                a.cost_usd,
+                a.latency,
+                a.started,
+                a.finished,
+            ),
+        )
+
+    def add_handoff(self, h: Any) -> None:
+        """Store a :class:`~aster_nb.agents.handoff.Handoff`."""
+        self._db.execute(
+            "INSERT INTO handoffs(worker, round, goal, done, learned, concerns, base_id, best_id,"
+            " diff, stats, created) VALUES(?,?,?,?,?,?,?,?,?,?,?)",
+            (
+                h.worker,
+                h.round,
+                h.goal,
+                h.done,
+                h.learned,
+                h.concerns,
+                h.base_id,
+                h.best.id if h.best is not None else None,
+                h.diff,
+                json.dumps(h.stats),
+                time.time(),
+            ),
+        )
+
+    # -- reading -------------------------------------------------------------------------
+
+    def get(self, program_id: str) -> Program | None:
+        row = self._db.execute("SELECT * FROM programs WHERE id=?", (program_id,)).fetchone()
+        return None if row is None else _program(row)
+
+    def __contains__(self, program_id: object) -> bool:
+        return (
+            self._db.execute("SELECT 1 FROM programs WHERE id=?", (program_id,)).fetchone()
+            is not None
+        )
+
+    def programs(self, *, worker: str | None = None) -> list[Program]:
+        """Every stored program in the order it was stored."""
+        q, args = "SELECT * FROM programs", ()
+        if worker is not None:
+            q, args = q + " WHERE worker=?", (worker,)
+        return [_program(r) for r in self._db.execute(q + " ORDER BY seq", args)]
+
+    def count(self, table: str = "programs") -> int:
+        if table not in ("programs", "attempts", "handoffs"):
+            raise ValueError(f"table must be programs, attempts or handoffs, got {table!r}")
+        return self._db.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0]
+
+    def best(self) -> Program | None:
+        row = self._db.execute(
+            "SELECT * FROM programs WHERE status='ok' ORDER BY score DESC, seq ASC LIMIT 1"
+        ).fetchone()
+        return None if row is None else _program(row)
+
+    def history(self) -> pd.DataFrame:
+        """Every program as a DataFrame row, in evaluation order, without code and output."""
+        import pandas as pd
+
+        df = pd.read_sql_query(
+            "SELECT seq, id, parents, origin, worker, agent, round, status, score, metrics,"
+            " features, descriptor, error, eval_seconds, created FROM programs ORDER BY seq",
+            self._db,
+        )
+        for col in ("parents", "metrics", "features", "descriptor"):
+            df[col] = df[col].map(lambda s: json.loads(s) if isinstance(s, str) else None)
+        df["best_so_far"] = df["score"].where(df["status"] == "ok").cummax()
+        return df
+
+    def attempts(self) -> pd.DataFrame:
+        import pandas as pd
+
+        return pd.read_sql_query("SELECT * FROM attempts ORDER BY seq", self._db)
+
+    def handoffs(self) -> pd.DataFrame:
+        import pandas as pd
+
+        return pd.read_sql_query("SELECT * FROM handoffs ORDER BY seq", self._db)
+
+
+def _program(row: sqlite3.Row) -> Program:
+    feats = row["features"]
+    result = EvalResult(
+        status=Status(row["status"]),
+        score=row["score"],
+        metrics=json.loads(row["metrics"]),
+        features=None if feats is None else tuple(json.loads(feats)),
+        error=row["error"],
+        stdout=row["stdout"] or "",
+        stderr=row["stderr"] or "",
+        seconds=row["eval_seconds"] or 0.0,
+    )
+    desc = row["descriptor"]
+    p = Program(
+        code=row["code"],
+        parents=tuple(json.loads(row["parents"])),
+        origin=row["origin"],
+        worker=row["worker"],
+        agent=row["agent"],
+        round=row["round"],
+        result=None if result.status is Status.PENDING else result,
+        features=None if desc is None else tuple(json.loads(desc)),
+        created=row["created"],
+    )
+    return p
