@@ -80,12 +80,21 @@ class _Outcome:
 
 @dataclass(slots=True)
 class _Sequencer:
-    """Applies attempt outcomes in attempt order and tracks the evaluation budget."""
+    """Orders samples and applies so attempt ``n`` sees exactly attempts ``< n - agents + 1``.
 
-    applied: int = 0  # attempts 0 .. applied-1 are applied
+    Attempt ``n`` samples once attempts below ``n - agents + 1`` are applied; attempt ``m``
+    is applied once it finished, every attempt before it is applied, and attempt
+    ``m + agents - 1`` has sampled (or never will). A slot is thus at most one attempt
+    ahead of the slowest, and what each attempt sees does not depend on timing.
+    """
+
+    agents: int
+    applied: int = 0  # attempts below this are applied
+    sampled: set[int] = field(default_factory=set)
+    sample_front: int = 0  # every attempt below this has sampled
     stop_at: float = float("inf")  # attempts >= stop_at never start
     evaluations: int = 0
-    pending: dict[int, _Outcome | None] = field(default_factory=dict)
+    pending: dict[int, _Outcome] = field(default_factory=dict)
     running: set[int] = field(default_factory=set)
     cond: asyncio.Condition = field(default_factory=asyncio.Condition)
 
@@ -93,6 +102,27 @@ class _Sequencer:
         """Until every attempt below ``upto`` (and below ``stop_at``) is applied."""
         async with self.cond:
             await self.cond.wait_for(lambda: self.applied >= min(upto, self.stop_at))
+
+    def mark_sampled(self, n: int) -> None:
+        self.sampled.add(n)
+        while self.sample_front in self.sampled:
+            self.sampled.discard(self.sample_front)
+            self.sample_front += 1
+
+    def may_apply(self, m: int) -> bool:
+        later = m + self.agents - 1
+        return m in self.pending and (later < self.sample_front or later >= self.stop_at)
+
+
+@dataclass(slots=True)
+class _Ticket:
+    """A sampled attempt, ready to run."""
+
+    n: int
+    slot: int
+    parent: Program
+    inspirations: list[Program]
+    prompt: str
 
 
 class Worker:
@@ -160,7 +190,7 @@ class Worker:
         base = await self._ensure_evaluated(base, round)
         focus = focus_from_goal(goal, self.task.area_names)
         first = self.attempts_total
-        seq = _Sequencer(applied=first)
+        seq = _Sequencer(agents=self.agents, applied=first, sample_front=first)
         deadline = None if budget.seconds is None else time.monotonic() + budget.seconds
         max_attempts = None if budget.evaluations is None else 4 * budget.evaluations + self.agents
         log: list[Experiment] = []
@@ -182,12 +212,10 @@ class Worker:
 
     async def _slot(self, slot: int, st: _RunState) -> None:
         n = st.first + slot
-        while True:
-            if not await self._may_start(n, st):
-                return
+        while (ticket := await self._next(n, slot, st)) is not None:
             st.started = max(st.started, n - st.first + 1)
             st.seq.running.add(n)
-            out = await self._attempt(n, slot, st)
+            out = await self._attempt(ticket, st)
             st.seq.running.discard(n)
             if self.ordered:
                 st.seq.pending[n] = out
@@ -196,54 +224,60 @@ class Worker:
                 self._apply(out, st)
             n += self.agents
 
-    async def _may_start(self, n: int, st: _RunState) -> bool:
+    async def _next(self, n: int, slot: int, st: _RunState) -> _Ticket | None:
+        """Sample attempt ``n`` if the budget allows it; ``None`` ends the slot."""
         seq = st.seq
         if n >= seq.stop_at:
-            return False
+            return None
         if (st.deadline is not None and time.monotonic() >= st.deadline) or (
             st.max_attempts is not None and n - st.first >= st.max_attempts
         ):
             await self._stop(n, st)
-            return False
+            return None
         if self.ordered:
             await seq.wait_applied(n - self.agents + 1)
             if n >= seq.stop_at:
-                return False
+                return None
+        ticket = self._sample(n, slot, st)
+        if self.ordered:
+            seq.mark_sampled(n)
+            await self._drain(st)  # applies that waited for this sample may go now
         if st.budget.evaluations is None:
-            return True
+            return ticket
         in_flight = (n - seq.applied) if self.ordered else st.in_flight
         if seq.evaluations + in_flight < st.budget.evaluations:
             if not self.ordered:
                 st.in_flight += 1
-            return True
+            return ticket
         if self.ordered:
             # The pessimistic count says stop; wait for the exact one before deciding.
             await seq.wait_applied(n)
             if n < seq.stop_at and seq.evaluations < st.budget.evaluations:
-                return True
-            await self._stop(n, st)
-            return False
-        return False
+                return ticket
+        await self._stop(n, st)
+        return None
 
     async def _stop(self, n: int, st: _RunState) -> None:
-        async with st.seq.cond:
-            st.seq.stop_at = min(st.seq.stop_at, n)
-            st.seq.cond.notify_all()
+        st.seq.stop_at = min(st.seq.stop_at, n)
+        await self._drain(st)
 
     async def _drain(self, st: _RunState) -> None:
         seq = st.seq
         async with seq.cond:
-            while seq.pending:
-                if seq.applied in seq.pending:
+            while True:
+                if seq.may_apply(seq.applied):
                     self._apply(seq.pending.pop(seq.applied), st)
-                elif seq.applied >= seq.stop_at and seq.applied not in seq.running:
-                    pass  # never started: a deadline stopped it while later ones ran
-                else:
+                elif not (
+                    seq.applied >= seq.stop_at
+                    and seq.applied not in seq.running
+                    and any(m > seq.applied for m in seq.pending)
+                ):
                     break
+                # else: never started (a deadline stopped it while later ones ran): skip
                 seq.applied += 1
             seq.cond.notify_all()
 
-    async def _attempt(self, n: int, slot: int, st: _RunState) -> _Outcome:
+    def _sample(self, n: int, slot: int, st: _RunState) -> _Ticket:
         rng = np.random.default_rng([self.seed, self._salt, n])
         if self.archive is None or len(self.archive) == 0:
             # Nothing valid yet: the agents must repair the base rather than copy it.
@@ -252,9 +286,6 @@ class Worker:
             parent, insp = self.archive.sample(
                 rng, n_inspirations=self.n_inspirations, explore=self.explore
             )
-        out = _Outcome(
-            n=n, agent=slot, parent=parent, inspirations=insp, response=None, started=time.time()
-        )
         prompt = propose_prompt(
             task=self.task,
             goal=st.goal,
@@ -262,6 +293,13 @@ class Worker:
             parent=parent,
             inspirations=insp,
             memory=self.memories[slot].render(),
+        )
+        return _Ticket(n=n, slot=slot, parent=parent, inspirations=insp, prompt=prompt)
+
+    async def _attempt(self, t: _Ticket, st: _RunState) -> _Outcome:
+        n, slot, parent, insp, prompt = t.n, t.slot, t.parent, t.inspirations, t.prompt
+        out = _Outcome(
+            n=n, agent=slot, parent=parent, inspirations=insp, response=None, started=time.time()
         )
         try:
             out.response = await self.model.complete(

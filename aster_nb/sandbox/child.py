@@ -1,0 +1,143 @@
+"""The forked evaluation process: isolate and limit it, run ``evaluate()``, send the result.
+
+Runs in the child right after ``fork()`` and never returns to the server's code: it always
+ends in ``os._exit``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import os
+import resource
+import signal
+import sys
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, NoReturn
+
+from ..task import Limits
+from .outcome import MAX_RESULT_BYTES, error_result, format_exception, run_evaluate
+from .proc import PR_SET_PDEATHSIG, prctl, write_all
+
+EXIT_SETUP_FAILED = 70
+
+
+def run_child(
+    evaluate: Callable[[str], Any],
+    *,
+    server_pid: int,
+    workdir: Path,
+    cgroup: Path | None,
+    nproc: int | None,
+    limits: Limits,
+    write_ends: tuple[int, int, int],
+    server_fds: set[int],
+) -> NoReturn:
+    """Evaluate ``workdir/program.py`` in this (forked) process, then exit.
+
+    Args:
+        evaluate: the task's evaluator.
+        server_pid: the server's pid (this process dies if it is no longer its parent).
+        workdir: the evaluation's private working directory, holding ``program.py``.
+        cgroup: the pids cgroup to join, if any.
+        nproc: the ``RLIMIT_NPROC`` to set, if any.
+        limits: the evaluation's limits.
+        write_ends: this process's ends of the stdout, stderr and result pipes.
+        server_fds: the server's fds, closed here (the result pipe's write end excepted).
+    """
+    me = os.getpid()
+    status = EXIT_SETUP_FAILED
+    res_w = write_ends[2]
+    try:
+        try:
+            _setup(server_pid, workdir, cgroup, nproc, limits, write_ends, server_fds)
+        except BaseException as e:
+            payload = error_result(
+                f"sandbox setup failed in the evaluation process:\n{format_exception(e)}"
+            )
+        else:
+            payload = run_evaluate(evaluate, str(workdir / "program.py"))
+        # a process the program forked may return through evaluate(); only the
+        # evaluation process itself may answer
+        if os.getpid() == me:
+            for stream in (sys.stdout, sys.stderr):
+                with contextlib.suppress(BaseException):
+                    stream.flush()
+            data = json.dumps(payload, allow_nan=False).encode()
+            if len(data) > MAX_RESULT_BYTES:
+                data = json.dumps(error_result(f"result too large ({len(data)} bytes)")).encode()
+            write_all(res_w, data)
+            status = 0
+    except BaseException:
+        status = EXIT_SETUP_FAILED + 1
+    finally:
+        os._exit(status)
+
+
+def _setup(
+    server_pid: int,
+    workdir: Path,
+    cgroup: Path | None,
+    nproc: int | None,
+    limits: Limits,
+    write_ends: tuple[int, int, int],
+    server_fds: set[int],
+) -> None:
+    signal.set_wakeup_fd(-1)
+    for sig in (signal.SIGCHLD, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, signal.SIG_DFL)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    os.setsid()
+    # if the server dies, this process must not outlive it (its descendants are swept
+    # by the executor through the cgroup)
+    prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    if os.getppid() != server_pid:
+        os._exit(EXIT_SETUP_FAILED)
+    if cgroup is not None:
+        (cgroup / "cgroup.procs").write_text(str(os.getpid()))
+    _redirect_fds(write_ends, server_fds)
+    os.chdir(workdir)
+    for var in ("HOME", "TMPDIR", "PWD"):
+        os.environ[var] = str(workdir)
+    tempfile.tempdir = None
+    sys.path.insert(0, str(workdir))
+    _set_limits(limits, nproc)
+    sys.stdout = open(1, "w", encoding="utf-8", errors="backslashreplace", closefd=False)  # noqa: SIM115
+    sys.stderr = open(2, "w", encoding="utf-8", errors="backslashreplace", closefd=False)  # noqa: SIM115
+
+
+def _redirect_fds(write_ends: tuple[int, int, int], server_fds: set[int]) -> None:
+    out_w, err_w, res_w = write_ends
+    devnull = os.open(os.devnull, os.O_RDONLY)
+    os.dup2(devnull, 0)
+    os.dup2(out_w, 1)
+    os.dup2(err_w, 2)
+    # close the server's fds (response channel, selector, every evaluation's pipes) so
+    # the program cannot answer for the server or read another evaluation's result;
+    # res_w stays, close-on-exec, so programs it execs do not get it either
+    for fd in {devnull, out_w, err_w, *server_fds} - {0, 1, 2, res_w}:
+        with contextlib.suppress(OSError):
+            os.close(fd)
+
+
+def _set_limits(limits: Limits, nproc: int | None) -> None:
+    mib = 1024 * 1024
+    cpu = max(1, math.ceil(limits.cpu))
+    wanted = [
+        (resource.RLIMIT_AS, limits.memory_mb * mib, limits.memory_mb * mib),
+        # SIGXCPU at the soft limit, SIGKILL one second later if it is caught
+        (resource.RLIMIT_CPU, cpu, cpu + 1),
+        (resource.RLIMIT_FSIZE, limits.max_file_mb * mib, limits.max_file_mb * mib),
+        (resource.RLIMIT_CORE, 0, 0),
+    ]
+    if nproc is not None:
+        wanted.append((resource.RLIMIT_NPROC, nproc, nproc))
+    for which, soft, hard in wanted:
+        _, cur_hard = resource.getrlimit(which)
+        if cur_hard != resource.RLIM_INFINITY:
+            hard = min(hard, cur_hard)
+            soft = min(soft, hard)
+        resource.setrlimit(which, (soft, hard))

@@ -1,0 +1,83 @@
+"""The command line, run as a real subprocess."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+KEYS = {
+    "task",
+    "initial_score",
+    "best_score",
+    "evaluations",
+    "failed",
+    "archive",
+    "coverage",
+    "cells",
+    "store",
+}
+
+
+def _cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "aster_nb", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
+def test_tasks_lists_builtins(tmp_path: Path) -> None:
+    r = _cli("tasks", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    for name in ("circle_packing", "erdos_min_overlap", "toy"):
+        assert name in r.stdout
+    assert "- layout:" in r.stdout, "surface areas are listed with their descriptions"
+
+
+def test_run_ends_with_a_json_line(tmp_path: Path) -> None:
+    r = _cli(
+        "run",
+        "toy",
+        "--budget",
+        "30",
+        "--agents",
+        "3",
+        "--out",
+        str(tmp_path / "runs"),
+        cwd=tmp_path,
+    )
+    assert r.returncode == 0, r.stderr
+    summary = json.loads(r.stdout.strip().splitlines()[-1])
+    assert set(summary) >= KEYS
+    assert summary["evaluations"] == 30 and summary["coverage"] == 1.0
+    assert summary["best_score"] > summary["initial_score"]
+    assert Path(summary["store"]).is_file()
+    assert "evals" in r.stderr and "best" in r.stderr, "progress goes to stderr while it runs"
+
+
+def test_task_folder_path_and_bad_input(tmp_path: Path) -> None:
+    r = _cli(
+        "run",
+        str(ROOT / "aster_nb" / "tasks" / "toy"),
+        "--budget",
+        "5",
+        "--agents",
+        "2",
+        "--quiet",
+        "--archive",
+        "greedy",
+        "--out",
+        str(tmp_path),
+        cwd=tmp_path,
+    )
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout.strip().splitlines()[-1])["archive"] == "greedy"
+    bad = _cli("run", "no_such_task", cwd=tmp_path)
+    assert bad.returncode == 2 and "expected a built-in name" in bad.stderr
+    bad = _cli("run", "toy", "--budget", "0", cwd=tmp_path)
+    assert bad.returncode == 2 and "--budget must be >= 1" in bad.stderr

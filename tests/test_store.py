@@ -1,0 +1,51 @@
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+from aster_nb.program import EvalResult, Program, Status
+from aster_nb.store import Store
+
+
+def _prog(code: str, score: float | None, status: Status = Status.OK) -> Program:
+    r = EvalResult(
+        status=status,
+        score=score,
+        metrics={"m": 1.5},
+        features=(0.1, 0.2),
+        error=None if status is Status.OK else "boom",
+    )
+    return Program(code=code, parents=("p0",), origin="edit", worker="w0", agent=2).evaluated(
+        r, (0.1, 0.2)
+    )
+
+
+def test_round_trip_and_wal(tmp_path: Path) -> None:
+    s = Store(tmp_path / "r.sqlite")
+    p = _prog("x = 1\n", 3.0)
+    assert s.add_program(p) is True
+    assert s.add_program(p) is False, "identical code is one program"
+    q = s.get(p.id)
+    assert q is not None and q.code == p.code and q.score == 3.0 and q.parents == ("p0",)
+    assert q.result.metrics == {"m": 1.5} and q.features == (0.1, 0.2) and q.agent == 2
+    assert p.id in s and "nope" not in s
+    # WAL: a second connection reads what the first committed, without closing it.
+    with sqlite3.connect(s.path) as db:
+        assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+        assert db.execute("SELECT COUNT(*) FROM programs").fetchone()[0] == 1
+    s.close()
+
+
+def test_history_and_best(tmp_path: Path) -> None:
+    s = Store(tmp_path / "r.sqlite")
+    s.add_program(_prog("a = 1\n", 1.0))
+    s.add_program(_prog("a = 2\n", None, Status.INVALID))
+    s.add_program(_prog("a = 3\n", 2.0))
+    df = s.history()
+    assert list(df["status"]) == ["ok", "invalid", "ok"]
+    assert list(df["best_so_far"].ffill()) == [1.0, 1.0, 2.0]
+    assert s.best().score == 2.0
+    assert s.count() == 3
+    s.set_meta("config", {"k": 1})
+    assert s.meta("config") == {"k": 1}
+    s.close()
