@@ -94,15 +94,27 @@ def apply_edit(code: str, edit: Edit) -> str:
     return out
 
 
+def _line_starts(code: str, text: str) -> list[int]:
+    """Offsets where ``text`` occurs in ``code`` starting at a line start (overlaps count)."""
+    hay, needle = "\n" + code, "\n" + text
+    out, i = [], hay.find(needle)
+    while i >= 0:
+        out.append(i)
+        i = hay.find(needle, i + 1)
+    return out
+
+
 def _replace_once(code: str, r: Replacement, i: int) -> str:
     if not r.search.strip():
         raise EditError(f"block {i}: SEARCH is empty")
-    n = code.count(r.search)
-    if n == 1:
-        return code.replace(r.search, r.replace, 1)
-    if n > 1:
+    # Anchored at line starts, so 'x = 1' never edits 'max_x = 1'.
+    hits = _line_starts(code, r.search)
+    if len(hits) == 1:
+        at = hits[0]
+        return code[:at] + r.replace + code[at + len(r.search) :]
+    if len(hits) > 1:
         raise EditError(
-            f"block {i}: SEARCH text occurs {n} times; include more surrounding lines "
+            f"block {i}: SEARCH text occurs {len(hits)} times; include more surrounding lines "
             "so it matches exactly once"
         )
     # Trailing-whitespace-insensitive match over whole lines.
@@ -147,15 +159,21 @@ def changed_lines(a: str, b: str) -> tuple[int, int]:
     return added, removed
 
 
-def diff_summary(a: str, b: str, *, limit: int = 160) -> str:
-    """One line saying what changed, e.g. ``L12: 'r = 0.7' -> 'r = 0.74'``, for memories."""
+def diff_summary(a: str, b: str, *, side_limit: int = 240) -> str:
+    """What changed, for memories: ``L12: 'r = 0.7' -> 'r = 0.74'``, hunks joined by ``; ``.
+
+    Each side is a Python string literal (lines of a hunk joined by an escaped newline), cut
+    to ``side_limit`` characters before quoting so it always parses back.
+    """
     sm = difflib.SequenceMatcher(a=a.splitlines(), b=b.splitlines(), autojunk=False)
     parts = []
     for tag, i1, i2, j1, j2 in sm.get_opcodes():
         if tag == "equal":
             continue
-        old = " / ".join(s.strip() for s in sm.a[i1:i2])
-        new = " / ".join(s.strip() for s in sm.b[j1:j2])
+        old = "\n".join(sm.a[i1:i2])[:side_limit]
+        new = "\n".join(sm.b[j1:j2])[:side_limit]
         parts.append(f"L{i1 + 1}: {old!r} -> {new!r}")
-    text = "; ".join(parts) or "no change"
-    return text if len(text) <= limit else text[: limit - 3] + "..."
+    return (
+        "; ".join(parts[:4]) + (f"; (+{len(parts) - 4} more hunks)" if len(parts) > 4 else "")
+        or "no change"
+    )

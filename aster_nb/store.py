@@ -116,7 +116,8 @@ class Store:
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        # isolation_level=None: we commit explicitly, one transaction per record.
+        # isolation_level=None is autocommit: each statement is its own committed transaction,
+        # so a record is on disk when its method returns.
         self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
         self._db.row_factory = sqlite3.Row
         self._db.execute("PRAGMA journal_mode=WAL")
@@ -146,12 +147,17 @@ class Store:
         return default if row is None else json.loads(row[0])
 
     def add_program(self, p: Program) -> bool:
-        """Insert an evaluated program; False if its id is already stored (identical code)."""
+        """Insert a program; False if its id is already stored with a result (identical code)."""
         r = p.result or EvalResult(status=Status.PENDING)
+        # Identical code is one row; a row still pending takes the evaluation when it comes.
         cur = self._db.execute(
-            "INSERT OR IGNORE INTO programs(id, code, parents, origin, worker, agent, round, status,"
+            "INSERT INTO programs(id, code, parents, origin, worker, agent, round, status,"
             " score, metrics, features, descriptor, error, stdout, stderr, eval_seconds, created)"
-            " VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+            " VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
+            " ON CONFLICT(id) DO UPDATE SET status=excluded.status, score=excluded.score,"
+            " metrics=excluded.metrics, features=excluded.features, descriptor=excluded.descriptor,"
+            " error=excluded.error, stdout=excluded.stdout, stderr=excluded.stderr,"
+            " eval_seconds=excluded.eval_seconds WHERE programs.status='pending'",
             (
                 p.id,
                 p.code,

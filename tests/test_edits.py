@@ -85,3 +85,23 @@ def test_blocks() -> None:
         find_blocks("# EVOLVE-BLOCK-START a\n# EVOLVE-BLOCK-START b\n")
     with pytest.raises(BlockError, match="without a START"):
         find_blocks("# EVOLVE-BLOCK-END\n")
+
+
+def test_search_is_anchored_at_line_starts() -> None:
+    code = "max_x = 1\nx = 1\n"
+    assert apply_edit(code, parse_edit(_sr("x = 1", "x = 2"))) == "max_x = 1\nx = 2\n"
+    # overlapping occurrences count as two
+    with pytest.raises(EditError, match="occurs 2 times"):
+        apply_edit("a\na\na\n", parse_edit(_sr("a\na", "b")))
+
+
+def test_diff_summary_round_trips_slashes_and_long_lines() -> None:
+    from aster_nb.llm.promptparse import parse_memory
+
+    long = "value = " + " + ".join(f"w{i} / {i}.0" for i in range(30))
+    new = long.replace("w0 / 0.0", "w0 / 0.5")
+    summary = diff_summary(long + "\n", new + "\n")
+    line = f"- #1 from abc (1.0): idea | change: {summary} | result: ok 2.0 (+1)"
+    (m,) = parse_memory(line)
+    assert m.changes and m.changes[0][0].startswith("value = w0 / 0.0")
+    assert m.changes[0][1].startswith("value = w0 / 0.5")

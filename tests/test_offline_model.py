@@ -153,6 +153,77 @@ def test_handoff_is_written_from_the_log() -> None:
         + "\n".join(e.line() for e in lines)
     )
     text = write_handoff(prompt)
-    assert "3 attempts" in text and "1 beat their parent" in text
+    assert "3 attempts" in text and "1 beat their parent" in text and "2 failed evaluation" in text
     assert "`x = 1` -> `x = 2` paid +0.5" in text
-    assert "67% of attempts failed" in text
+    assert "67% of attempts failed evaluation, most as invalid" in text
+
+
+INDENTED = """# EVOLVE-BLOCK-START knob
+def settings():
+    step = 0.6
+    ## a markdown-looking comment, and a fence in a string:
+    note = '```'
+    return step
+# EVOLVE-BLOCK-END
+"""
+INDENTED_TASK = Task(
+    name="t",
+    root=Path("."),
+    statement="s",
+    initial_code=INDENTED,
+    evaluator_path=Path("x"),
+    surface_areas=(SurfaceArea("knob", "k"),),
+)
+
+
+async def test_indented_sites_and_odd_code_are_handled() -> None:
+    before = INDENTED.replace("step = 0.6", "step = 0.5")
+    worse = INDENTED.replace("step = 0.6", "step = 0.7")
+    mem = AgentMemory()
+    mem.record(
+        Experiment(
+            n=1,
+            parent_id="p0",
+            parent_score=1.0,
+            idea="Perturb step",
+            change=diff_summary(before, INDENTED),
+            status="ok",
+            score=2.0,
+        )
+    )
+    mem.record(
+        Experiment(
+            n=2,
+            parent_id="p1",
+            parent_score=2.0,
+            idea="Perturb step",
+            change=diff_summary(INDENTED, worse),
+            status="ok",
+            score=1.5,
+        )
+    )
+    prompt = propose_prompt(
+        task=INDENTED_TASK,
+        goal="knob",
+        focus=("knob",),
+        parent=_ok(INDENTED, 2.0),
+        inspirations=[],
+        memory=mem.render(),
+    )
+    m = OfflineModel(seed=0)
+    outs = []
+    for i in range(60):
+        r = await m.complete(Request(messages=(user(prompt),), seed=i))
+        outs.append(apply_edit(INDENTED, parse_edit(r.text)))
+    assert all("    step = 0.7\n" not in o for o in outs), (
+        "a change that did not pay is not repeated"
+    )
+    assert any("    step = 0.72\n" in o for o in outs), "the paying step 0.5 -> 0.6 is continued"
+    assert all("## a markdown-looking comment" in o and "'```'" in o for o in outs)
+
+
+async def test_whole_program_focus_still_crosses_over() -> None:
+    insp = _ok(CODE.replace("a = 1.0", "a = 2.5"), -0.25)
+    texts = await _replies(_prompt(focus=(), insp=[insp]), 60)
+    assert any(t.startswith("Take") for t in texts)
+    assert any(insp.id in t for t in texts), "crossover names its donor"

@@ -132,16 +132,68 @@ async def test_seeded_runs_are_reproducible(tmp_path: Path, toy: Task) -> None:
             store = Store(tmp_path / f"r{i}.sqlite")
             _, h = await _run(toy, store, ex, budget=30, agents=4, seed=7)
             att = store.attempts()
+            att = att.sort_values("n")
             results.append(
-                (
-                    h.best.id,
-                    list(att.sort_values("n")["program_id"]),
-                    list(att["parent_id"].sort_index()),
-                )
+                (h.best.id, list(att["program_id"]), list(att["parent_id"]), list(att["outcome"]))
             )
             store.close()
     assert results[0][0] == results[1][0]
     assert results[0][1] == results[1][1], "same attempts produce the same programs"
+    assert results[0][2] == results[1][2], "from the same parents"
+    assert results[0][3] == results[1][3]
+
+
+CRASH_EVALUATOR = """\
+import importlib.util
+
+def evaluate(path):
+    spec = importlib.util.spec_from_file_location("prog", path)
+    m = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(m)
+    return {"score": float(m.value()), "features": [float(m.value())]}
+"""
+CRASH_PROGRAM = """\
+# EVOLVE-BLOCK-START knob
+X = 3.0
+# EVOLVE-BLOCK-END
+def value():
+    if X > 1.2:
+        raise ValueError(f"X = {X} is too large")
+    return X
+"""
+
+
+async def test_runs_from_a_crashing_base_are_reproducible(tmp_path: Path) -> None:
+    outcomes = []
+    task = write_task(
+        tmp_path / "crash",
+        program=CRASH_PROGRAM,
+        evaluator=CRASH_EVALUATOR,
+        toml=CLIFF_TOML.replace("cliff", "crash"),
+    )
+    for i in range(2):  # two executors: fresh sandbox dirs and counters
+        async with LocalExecutor.from_task(task, concurrency=2) as ex:
+            store = Store(tmp_path / f"x{i}.sqlite")
+            await _run(task, store, ex, budget=25, agents=3, seed=5)
+            att = store.attempts().sort_values("n")
+            outcomes.append((list(att["program_id"]), list(att["reason"].fillna(""))))
+            errors = store.history().query("status == 'error'")["error"]
+            # The sandbox's own frames and temp paths are not in the reason.
+            assert errors.str.contains("ValueError: X = ").all()
+            assert not errors.str.contains("aster_nb-sandbox").any()
+            store.close()
+    assert outcomes[0] == outcomes[1]
+
+
+def test_edits_must_keep_the_surface_areas() -> None:
+    from aster_nb.agents.worker import _check_markers
+    from aster_nb.edits import EditError
+
+    _check_markers(CLIFF_PROGRAM, CLIFF_PROGRAM.replace("X = {x}", "X = 2"))
+    with pytest.raises(EditError, match="changed the EVOLVE-BLOCK areas"):
+        _check_markers(CLIFF_PROGRAM, "X = 1\n")
+    with pytest.raises(EditError, match="broke the EVOLVE-BLOCK markers"):
+        _check_markers(CLIFF_PROGRAM, CLIFF_PROGRAM.replace("# EVOLVE-BLOCK-END", ""))
 
 
 async def test_failed_programs_are_never_parents(tmp_path: Path) -> None:

@@ -42,11 +42,13 @@ class Experiment:
         """The memory line shown in prompts (parsed back by the offline model)."""
         if self.status == "ok":
             d = self.delta
-            tail = f"ok {self.score:.6g}" + (f" ({d:+.6g})" if d is not None else "")
+            tail = f"ok {self.score:.10g}" + (f" ({d:+.6g})" if d is not None else "")
         else:
-            reason = (self.reason or "").replace("\n", " ")[:200]
+            # The last lines say what went wrong (a traceback's head is the evaluator's frames).
+            lines = [ln.strip() for ln in (self.reason or "").splitlines() if ln.strip()]
+            reason = " / ".join(lines[-2:])[-240:]
             tail = f"FAILED {self.status}: {reason}"
-        ps = "none" if self.parent_score is None else f"{self.parent_score:.6g}"
+        ps = "none" if self.parent_score is None else f"{self.parent_score:.10g}"
         idea = self.idea.replace("\n", " ")[:200]
         return f"- #{self.n} from {self.parent_id[:8]} ({ps}): {idea} | change: {self.change} | result: {tail}"
 

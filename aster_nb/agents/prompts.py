@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 
 from ..program import Program
@@ -16,14 +17,23 @@ def system_prompt(task: Task) -> str:
 
 def _score(p: Program) -> str:
     if p.ok:
-        return f"score {p.score:.6g}"
+        return f"score {p.score:.10g}"
     if p.result is None:
         return "not evaluated"
     return f"status {p.status}"
 
 
-def _code(code: str) -> str:
-    return code if code.endswith("\n") else code + "\n"
+def fence(code: str) -> str:
+    """A code fence longer than any run of backticks in ``code``."""
+    longest = max((len(m) for m in re.findall(r"`+", code)), default=0)
+    return "`" * max(3, longest + 1)
+
+
+def fenced(code: str) -> str:
+    """``code`` in a python fence that nothing inside it can close."""
+    f = fence(code)
+    body = code if code.endswith("\n") else code + "\n"
+    return f"{f}python\n{body}{f}"
 
 
 def propose_prompt(
@@ -50,7 +60,7 @@ def propose_prompt(
         )
     insp = (
         "\n".join(
-            f"### Inspiration {i} (id {p.id}, {_score(p)})\n```python\n{_code(p.code)}```"
+            f"### Inspiration {i} (id {p.id}, {_score(p)})\n{fenced(p.code)}"
             for i, p in enumerate(inspirations, 1)
         )
         or "(none)"
@@ -61,14 +71,16 @@ def propose_prompt(
         focus=focus_text,
         parent_id=parent.id,
         parent_status=_score(parent),
-        parent_code=_code(parent.code).rstrip("\n"),
+        parent_code=fenced(parent.code),
         parent_note=note,
         inspirations=insp,
         memory=memory,
     )
 
 
-def handoff_prompt(*, goal: str, base: Program, best: Program, attempts: int, log: str) -> str:
+def handoff_prompt(
+    *, goal: str, base: Program, best: Program, stats: dict[str, object], log: str
+) -> str:
     def s(p: Program) -> str:
         return f"{p.score:.10g}" if p.ok else f"none ({p.status})"
 
@@ -77,13 +89,23 @@ def handoff_prompt(*, goal: str, base: Program, best: Program, attempts: int, lo
         goal=goal,
         base_score=s(base),
         best_score=s(best),
-        attempts=attempts,
         log=log or "(empty)",
+        **{
+            k: stats[k]
+            for k in (
+                "attempts",
+                "evaluations",
+                "ok",
+                "improved",
+                "failed",
+                "edit_failed",
+                "model_errors",
+                "duplicates",
+            )
+        },
     )
 
 
 def focus_from_goal(goal: str, areas: Sequence[str]) -> tuple[str, ...]:
     """Surface areas a goal names (as whole words), in the task's order."""
-    import re
-
     return tuple(a for a in areas if re.search(rf"(?<![\w-]){re.escape(a)}(?![\w-])", goal))

@@ -5,11 +5,13 @@ model with the goal, the parent, the inspirations and the slot's own memory, app
 edit, evaluate the child in the sandbox, store it, add it to the archive. At the end of
 the budget the worker writes a :class:`~aster_nb.agents.handoff.Handoff`.
 
-Reproducibility with concurrency: attempt ``n`` belongs to slot ``n % agents``, draws its
-randomness from ``(seed, worker, n)``, and sees the archive as it stood after attempts
-``0 .. n - agents`` exactly (results are applied to the archive and memories in attempt
-order). Evaluation timing can then change how long a run takes, never what it finds.
-Programs are stored as soon as they are evaluated, whatever the order.
+Reproducibility with concurrency: a run numbers its attempts from ``first`` on; attempt
+``n`` belongs to slot ``(n - first) % agents``, draws its randomness from ``(seed, worker,
+n)``, and sees the archive as it stood after attempts ``first .. n - agents`` exactly
+(results are applied to the archive and memories in attempt order). Evaluation timing can
+then change how long a run takes, never what it finds. Programs are stored as soon as they
+are evaluated, whatever the order; when two attempts propose identical code, the stored
+row's lineage is the first to finish, while the attempts table records every proposal.
 """
 
 from __future__ import annotations
@@ -17,12 +19,14 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import Protocol
 
 import numpy as np
 
 from ..archive import Archive, make_archive
+from ..blocks import BlockError, find_blocks
 from ..edits import EditError, apply_edit, diff_summary, parse_edit, unified_diff
 from ..events import AttemptFailed, BestImproved, EventBus, HandoffReceived, ProgramEvaluated
 from ..features import describe
@@ -141,6 +145,7 @@ class Worker:
         inspirations: inspiration programs shown per prompt.
         ordered: apply results in attempt order so a seed fixes the outcome (see module
             docstring); ``False`` lets each slot see every result as soon as it lands.
+        model_timeout: seconds a model call may take before it counts as a failed attempt.
         bus: where events go; a private bus if omitted.
     """
 
@@ -158,6 +163,7 @@ class Worker:
         explore: float = 0.2,
         inspirations: int = 2,
         ordered: bool = True,
+        model_timeout: float = 600.0,
         bus: EventBus | None = None,
     ) -> None:
         if agents < 1:
@@ -174,6 +180,9 @@ class Worker:
         self.explore = explore
         self.n_inspirations = inspirations
         self.ordered = ordered
+        if model_timeout <= 0:
+            raise ValueError(f"model_timeout must be > 0 seconds, got {model_timeout}")
+        self.model_timeout = model_timeout
         self.bus = bus or EventBus()
         self.archive: Archive | None = archive if not isinstance(archive, str) else None
         self._archive_kind = archive if isinstance(archive, str) else archive.name
@@ -199,9 +208,14 @@ class Worker:
         )
         state = _RunState(goal, focus, base, budget, round, seq, deadline, max_attempts, first, log)
         state.best_score = best_before.score if best_before is not None else None
-        async with asyncio.TaskGroup() as tg:
-            for slot in range(self.agents):
-                tg.create_task(self._slot(slot, state))
+        try:
+            async with asyncio.TaskGroup() as tg:
+                for slot in range(self.agents):
+                    tg.create_task(self._slot(slot, state))
+        except ExceptionGroup as eg:
+            # A configuration error (say, an evaluator breaking its feature contract) stops
+            # the run; re-raise it as itself so callers can catch it by type.
+            raise eg.exceptions[0] from None
         if self.ordered:
             seq.stop_at = min(seq.stop_at, first + state.started)
             await self._drain(state)
@@ -221,7 +235,9 @@ class Worker:
                 st.seq.pending[n] = out
                 await self._drain(st)
             else:
-                self._apply(out, st)
+                async with st.seq.cond:
+                    self._apply(out, st)
+                    st.seq.cond.notify_all()
             n += self.agents
 
     async def _next(self, n: int, slot: int, st: _RunState) -> _Ticket | None:
@@ -238,22 +254,33 @@ class Worker:
             await seq.wait_applied(n - self.agents + 1)
             if n >= seq.stop_at:
                 return None
+            if st.deadline is not None and time.monotonic() >= st.deadline:
+                await self._stop(n, st)
+                return None
         ticket = self._sample(n, slot, st)
         if self.ordered:
             seq.mark_sampled(n)
             await self._drain(st)  # applies that waited for this sample may go now
         if st.budget.evaluations is None:
             return ticket
-        in_flight = (n - seq.applied) if self.ordered else st.in_flight
-        if seq.evaluations + in_flight < st.budget.evaluations:
-            if not self.ordered:
-                st.in_flight += 1
+        budget = st.budget.evaluations
+        if not self.ordered:
+            # Attempts in flight may still fail to make a program: wait for them to land
+            # rather than give up budget they might not use.
+            async with seq.cond:
+                await seq.cond.wait_for(
+                    lambda: seq.evaluations >= budget or seq.evaluations + st.in_flight < budget
+                )
+                if seq.evaluations + st.in_flight < budget:
+                    st.in_flight += 1
+                    return ticket
+            return None
+        if seq.evaluations + (n - seq.applied) < budget:
             return ticket
-        if self.ordered:
-            # The pessimistic count says stop; wait for the exact one before deciding.
-            await seq.wait_applied(n)
-            if n < seq.stop_at and seq.evaluations < st.budget.evaluations:
-                return ticket
+        # The pessimistic count says stop; wait for the exact one before deciding.
+        await seq.wait_applied(n)
+        if n < seq.stop_at and seq.evaluations < budget:
+            return ticket
         await self._stop(n, st)
         return None
 
@@ -302,16 +329,23 @@ class Worker:
             n=n, agent=slot, parent=parent, inspirations=insp, response=None, started=time.time()
         )
         try:
-            out.response = await self.model.complete(
-                Request(messages=(user(prompt),), system=self._system, purpose="propose", seed=n)
-            )
+            async with asyncio.timeout(self.model_timeout):
+                out.response = await self.model.complete(
+                    Request(
+                        messages=(user(prompt),), system=self._system, purpose="propose", seed=n
+                    )
+                )
+        except TimeoutError:
+            out.outcome, out.reason = "model_error", f"no reply within {self.model_timeout:g} s"
+            return out
         except Exception as e:  # a model fault is a recorded failure, never a crash
             out.outcome, out.reason = "model_error", f"{type(e).__name__}: {e}"
             return out
         text = out.response.text
         out.rationale = text.split("<<<<<<<")[0].split("```")[0].strip()
         try:
-            code = apply_edit(parent.code, parse_edit(text))
+            code = apply_edit(parent.code, parse_edit(str(text)))
+            _check_markers(parent.code, code)
         except EditError as e:
             out.outcome, out.reason = "edit_failed", str(e)
             return out
@@ -353,6 +387,8 @@ class Worker:
             st.seq.evaluations += 1
             if child.ok:
                 improved = self._archive(len(child.features or ())).add(child)
+                if st.best is None or child.score > st.best.score:
+                    st.best = child
                 if st.best_score is None or (child.score or 0) > st.best_score:
                     prev, st.best_score = st.best_score, child.score
                     if out.outcome == "ok":
@@ -463,42 +499,46 @@ class Worker:
         return base
 
     async def _handoff(self, st: _RunState) -> Handoff:
-        archive = self.archive
-        best = archive.best() if archive is not None and len(archive) else st.base
-        if st.base.ok and best is not None and (best.score or 0) < (st.base.score or 0):
-            best = st.base
+        base, best = st.base, st.base
+        if st.best is not None and (not base.ok or st.best.score > base.score):
+            best = st.best
         log = sorted(st.log, key=lambda e: e.n)
-        prompt = handoff_prompt(
-            goal=st.goal,
-            base=st.base,
-            best=best,
-            attempts=len(log),
-            log="\n".join(e.line() for e in log),
-        )
-        try:
-            resp = await self.model.complete(
-                Request(
-                    messages=(user(prompt),), system=self._system, purpose="handoff", seed=st.first
-                )
-            )
-            sections = parse_sections(resp.text)
-        except Exception as e:
-            sections = {
-                "done": f"{len(log)} attempts.",
-                "learned": "",
-                "concerns": f"handoff model call failed: {e}",
-            }
-        failed = sum(1 for e in log if e.status not in ("ok",))
+        counts = Counter(e.status for e in log)
         stats = {
             "attempts": len(log),
             "evaluations": st.seq.evaluations,
-            "failed": failed,
+            "ok": counts["ok"],
+            "failed": sum(counts[k] for k in ("error", "timeout", "memory", "invalid")),
+            "edit_failed": counts["edit_failed"],
+            "model_errors": counts["model_error"],
+            "duplicates": counts["duplicate"],
             "improved": sum(1 for e in log if (e.delta or 0) > 0),
-            "base_score": st.base.score,
-            "best_score": best.score if best is not None else None,
+            "base_score": base.score,
+            "best_score": best.score,
             "input_tokens": st.usage_in,
             "output_tokens": st.usage_out,
         }
+        shown = _telling(log, HANDOFF_LOG_LINES)
+        prompt = handoff_prompt(
+            goal=st.goal, base=base, best=best, stats=stats, log="\n".join(e.line() for e in shown)
+        )
+        try:
+            async with asyncio.timeout(self.model_timeout):
+                resp = await self.model.complete(
+                    Request(
+                        messages=(user(prompt),),
+                        system=self._system,
+                        purpose="handoff",
+                        seed=st.first,
+                    )
+                )
+            sections = parse_sections(resp.text)
+        except Exception as e:  # the handoff still goes out, with the numbers
+            sections = {
+                "done": f"{len(log)} attempts, {stats['evaluations']} evaluations.",
+                "learned": "",
+                "concerns": f"the handoff model call failed: {type(e).__name__}: {e}",
+            }
         h = Handoff(
             worker=self.name,
             goal=st.goal,
@@ -533,6 +573,36 @@ class _RunState:
     best_score: float | None = None
     usage_in: int = 0
     usage_out: int = 0
+    best: Program | None = None  # best valid program this run found
+
+
+HANDOFF_LOG_LINES = 80  # attempt lines a handoff prompt shows; counts cover the rest
+
+
+def _telling(log: list[Experiment], limit: int) -> list[Experiment]:
+    """The attempts most worth a planner's reading: the best gains, then the latest."""
+    if len(log) <= limit:
+        return log
+    gains = sorted((e for e in log if (e.delta or 0) > 0), key=lambda e: e.delta or 0, reverse=True)
+    keep = {e.n for e in gains[: limit // 2]}
+    for e in reversed(log):
+        if len(keep) >= limit:
+            break
+        keep.add(e.n)
+    return [e for e in log if e.n in keep]
+
+
+def _check_markers(parent: str, child: str) -> None:
+    """An edit must keep the parent's surface areas (EVOLVE-BLOCK names) intact."""
+    try:
+        before, after = list(find_blocks(parent)), list(find_blocks(child))
+    except BlockError as e:
+        raise EditError(f"the edit broke the EVOLVE-BLOCK markers: {e}") from e
+    if before != after:
+        raise EditError(
+            f"the edit changed the EVOLVE-BLOCK areas from {before} to {after}; "
+            "keep every marker line as it is"
+        )
 
 
 def _first_sentence(text: str) -> str:

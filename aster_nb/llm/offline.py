@@ -80,11 +80,17 @@ class OfflineModel:
             p = parse_propose(prompt)
         except ValueError as e:
             return f"I cannot propose an edit: {e}."
-        bad = {c for m in p.memory if not (m.ok and (m.delta or 0) > 0) for c in m.changes}
+        # Edits that failed or did not pay (a repair of a scoreless parent counts as paying).
+        bad = {
+            _pair(c)
+            for m in p.memory
+            if not m.ok or (m.delta is not None and m.delta <= 0)
+            for c in m.changes
+        }
         site_fails, site_wins = _site_stats(p.memory)
         for _ in range(self.max_tries):
             prop = self._draw(p, rng, site_fails, site_wins)
-            if prop is not None and not any(c in bad for c in prop.changes):
+            if prop is not None and not any(_pair(c) in bad for c in prop.changes):
                 return _render(prop)
         prop = self._draw(p, rng, site_fails, site_wins)
         if prop is None:
@@ -117,14 +123,14 @@ class OfflineModel:
         if name == "continue":
             return _continuation(p, rng, lines)
         if name == "crossover" and p.inspirations:
-            donor = p.inspirations[int(rng.integers(len(p.inspirations)))]
+            donor_id, donor = p.inspirations[int(rng.integers(len(p.inspirations)))]
             x = ops.crossover(p.parent, donor, p.focus, rng)
             if x is None:
                 return None
             search, replace, new_code, what = x
             return ops.Proposal(
                 "crossover",
-                f"Take {what} from an inspiration whose version of it differs, "
+                f"Take {what} from inspiration {donor_id}, whose version of it differs, "
                 "to test whether its choices work on this parent.",
                 ((search, replace),),
                 new_code,
@@ -141,6 +147,11 @@ class OfflineModel:
 # How often each operator is tried first. Perturbation does most of the work; the others
 # are rarer because they are larger jumps (swap, crossover) or need a paying memory.
 OP_WEIGHTS = {"perturb": 0.55, "continue": 0.2, "crossover": 0.15, "swap": 0.1}
+
+
+def _pair(change: tuple[str, str]) -> tuple[str, str]:
+    # Memories hold stripped lines (diff_summary), proposals indented ones.
+    return change[0].strip(), change[1].strip()
 
 
 def _site_stats(memory: tuple[Remembered, ...]) -> tuple[Counter, Counter]:
@@ -234,40 +245,44 @@ def _continuation(
     paid.sort(key=lambda m: m.delta or 0, reverse=True)
     m = paid[int(rng.integers(min(3, len(paid))))]
     code_lines = p.parent.splitlines(keepends=True)
-    allowed = set(lines)
+    allowed = [i for i in lines if i < len(code_lines)]
     for old, new in m.changes:
-        hits = [i for i, ln in enumerate(code_lines) if ln.rstrip("\n") == new and i in allowed]
+        old, new = old.strip(), new.strip()
+        hits = [i for i in allowed if code_lines[i].strip() == new]
         if not hits:
             # The paying change was made on another parent: carry it over if it fits here.
-            src = [i for i, ln in enumerate(code_lines) if ln.rstrip("\n") == old and i in allowed]
-            if src and m.parent != p.parent_id[: len(m.parent)]:
-                search, replace, new_code = ops.line_edit(p.parent, src[0], new)
+            src = [i for i in allowed if code_lines[i].strip() == old]
+            if src and not p.parent_id.startswith(m.parent):
+                line = code_lines[src[0]]
+                indent = line[: len(line) - len(line.lstrip())]
+                search, replace, new_code = ops.line_edit(p.parent, src[0], indent + new)
                 return ops.Proposal(
                     "continue",
                     f"Carry over a change that paid on another parent (#{m.n}, {m.delta:+.4g}): "
-                    f"`{old.strip()}` -> `{new.strip()}`.",
+                    f"`{old}` -> `{new}`.",
                     ((search, replace),),
                     new_code,
-                    ((old, new),),
+                    ((line.rstrip("\n"), indent + new),),
                 )
             continue
-        a, b = _DIGITS.findall(old), _DIGITS.findall(new)
-        if len(a) != len(b):
+        line = code_lines[hits[0]].rstrip("\n")
+        a = list(_DIGITS.finditer(old))
+        b = list(_DIGITS.finditer(new))
+        here = list(_DIGITS.finditer(line))
+        if not (len(a) == len(b) == len(here)):
             continue
-        line = code_lines[hits[0]]
-        out, notes = line, []
-        for x, y in zip(a, b, strict=True):
-            if x == y:
+        # Step each number that changed once more, at its own position on the line.
+        out, notes, shift = line, [], 0
+        for x, y, at in zip(a, b, here, strict=True):
+            if x.group() == y.group():
                 continue
-            r = ops.number_ratio(x, y)
-            if r is None:
+            nxt = _step_again(x.group(), y.group())
+            if nxt is None:
                 continue
-            is_int = "." not in y and "e" not in y.lower()
-            nxt = str(int(y) + (int(y) - int(x))) if is_int else f"{float(y) * r:.6g}"
-            if is_int and int(nxt) < 0:
-                continue
-            out = out.replace(y, nxt, 1)
-            notes.append(f"{y} -> {nxt}")
+            s0, s1 = at.start() + shift, at.end() + shift
+            out = out[:s0] + nxt + out[s1:]
+            shift += len(nxt) - (s1 - s0)
+            notes.append(f"{y.group()} -> {nxt}")
         if out == line:
             continue
         search, replace, new_code = ops.line_edit(p.parent, hits[0], out)
@@ -277,9 +292,22 @@ def _continuation(
             f"`{line.strip()}`.",
             ((search, replace),),
             new_code,
-            ((line.rstrip("\n"), out.rstrip("\n")),),
+            ((line, out),),
         )
     return None
+
+
+def _step_again(x: str, y: str) -> str | None:
+    """The value one more step past ``y`` in the direction ``x -> y`` took."""
+    is_int = all(c.isdigit() for c in x + y)
+    if is_int:
+        nxt = int(y) + (int(y) - int(x))
+        return str(nxt) if nxt >= 0 else None
+    r = ops.number_ratio(x, y)
+    if r is None:
+        return None
+    v = f"{float(y) * r:.6g}"
+    return v if any(c in v for c in ".en") else v + ".0"
 
 
 def _line_changes(a: str, b: str) -> tuple[tuple[str, str], ...]:
@@ -296,14 +324,11 @@ def _line_changes(a: str, b: str) -> tuple[tuple[str, str], ...]:
 def _render(p: ops.Proposal) -> str:
     parts = [p.rationale, ""]
     for search, replace in p.blocks:
-        parts += [
-            "<<<<<<< SEARCH",
-            search.rstrip("\n"),
-            "=======",
-            replace.rstrip("\n"),
-            ">>>>>>> REPLACE",
-            "",
-        ]
+        # removesuffix, not rstrip: a trailing blank line may be what makes SEARCH unique.
+        parts += ["<<<<<<< SEARCH", search.removesuffix("\n"), "======="]
+        if replace:
+            parts.append(replace.removesuffix("\n"))
+        parts += [">>>>>>> REPLACE", ""]
     return "\n".join(parts)
 
 
@@ -316,30 +341,43 @@ def _tokens(text: str) -> int:
 
 
 def write_handoff(prompt: str) -> str:
-    """A handoff written from the attempt log in the prompt: counts, what paid, what failed."""
+    """A handoff written from the prompt: the outcome counts and the attempt log it shows."""
     sec = sections(prompt)
     log = parse_memory(sec.get("attempt log", ""))
     outcome = sec.get("outcome", "")
     base = _field(outcome, "base score")
     best = _field(outcome, "best score")
-    if not log:
-        return "DONE: No attempts were made.\nLEARNED: Nothing yet.\nCONCERNS: The worker had no budget to spend."
-    n = len(log)
-    ok = [m for m in log if m.ok]
+
+    def count(name: str, fallback: int) -> int:
+        v = _field(outcome, name)
+        return int(v) if v is not None else fallback
+
+    failed_log = [m for m in log if not m.ok and not m.reason.startswith("duplicate")]
+    n = count("attempts", len(log))
+    if n == 0:
+        return (
+            "DONE: No attempts were made.\nLEARNED: Nothing yet.\n"
+            "CONCERNS: The worker had no budget to spend."
+        )
+    ok = count("evaluated ok", sum(m.ok for m in log))
     improved = sorted(
-        (m for m in ok if (m.delta or 0) > 0), key=lambda m: m.delta or 0, reverse=True
+        (m for m in log if m.ok and (m.delta or 0) > 0), key=lambda m: m.delta or 0, reverse=True
     )
-    failed = [m for m in log if not m.ok]
-    kinds = Counter(m.reason.split(":")[0] for m in failed)
+    n_improved = count("improved on their parent", len(improved))
+    failed = count("failed evaluations", len(failed_log))
+    no_apply = count("edits that did not apply", 0) + count("model errors", 0)
+    dups = count("duplicates", 0)
+    kinds = Counter(m.reason.split(":")[0] for m in failed_log)
     gain = (best - base) if base is not None and best is not None else None
 
     done = (
-        f"{n} attempts: {len(ok)} evaluated ok, {len(improved)} beat their parent, {len(failed)} failed"
-        + (f" ({', '.join(f'{c} {k}' for k, c in kinds.most_common())})" if failed else "")
-        + "."
+        f"{n} attempts: {ok} evaluated ok, {n_improved} beat their parent, {failed} failed "
+        f"evaluation, {no_apply} produced no program, {dups} repeated a known program."
     )
     if gain is not None:
-        done += f" Best score {best:.6g} from base {base:.6g} ({gain:+.6g})."
+        done += f" Best score {best:.10g} from base {base:.10g} ({gain:+.6g})."
+    elif best is not None:
+        done += f" Best score {best:.10g}; the base had no score."
 
     learned = []
     for m in improved[:3]:
@@ -348,24 +386,28 @@ def write_handoff(prompt: str) -> str:
     verbs = Counter(m.idea.split(" ")[0] for m in log)
     wins = Counter(m.idea.split(" ")[0] for m in improved)
     rates = ", ".join(f"{v.lower()} {wins[v]}/{c}" for v, c in verbs.most_common(4))
-    learned.append(f"success by kind of edit: {rates}")
+    learned.append(f"success by kind of edit (in the log shown): {rates}")
     site_f, site_w = _site_stats(log)
     dead = [s for s, c in site_f.most_common(3) if c >= 3 and not site_w[s]]
     if dead:
         learned.append("never paid: " + "; ".join(f"`{s}` ({site_f[s]} tries)" for s in dead))
 
     concerns = []
-    if failed and len(failed) / n > 0.2:
-        kind, _c = kinds.most_common(1)[0]
-        example = next(m.reason for m in failed if m.reason.startswith(kind))
+    if failed and failed / n > 0.2 and kinds:
+        kind = kinds.most_common(1)[0][0]
+        example = next(m.reason for m in failed_log if m.reason.startswith(kind))
         concerns.append(
-            f"{len(failed) / n:.0%} of attempts failed, most as {kind} (e.g. {example[:160]})"
+            f"{failed / n:.0%} of attempts failed evaluation, most as {kind} (e.g. {example[:160]})"
+        )
+    if no_apply and no_apply / n > 0.2:
+        concerns.append(
+            f"{no_apply / n:.0%} of attempts produced no program (edit or model failures)"
         )
     last_gain = max((m.n for m in improved), default=None)
-    last_n = max(m.n for m in log)
-    if last_gain is None:
+    last_n = max((m.n for m in log), default=0)
+    if not n_improved:
         concerns.append("no attempt improved on its parent")
-    elif last_n - last_gain >= max(10, n // 3):
+    elif last_gain is not None and last_n - last_gain >= max(10, n // 3):
         concerns.append(f"stagnating: no improvement in the last {last_n - last_gain} attempts")
     if gain is not None and 0 < gain < 1e-6 * max(1.0, abs(base or 0)):
         concerns.append("the gain is tiny and could be numerical noise")

@@ -9,8 +9,13 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-_SECTION = re.compile(r"^## (?P<title>[^\n]+)\n(?P<body>.*?)(?=^## |\Z)", re.DOTALL | re.MULTILINE)
-_FENCE = re.compile(r"```(?:python|py)?\n(?P<code>.*?)^```", re.DOTALL | re.MULTILINE)
+_HEADER = re.compile(r"^## (?P<title>[^\n]+)\n", re.MULTILINE)
+# A fence is three or more backticks; prompts use one longer than any run in the code, and
+# the closing fence must be the same length, so code quoting ``` cannot end it early.
+_FENCE = re.compile(
+    r"^(?P<fence>`{3,})(?:python|py)?[ \t]*\n(?P<code>.*?)^(?P=fence)[ \t]*$",
+    re.DOTALL | re.MULTILINE,
+)
 _INSP = re.compile(r"^### Inspiration[^\n]*\(id (?P<id>\w+)[^)]*\)\n", re.MULTILINE)
 _MEM = re.compile(
     r"^- #(?P<n>\d+) from (?P<parent>\w+) \((?P<ps>[^)]*)\): (?P<idea>.*?) \| change: (?P<change>.*?)"
@@ -42,15 +47,21 @@ class ProposePrompt:
     parent_id: str
     focus: tuple[str, ...]
     parent: str
-    inspirations: tuple[str, ...]
+    inspirations: tuple[tuple[str, str], ...]  # (id, code)
     memory: tuple[Remembered, ...]
 
 
 def sections(text: str) -> dict[str, str]:
-    """``## Title`` sections of a prompt by the title's first word(s) before any ``(``."""
+    """``## Title`` sections of a prompt by the title's words before any ``(``.
+
+    Headers inside fenced code are not headers: a program's ``## comment`` stays code.
+    """
+    fenced = [m.span() for m in _FENCE.finditer(text)]
+    heads = [h for h in _HEADER.finditer(text) if not any(a < h.start() < b for a, b in fenced)]
     out = {}
-    for m in _SECTION.finditer(text):
-        out[m["title"].split("(")[0].strip().lower()] = m["body"]
+    for h, nxt in zip(heads, [*heads[1:], None], strict=True):
+        body = text[h.end() : nxt.start() if nxt is not None else len(text)]
+        out[h["title"].split("(")[0].strip().lower()] = body
     return out
 
 
@@ -70,8 +81,8 @@ def parse_memory(text: str) -> tuple[Remembered, ...]:
         changes = []
         for c in _CHANGE.finditer(m["change"]):
             old, new = _literal(c["old"]), _literal(c["new"])
-            # Multi-line hunks are joined with ' / '; keep single-line pairs only.
-            if " / " not in old and " / " not in new:
+            # Keep single-line pairs: the sites the operators reason about.
+            if "\n" not in old and "\n" not in new:
                 changes.append((old, new))
         res = m["result"]
         ok = res.startswith("ok ")
@@ -108,17 +119,15 @@ def parse_propose(text: str) -> ProposePrompt:
     if m is None:
         raise ValueError("prompt has no '## Parent program' section with a ```python block")
     focus_text = sec.get("focus", "").strip()
-    focus = tuple(
-        f.strip(" `*")
-        for f in re.split(r"[,\s]+", focus_text.split("\n")[0])
-        if f.strip(" `*") and not f.startswith("(")
-    )
+    first = focus_text.split("\n")[0]
+    # "(whole program)" or any other parenthetical means no named area.
+    focus = () if first.startswith("(") else tuple(re.findall(r"[A-Za-z_][\w.-]*", first))
     insp_body = sec.get("inspirations", "")
     insps = []
     for im in _INSP.finditer(insp_body):
         fm = _FENCE.search(insp_body, im.end())
         if fm is not None:
-            insps.append(fm["code"])
+            insps.append((im["id"], fm["code"]))
     pid = re.search(r"\(id (\w+)", text[text.find("## Parent program") :])
     return ProposePrompt(
         goal=sec.get("goal", "").strip(),

@@ -33,10 +33,22 @@ KILL_MESSAGES = {
 }
 
 
-def format_exception(exc: BaseException, max_lines: int = TRACEBACK_LINES) -> str:
-    """The last ``max_lines`` lines of ``exc``'s traceback (long lines cut)."""
+def format_exception(
+    exc: BaseException, max_lines: int = TRACEBACK_LINES, *, skip: int = 0, workdir: str = ""
+) -> str:
+    """The last ``max_lines`` lines of ``exc``'s traceback (long lines cut).
+
+    ``skip`` drops that many outermost frames (the sandbox's own); ``workdir`` is removed from
+    paths, so the same failure reads the same in every evaluation (and in seeded runs).
+    """
     try:
-        lines = "".join(traceback.format_exception(exc)).rstrip().splitlines()
+        tb = exc.__traceback__
+        for _ in range(skip):
+            tb = tb.tb_next if tb is not None and tb.tb_next is not None else tb
+        text = "".join(traceback.format_exception(type(exc), exc, tb))
+        if workdir:
+            text = text.replace(workdir.rstrip("/") + "/", "")
+        lines = text.rstrip().splitlines()
     except Exception:
         lines = [f"{type(exc).__name__}: {_short_repr(exc, 500)}"]
     lines = [ln if len(ln) <= 500 else ln[:497] + "..." for ln in lines]
@@ -59,11 +71,12 @@ def run_evaluate(evaluate: Callable[[str], Any], program_path: str) -> dict[str,
     except SystemExit as e:
         return error_result(f"the evaluation raised SystemExit (exit code {_short_repr(e.code)})")
     except BaseException as e:
+        where = {"skip": 1, "workdir": os.path.dirname(program_path)}
         if _caused_by_memory(e):
             return error_result(
-                f"memory limit reached (MemoryError)\n{format_exception(e)}", "memory"
+                f"memory limit reached (MemoryError)\n{format_exception(e, **where)}", "memory"
             )
-        return error_result(format_exception(e))
+        return error_result(format_exception(e, **where))
     return result_from_value(value)
 
 
