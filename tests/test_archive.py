@@ -184,7 +184,7 @@ def test_sample_is_reproducible(kind: str) -> None:
 
 
 def test_explore_one_is_uniform_and_zero_favours_the_best() -> None:
-    a = GridElites(dims=2, bins=10, bounds=[(0, 1), (0, 1)])
+    a = GridElites(dims=2, bins=10, bounds=[(0, 1), (0, 1)], tournament=4)
     for i in range(10):  # ten cells, scores 0..9
         a.add(prog(float(i), (i / 10 + 0.05, 0.5)))
     rng = np.random.default_rng(0)

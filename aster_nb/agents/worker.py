@@ -160,7 +160,7 @@ class Worker:
         agents: int = 8,
         archive: str | Archive = "cluster",
         seed: int = 0,
-        explore: float = 0.2,
+        explore: float = 0.1,
         inspirations: int = 2,
         ordered: bool = True,
         model_timeout: float = 600.0,

@@ -35,7 +35,7 @@ class Archive(Protocol):
     def add(self, program: Program) -> bool: ...
 
     def sample(
-        self, rng: np.random.Generator, *, n_inspirations: int = 2, explore: float = 0.2
+        self, rng: np.random.Generator, *, n_inspirations: int = 2, explore: float = 0.1
     ) -> tuple[Program, list[Program]]: ...
 
     def elites(self) -> list[Program]: ...
@@ -78,7 +78,7 @@ class ArchiveBase(ABC):
 
     name: str = "base"
 
-    def __init__(self, *, dims: int | None, tournament: int = 4) -> None:
+    def __init__(self, *, dims: int | None, tournament: int = 8) -> None:
         if dims is not None and (not isinstance(dims, int) or isinstance(dims, bool) or dims < 1):
             raise ValueError(f"dims must be a positive int (descriptor length), got {dims!r}")
         if not isinstance(tournament, int) or tournament < 1:
@@ -255,7 +255,7 @@ class ArchiveBase(ABC):
     # -- sampling -------------------------------------------------------------------------
 
     def sample(
-        self, rng: np.random.Generator, *, n_inspirations: int = 2, explore: float = 0.2
+        self, rng: np.random.Generator, *, n_inspirations: int = 2, explore: float = 0.1
     ) -> tuple[Program, list[Program]]:
         """Pick a parent and inspirations among the elites.
 
@@ -267,6 +267,11 @@ class ArchiveBase(ABC):
         score's scale and outliers, and the chosen elite's rank quantile follows
         ``Beta(1, tournament)`` whatever the number of cells -- selection pressure does not
         drift as the archive fills up.
+
+        The defaults (``tournament=8``, ``explore=0.1``) come from a sweep on both real tasks
+        at 400 evaluations, 3 seeds: mean best 2.090 / -0.3915 (circle packing / Erdős)
+        against 1.957 / -0.3932 for ``4, 0.2`` and 2.027 / -0.3931 for ``16, 0.05``;
+        greedy scored 2.130 / -0.3917. Less pressure spread a weak proposer too thin.
 
         Inspirations are other elites, never the parent: the first ``ceil(n/2)`` are the
         best remaining elites (what works), the rest uniformly random cells (what differs).

@@ -88,7 +88,7 @@ class ClusterElites(ArchiveBase):
         growth: float = 1.25,
         seed: int = 0,
         max_iter: int = 10,
-        tournament: int = 4,
+        tournament: int = 8,
     ) -> None:
         if dims is None:
             raise ValueError("ClusterElites needs dims: the length of the descriptors")

@@ -56,7 +56,7 @@ class Greedy(ArchiveBase):
         return [self._programs[r] for _, r in self._top]
 
     def sample(
-        self, rng: np.random.Generator, *, n_inspirations: int = 2, explore: float = 0.2
+        self, rng: np.random.Generator, *, n_inspirations: int = 2, explore: float = 0.1
     ) -> tuple[Program, list[Program]]:
         """The best program as parent; inspirations from the rest of the top-k list.
 

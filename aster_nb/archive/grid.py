@@ -54,7 +54,7 @@ class GridElites(ArchiveBase):
         bounds: Sequence[Sequence[float]] | np.ndarray | None = None,
         warmup: int = 16,
         margin: float = 0.1,
-        tournament: int = 4,
+        tournament: int = 8,
     ) -> None:
         if dims is None:
             raise ValueError("GridElites needs dims: the length of the descriptors")
