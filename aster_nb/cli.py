@@ -1,4 +1,4 @@
-"""Command line: ``python -m aster_nb tasks`` and ``python -m aster_nb run TASK ...``."""
+"""Command line: ``python -m aster_nb tasks | run TASK ... | resume STORE ...``."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from .program import code_hash
 from .task import Task, TaskError, builtin_tasks
 
 
@@ -18,16 +19,21 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m aster_nb", description=__doc__)
     sub = parser.add_subparsers(dest="cmd", required=True)
     sub.add_parser("tasks", help="list the built-in tasks")
-    run = sub.add_parser("run", help="run one worker on a task and print a JSON summary")
+    run = sub.add_parser("run", help="run planners and workers on a task; ends with a JSON line")
     run.add_argument("task", help="a built-in task name or a path to a task folder")
     run.add_argument(
         "--budget",
         type=int,
         default=None,
-        help="evaluations to spend (default 300 unless --seconds)",
+        help="evaluations for all workers over all rounds (default 300 unless --seconds)",
     )
-    run.add_argument("--seconds", type=float, default=None, help="wall-clock budget, optional")
-    run.add_argument("--agents", type=int, default=8, help="concurrent agents (default 8)")
+    run.add_argument("--seconds", type=float, default=None, help="wall seconds per round, optional")
+    run.add_argument("--rounds", type=int, default=1, help="planner rounds (default 1)")
+    run.add_argument("--planners", type=int, default=1, help="planners (default 1)")
+    run.add_argument("--workers", type=int, default=1, help="workers per planner (default 1)")
+    run.add_argument(
+        "--agents", type=int, default=8, help="concurrent agents per worker (default 8)"
+    )
     run.add_argument("--archive", choices=["cluster", "grid", "greedy"], default="cluster")
     run.add_argument("--seed", type=int, default=0)
     run.add_argument("--out", type=Path, default=Path("runs"), help="folder for the run's store")
@@ -38,12 +44,12 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument(
         "--concurrency", type=int, default=None, help="parallel evaluations (default: cores)"
     )
-    run.add_argument(
-        "--unordered",
-        action="store_true",
-        help="apply results as they land (faster, not reproducible)",
-    )
     run.add_argument("--quiet", action="store_true", help="no progress lines")
+    res = sub.add_parser("resume", help="continue a stored run; ends with a JSON line")
+    res.add_argument("store", type=Path, help="the run's .sqlite file")
+    res.add_argument("--rounds", type=int, default=None, help="rounds to add (default: the rest)")
+    res.add_argument("--concurrency", type=int, default=None)
+    res.add_argument("--quiet", action="store_true")
     args = parser.parse_args(argv)
 
     if args.cmd == "tasks":
@@ -56,6 +62,15 @@ def main(argv: list[str] | None = None) -> int:
             for a in t.surface_areas:
                 print(f"{'':22s}- {a.name}: {a.description}")
         return 0
+    if args.cmd == "resume":
+        if not args.store.is_file():
+            print(f"error: no run store at {args.store}", file=sys.stderr)
+            return 2
+        if args.rounds is not None and args.rounds < 0:
+            print(f"error: --rounds must be >= 0, got {args.rounds}", file=sys.stderr)
+            return 2
+        print(json.dumps(asyncio.run(_resume(args))), flush=True)
+        return 0
     try:
         task = Task.load(args.task)
     except TaskError as e:
@@ -66,6 +81,9 @@ def main(argv: list[str] | None = None) -> int:
         for name, value, ok, rule in (
             ("budget", args.budget, args.budget is None or args.budget >= 1, ">= 1"),
             ("agents", args.agents, args.agents >= 1, ">= 1"),
+            ("workers", args.workers, args.workers >= 1, ">= 1"),
+            ("planners", args.planners, args.planners >= 1, ">= 1"),
+            ("rounds", args.rounds, args.rounds >= 1, ">= 1"),
             ("seconds", args.seconds, args.seconds is None or args.seconds > 0, "> 0"),
             (
                 "concurrency",
@@ -82,110 +100,117 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     if args.budget is None and args.seconds is None:
         args.budget = 300
-    summary = asyncio.run(_run(task, args))
-    print(json.dumps(summary), flush=True)
+    print(json.dumps(asyncio.run(_run(task, args))), flush=True)
     return 0
 
 
 async def _run(task: Task, args: argparse.Namespace) -> dict[str, Any]:
-    from .agents import Budget, Worker
-    from .executors import LocalExecutor
-    from .llm import make_model
-    from .program import Program
-    from .store import Store
+    from .run import Run
 
+    n_workers = args.planners * args.workers
+    per_worker = None if args.budget is None else max(1, args.budget // (args.rounds * n_workers))
     stamp = time.strftime("%Y%m%d-%H%M%S")
     # The pid keeps two runs started in the same second out of each other's file.
     path = args.out / f"{task.name}-{args.archive}-s{args.seed}-{stamp}-{os.getpid()}.sqlite"
-    store = Store(path)
-    store.set_meta("config", {k: str(v) for k, v in vars(args).items()})
-    model = make_model(args.model, seed=args.seed, latency=args.latency)
+    run = await Run.create(
+        task,
+        path=path,
+        planners=args.planners,
+        workers=args.workers,
+        agents=args.agents,
+        archive=args.archive,
+        seed=args.seed,
+        model=args.model,
+        latency=args.latency,
+        evaluations=per_worker,
+        seconds=args.seconds,
+        concurrency=args.concurrency,
+    )
+    run.store.set_meta("rounds_target", args.rounds)
+    return await _drive(run, args.rounds, quiet=args.quiet)
+
+
+async def _resume(args: argparse.Namespace) -> dict[str, Any]:
+    from .run import Run
+
+    run = await Run.open(args.store, concurrency=args.concurrency)
+    rounds = args.rounds
+    if rounds is None:
+        rounds = max(0, int(run.store.meta("rounds_target", 1)) - run.rounds_done)
+    else:
+        run.store.set_meta("rounds_target", run.rounds_done + rounds)
+    return await _drive(run, rounds, quiet=args.quiet)
+
+
+async def _drive(run: Any, rounds: int, *, quiet: bool) -> dict[str, Any]:
+    progress = _Progress(run, quiet=quiet)
+    run.bus.subscribe(progress)
+    if not quiet:
+        print(f"store: {run.store.path}", file=sys.stderr, flush=True)
     t0 = time.monotonic()
-    progress = _Progress(args.budget, t0, quiet=args.quiet)
-
     try:
-        async with LocalExecutor.from_task(task, concurrency=args.concurrency) as ex:
-            worker = Worker(
-                name="w0",
-                task=task,
-                model=model,
-                executor=ex,
-                store=store,
-                agents=args.agents,
-                archive=args.archive,
-                seed=args.seed,
-                ordered=not args.unordered,
-            )
-            worker.bus.subscribe(progress)
-            base = Program(code=task.initial_code)
-            goal = "Raise the score. Work on any of: " + ", ".join(task.area_names) + "."
-            handoff = await worker.run(
-                goal, base, Budget(evaluations=args.budget, seconds=args.seconds)
-            )
-            progress.final()
-
-        archive = worker.archive
-        initial = store.get(base.id)
-        df = store.history()
-        evals = df[df["worker"] == "w0"]
-        summary = {
-            "task": task.name,
-            "initial_score": initial.score if initial is not None else None,
-            "best_score": handoff.best.score if handoff.best is not None else None,
-            "evaluations": len(evals),
-            "failed": int((evals["status"] != "ok").sum()),
-            "archive": args.archive,
-            "coverage": archive.coverage() if archive is not None else 0.0,
-            "cells": archive.cells if archive is not None else 0,
-            "store": str(path),
-            "attempts": handoff.stats.get("attempts"),
-            "seconds": round(time.monotonic() - t0, 2),
-        }
+        for _ in range(rounds):
+            result = await run.step()
+            progress.round_line(result)
+        return _summary(run, time.monotonic() - t0)
     finally:
-        store.close()
-    return summary
+        await run.close()
+
+
+def _summary(run: Any, seconds: float) -> dict[str, Any]:
+    df = run.history()
+    made = df[df["worker"] != ""]
+    initial = run.store.get(
+        __import__("aster_nb.program", fromlist=["code_hash"]).code_hash(run.task.initial_code)
+    )
+    archives = [a for a in run.archives.values() if a is not None]
+    best = run.best
+    return {
+        "task": run.task.name,
+        "initial_score": initial.score if initial is not None else None,
+        "best_score": best.score if best is not None else None,
+        "evaluations": len(made),
+        "failed": int((made["status"] != "ok").sum()),
+        "archive": run.cfg.archive,
+        "coverage": min((a.coverage() for a in archives), default=0.0),
+        "cells": sum(a.cells for a in archives),
+        "store": str(run.store.path),
+        "rounds": run.rounds_done,
+        "best_round": run.best_round,
+        "planners": run.cfg.planners,
+        "workers": len(run.workers),
+        "seconds": round(seconds, 2),
+    }
 
 
 class _Progress:
-    """Progress lines on stderr: at most one every 2 s, plus one per new best."""
+    """Progress on stderr: every new best (with its program id) and one line per round."""
 
-    def __init__(self, budget: int | None, t0: float, *, quiet: bool) -> None:
-        self.budget, self.t0, self.quiet = budget, t0, quiet
-        self.evals = self.failed = 0
+    def __init__(self, run: Any, *, quiet: bool) -> None:
+        self.run, self.quiet = run, quiet
         self.best: float | None = None
-        self.first: float | None = None
+        self.t0 = time.monotonic()
         self.last = 0.0
 
     def __call__(self, event: object) -> None:
-        from .events import BestImproved, ProgramEvaluated
+        from .events import BestImproved
 
-        if isinstance(event, ProgramEvaluated):
-            if event.n >= 0:
-                self.evals += 1
-                self.failed += not event.program.ok
-            elif event.program.ok:
-                self.first = event.program.score
-        elif isinstance(event, BestImproved):
-            self.best = event.program.score
-            self._line(f"new best {self.best:.6g} (program {event.program.id})")
+        if self.quiet or not isinstance(event, BestImproved):
             return
-        if time.monotonic() - self.last >= 2.0:
-            self._line()
+        score = event.program.score
+        if self.best is None or score > self.best:
+            self.best = score
+            self._print(f"new best {score:.10g} (program {event.program.id}, {event.worker})")
 
-    def _line(self, note: str = "") -> None:
-        if self.quiet:
-            return
-        self.last = time.monotonic()
-        dt = self.last - self.t0
-        best = "-" if self.best is None else f"{self.best:.6g}"
-        fail = self.failed / self.evals if self.evals else 0.0
-        print(
-            f"[{dt:7.1f}s] evals {self.evals}{'' if self.budget is None else f'/{self.budget}'}  "
-            f"best {best}  failed {fail:.0%}  "
-            f"{self.evals / max(dt, 1e-9):.1f} evals/s  {note}",
-            file=sys.stderr,
-            flush=True,
+    def round_line(self, r: Any) -> None:
+        s = self.run.status
+        best = "-" if s.best_score is None else f"{s.best_score:.10g}"
+        self._print(
+            f"round {r.round} done: best {best} (program {r.best.id}"
+            f"{', improved' if r.improved else ''})  "
+            f"evaluations {s.evaluations}  {s.attempts_per_s:.1f} evals/s"
         )
 
-    def final(self) -> None:
-        self._line("done")
+    def _print(self, text: str) -> None:
+        if not self.quiet:
+            print(f"[{time.monotonic() - self.t0:7.1f}s] {text}", file=sys.stderr, flush=True)

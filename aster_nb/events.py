@@ -81,3 +81,40 @@ class EventBus:
                 fn(event)
             except Exception:
                 log.exception("event subscriber %r failed on %s", fn, type(event).__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class GoalChanged(Event):
+    """A worker's goal changed; ``set_by`` is ``planner`` or ``researcher``."""
+
+    planner: str
+    worker: str
+    goal: str
+    set_by: str
+    pinned: bool
+
+
+@dataclass(frozen=True, slots=True)
+class RoundStarted(Event):
+    planner: str
+    round: int
+    base: Program
+
+
+@dataclass(frozen=True, slots=True)
+class RoundFinished(Event):
+    """A planner finished a round; ``best`` is its current best after synthesis."""
+
+    planner: str
+    round: int
+    best: Program
+    improved: bool
+    previous: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class RunStateChanged(Event):
+    """The run became ``running``, ``paused``, ``stopped``, ``finished`` or ``failed``."""
+
+    state: str
+    reason: str = ""

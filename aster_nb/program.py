@@ -96,6 +96,7 @@ class Program:
             crossover or a merge, none for the initial program).
         origin: how it was made: ``initial``, ``edit``, ``rewrite``, ``crossover``, ``merge``.
         worker: name of the worker whose agent made it (``""`` for the initial program).
+        planner: name of the planner that made it (a synthesis) or whose worker did.
         agent: index of the agent slot that made it, if any.
         round: the planner round it belongs to.
         result: the evaluation, ``None`` until evaluated.
@@ -109,6 +110,7 @@ class Program:
     parents: tuple[str, ...] = ()
     origin: str = "initial"
     worker: str = ""
+    planner: str = ""
     agent: int | None = None
     round: int = 0
     result: EvalResult | None = None

@@ -28,6 +28,7 @@ CREATE TABLE IF NOT EXISTS programs (
     parents TEXT NOT NULL,
     origin TEXT NOT NULL,
     worker TEXT NOT NULL,
+    planner TEXT NOT NULL DEFAULT '',
     agent INTEGER,
     round INTEGER NOT NULL,
     status TEXT NOT NULL,
@@ -53,6 +54,8 @@ CREATE TABLE IF NOT EXISTS attempts (
     outcome TEXT NOT NULL,
     reason TEXT,
     rationale TEXT,
+    goal TEXT,
+    change TEXT,
     model TEXT,
     input_tokens INTEGER,
     output_tokens INTEGER,
@@ -77,6 +80,26 @@ CREATE TABLE IF NOT EXISTS handoffs (
     stats TEXT NOT NULL,
     created REAL NOT NULL
 );
+CREATE TABLE IF NOT EXISTS goals (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    worker TEXT NOT NULL,
+    goal TEXT NOT NULL,
+    set_by TEXT NOT NULL,
+    pinned INTEGER NOT NULL,
+    round INTEGER NOT NULL,
+    at REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS rounds (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    planner TEXT NOT NULL,
+    round INTEGER NOT NULL,
+    started REAL NOT NULL,
+    finished REAL NOT NULL,
+    base_id TEXT,
+    best_id TEXT,
+    best_score REAL,
+    improved INTEGER NOT NULL
+);
 CREATE INDEX IF NOT EXISTS attempts_worker ON attempts(worker, n);
 """
 
@@ -92,9 +115,11 @@ class AttemptRecord:
     parent_id: str | None
     inspiration_ids: tuple[str, ...]
     program_id: str | None
-    outcome: str  # ok | improved | duplicate | edit_failed | error | timeout | memory | invalid
+    outcome: str  # ok | improved | duplicate | edit_failed | model_error | error | timeout | ...
     reason: str | None
     rationale: str
+    goal: str
+    change: str
     model: str
     input_tokens: int
     output_tokens: int
@@ -151,9 +176,9 @@ class Store:
         r = p.result or EvalResult(status=Status.PENDING)
         # Identical code is one row; a row still pending takes the evaluation when it comes.
         cur = self._db.execute(
-            "INSERT INTO programs(id, code, parents, origin, worker, agent, round, status,"
+            "INSERT INTO programs(id, code, parents, origin, worker, planner, agent, round, status,"
             " score, metrics, features, descriptor, error, stdout, stderr, eval_seconds, created)"
-            " VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
+            " VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
             " ON CONFLICT(id) DO UPDATE SET status=excluded.status, score=excluded.score,"
             " metrics=excluded.metrics, features=excluded.features, descriptor=excluded.descriptor,"
             " error=excluded.error, stdout=excluded.stdout, stderr=excluded.stderr,"
@@ -164,6 +189,7 @@ class Store:
                 json.dumps(list(p.parents)),
                 p.origin,
                 p.worker,
+                p.planner,
                 p.agent,
                 p.round,
                 str(r.status),
@@ -183,9 +209,9 @@ class Store:
     def add_attempt(self, a: AttemptRecord) -> None:
         self._db.execute(
             "INSERT INTO attempts(worker, n, agent, round, parent_id, inspiration_ids, program_id,"
-            " outcome, reason, rationale, model, input_tokens, output_tokens, cache_read_tokens,"
-            " cache_write_tokens, cost_usd, latency, started, finished)"
-            " VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+            " outcome, reason, rationale, goal, change, model, input_tokens, output_tokens,"
+            " cache_read_tokens, cache_write_tokens, cost_usd, latency, started, finished)"
+            " VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
             (
                 a.worker,
                 a.n,
@@ -197,6 +223,8 @@ class Store:
                 a.outcome,
                 a.reason,
                 a.rationale,
+                a.goal,
+                a.change,
                 a.model,
                 a.input_tokens,
                 a.output_tokens,
@@ -229,7 +257,64 @@ class Store:
             ),
         )
 
+    def add_goal(self, *, worker: str, goal: str, set_by: str, pinned: bool, round: int) -> None:
+        """Record a goal change and who made it (``planner`` or ``researcher``)."""
+        self._db.execute(
+            "INSERT INTO goals(worker, goal, set_by, pinned, round, at) VALUES(?,?,?,?,?,?)",
+            (worker, goal, set_by, int(pinned), round, time.time()),
+        )
+
+    def add_round(
+        self,
+        *,
+        planner: str,
+        round: int,
+        started: float,
+        base: Program,
+        best: Program,
+        improved: bool,
+    ) -> None:
+        """Record a finished planner round and its current best."""
+        self._db.execute(
+            "INSERT INTO rounds(planner, round, started, finished, base_id, best_id, best_score,"
+            " improved) VALUES(?,?,?,?,?,?,?,?)",
+            (planner, round, started, time.time(), base.id, best.id, best.score, int(improved)),
+        )
+
     # -- reading -------------------------------------------------------------------------
+
+    def goals(self) -> pd.DataFrame:
+        """Every goal change, oldest first."""
+        import pandas as pd
+
+        return pd.read_sql_query("SELECT * FROM goals ORDER BY seq", self._db)
+
+    def current_goals(self) -> dict[str, tuple[str, str, bool]]:
+        """The latest goal of each worker: ``{worker: (goal, set_by, pinned)}``."""
+        rows = self._db.execute(
+            "SELECT worker, goal, set_by, pinned FROM goals WHERE seq IN"
+            " (SELECT MAX(seq) FROM goals GROUP BY worker)"
+        )
+        return {r[0]: (r[1], r[2], bool(r[3])) for r in rows}
+
+    def rounds(self) -> pd.DataFrame:
+        import pandas as pd
+
+        return pd.read_sql_query("SELECT * FROM rounds ORDER BY seq", self._db)
+
+    def last_round(self, planner: str) -> sqlite3.Row | None:
+        return self._db.execute(
+            "SELECT * FROM rounds WHERE planner=? ORDER BY seq DESC LIMIT 1", (planner,)
+        ).fetchone()
+
+    def attempt_rows(self, worker: str) -> list[sqlite3.Row]:
+        """A worker's attempts in attempt order, for rebuilding its agents' memories."""
+        return self._db.execute(
+            "SELECT a.*, p.score AS child_score, q.score AS parent_score FROM attempts a"
+            " LEFT JOIN programs p ON p.id = a.program_id"
+            " LEFT JOIN programs q ON q.id = a.parent_id WHERE a.worker=? ORDER BY a.n",
+            (worker,),
+        ).fetchall()
 
     def get(self, program_id: str) -> Program | None:
         row = self._db.execute("SELECT * FROM programs WHERE id=?", (program_id,)).fetchone()
@@ -264,7 +349,7 @@ class Store:
         import pandas as pd
 
         df = pd.read_sql_query(
-            "SELECT seq, id, parents, origin, worker, agent, round, status, score, metrics,"
+            "SELECT seq, id, parents, origin, worker, planner, agent, round, status, score, metrics,"
             " features, descriptor, error, eval_seconds, created FROM programs ORDER BY seq",
             self._db,
         )
@@ -302,6 +387,7 @@ def _program(row: sqlite3.Row) -> Program:
         parents=tuple(json.loads(row["parents"])),
         origin=row["origin"],
         worker=row["worker"],
+        planner=row["planner"],
         agent=row["agent"],
         round=row["round"],
         result=None if result.status is Status.PENDING else result,

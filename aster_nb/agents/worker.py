@@ -20,6 +20,7 @@ import asyncio
 import hashlib
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -27,6 +28,7 @@ import numpy as np
 
 from ..archive import Archive, make_archive
 from ..blocks import BlockError, find_blocks
+from ..control import Control
 from ..edits import EditError, apply_edit, diff_summary, parse_edit, unified_diff
 from ..events import AttemptFailed, BestImproved, EventBus, HandoffReceived, ProgramEvaluated
 from ..features import describe
@@ -80,6 +82,7 @@ class _Outcome:
     reason: str | None = None
     rationale: str = ""
     change: str = ""
+    goal: str = ""
 
 
 @dataclass(slots=True)
@@ -126,7 +129,7 @@ class _Ticket:
     slot: int
     parent: Program
     inspirations: list[Program]
-    prompt: str
+    memory: str  # the slot's memory as it stood at sampling (only this slot changes it)
 
 
 class Worker:
@@ -147,6 +150,8 @@ class Worker:
             docstring); ``False`` lets each slot see every result as soon as it lands.
         model_timeout: seconds a model call may take before it counts as a failed attempt.
         bus: where events go; a private bus if omitted.
+        control: pause/stop switch shared with a :class:`~aster_nb.run.Run`, if any.
+        planner: the name of the planner this worker reports to (stored with programs).
     """
 
     def __init__(
@@ -165,6 +170,8 @@ class Worker:
         ordered: bool = True,
         model_timeout: float = 600.0,
         bus: EventBus | None = None,
+        control: Control | None = None,
+        planner: str = "",
     ) -> None:
         if agents < 1:
             raise ValueError(f"agents must be >= 1, got {agents}")
@@ -184,6 +191,10 @@ class Worker:
             raise ValueError(f"model_timeout must be > 0 seconds, got {model_timeout}")
         self.model_timeout = model_timeout
         self.bus = bus or EventBus()
+        self.control = control
+        self.planner = planner
+        # Where the goal comes from while running; a planner points it at its live goals.
+        self.goal_of: Callable[[], str] | None = None
         self.archive: Archive | None = archive if not isinstance(archive, str) else None
         self._archive_kind = archive if isinstance(archive, str) else archive.name
         self.memories = [AgentMemory() for _ in range(agents)]
@@ -222,11 +233,44 @@ class Worker:
         self.attempts_total = first + state.started
         return await self._handoff(state)
 
+    def restore(self) -> None:
+        """Rebuild the archive, the agents' memories and the attempt count from the store.
+
+        Used when a run is reopened: everything a worker knows is in its stored programs and
+        attempts, so nothing else needs saving.
+        """
+        for p in self.store.programs(worker=self.name):
+            self.known.add(p.id)
+            if p.ok:
+                if p.features is None:
+                    p = p.evaluated(p.result, self._describe(p.code, p.result))
+                self._archive(len(p.features or ())).add(p)
+        for row in self.store.attempt_rows(self.name):
+            ok = row["outcome"] in ("ok", "improved")
+            self.memories[row["agent"] % self.agents].record(
+                Experiment(
+                    n=row["n"],
+                    parent_id=row["parent_id"] or "",
+                    parent_score=row["parent_score"],
+                    idea=_first_sentence(row["rationale"] or "") or "(no rationale)",
+                    change=row["change"] or "-",
+                    status="ok" if ok else row["outcome"],
+                    score=row["child_score"] if ok else None,
+                    reason=row["reason"],
+                    program_id=row["program_id"],
+                )
+            )
+            self.attempts_total = max(self.attempts_total, row["n"] + 1)
+
     # -- the agent loop ------------------------------------------------------------------
 
     async def _slot(self, slot: int, st: _RunState) -> None:
         n = st.first + slot
         while (ticket := await self._next(n, slot, st)) is not None:
+            if self.control is not None and not await self.control.admit():
+                await self._stop(n, st)  # stopped while paused: this sample never runs
+                return
+            # No await between admission and here: a pause stops every attempt not yet started.
             st.started = max(st.started, n - st.first + 1)
             st.seq.running.add(n)
             out = await self._attempt(ticket, st)
@@ -245,8 +289,10 @@ class Worker:
         seq = st.seq
         if n >= seq.stop_at:
             return None
-        if (st.deadline is not None and time.monotonic() >= st.deadline) or (
-            st.max_attempts is not None and n - st.first >= st.max_attempts
+        if (
+            (self.control is not None and self.control.stopping)
+            or (st.deadline is not None and time.monotonic() >= st.deadline)
+            or (st.max_attempts is not None and n - st.first >= st.max_attempts)
         ):
             await self._stop(n, st)
             return None
@@ -313,26 +359,38 @@ class Worker:
             parent, insp = self.archive.sample(
                 rng, n_inspirations=self.n_inspirations, explore=self.explore
             )
-        prompt = propose_prompt(
-            task=self.task,
-            goal=st.goal,
-            focus=st.focus,
-            parent=parent,
-            inspirations=insp,
-            memory=self.memories[slot].render(),
-        )
-        return _Ticket(n=n, slot=slot, parent=parent, inspirations=insp, prompt=prompt)
+        memory = self.memories[slot].render()
+        return _Ticket(n=n, slot=slot, parent=parent, inspirations=insp, memory=memory)
 
     async def _attempt(self, t: _Ticket, st: _RunState) -> _Outcome:
-        n, slot, parent, insp, prompt = t.n, t.slot, t.parent, t.inspirations, t.prompt
+        n, slot, parent, insp = t.n, t.slot, t.parent, t.inspirations
+        # The goal is read as the attempt starts, so a steer lands on the very next attempt.
+        goal = self.goal_of() if self.goal_of is not None else st.goal
         out = _Outcome(
-            n=n, agent=slot, parent=parent, inspirations=insp, response=None, started=time.time()
+            n=n,
+            agent=slot,
+            parent=parent,
+            inspirations=insp,
+            response=None,
+            started=time.time(),
+            goal=goal,
+        )
+        prompt = propose_prompt(
+            task=self.task,
+            goal=goal,
+            focus=focus_from_goal(goal, self.task.area_names),
+            parent=parent,
+            inspirations=insp,
+            memory=t.memory,
         )
         try:
             async with asyncio.timeout(self.model_timeout):
                 out.response = await self.model.complete(
                     Request(
-                        messages=(user(prompt),), system=self._system, purpose="propose", seed=n
+                        messages=(user(prompt),),
+                        system=self._system,
+                        purpose="propose",
+                        seed=self._salt * 1_000_003 + n,
                     )
                 )
         except TimeoutError:
@@ -355,6 +413,7 @@ class Worker:
             parents=(parent.id, *(p.id for p in insp if p.id in text)),
             origin="edit",
             worker=self.name,
+            planner=self.planner,
             agent=slot,
             round=st.round,
         )
@@ -441,6 +500,8 @@ class Worker:
                 outcome=out.outcome,
                 reason=out.reason,
                 rationale=out.rationale,
+                goal=out.goal,
+                change=out.change,
                 model=r.model if r is not None else getattr(self.model, "name", ""),
                 input_tokens=u.input_tokens if u else 0,
                 output_tokens=u.output_tokens if u else 0,

@@ -27,6 +27,7 @@ import numpy as np
 from . import operators as ops
 from .base import Request, Response, Usage
 from .promptparse import ProposePrompt, Remembered, parse_memory, parse_propose, sections
+from .synthesis import write_merge, write_plan
 
 _DIGITS = re.compile(r"\d+\.?\d*(?:[eE][-+]?\d+)?")
 
@@ -60,6 +61,10 @@ class OfflineModel:
         rng = self._rng(request)
         if request.purpose == "handoff":
             text = write_handoff(request.prompt)
+        elif request.purpose == "merge":
+            text = write_merge(request.prompt, rng, request.seed or 0)
+        elif request.purpose == "plan":
+            text = write_plan(request.prompt)
         else:
             text = self.propose(request.prompt, rng)
         usage = Usage(

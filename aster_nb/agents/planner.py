@@ -1,0 +1,357 @@
+"""A planner: goals for its children, rounds, and synthesis of their results.
+
+Workers and planners share one protocol, ``await x.run(goal, base, budget) -> Handoff``, so
+a planner's children may be workers or planners: "P planners x W workers x K agents" is a
+configuration (see :func:`aster_nb.run.build`), not code.
+
+A round: every child runs concurrently from the current best with its goal; handoffs come
+back; synthesis builds candidates (each child's best, plus model-written merges of them),
+evaluates the merges in the sandbox, and the best candidate becomes the current best,
+never worse than before. Then the planner's model revises the goals that are not pinned.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+from ..edits import apply_edit, parse_edit, unified_diff
+from ..events import EventBus, GoalChanged, ProgramEvaluated, RoundFinished, RoundStarted
+from ..features import describe
+from ..llm.base import Model, Request, user
+from ..program import Program
+from ..prompts import render
+from ..store import Store
+from ..task import Task
+from .goals import Goal, Goals
+from .handoff import Handoff
+from .prompts import fenced, system_prompt
+from .worker import Budget, Executor, Worker, _check_markers
+
+
+class Child(Protocol):
+    name: str
+
+    async def run(self, goal: str, base: Program, budget: Budget, *, round: int = 0) -> Handoff: ...
+
+
+@dataclass(frozen=True, slots=True)
+class RoundResult:
+    """What one round did.
+
+    Attributes:
+        round: its number.
+        base: the current best it started from.
+        best: the current best after synthesis (``base`` if nothing beat it).
+        handoffs: the children's handoffs.
+        merges: merge candidates the planner evaluated.
+        improved: whether ``best`` beats ``base``.
+    """
+
+    round: int
+    base: Program
+    best: Program
+    handoffs: tuple[Handoff, ...]
+    merges: tuple[Program, ...] = ()
+    improved: bool = False
+    seconds: float = 0.0
+
+    @property
+    def child_bests(self) -> dict[str, float | None]:
+        return {h.worker: (h.best.score if h.best is not None else None) for h in self.handoffs}
+
+
+class Planner:
+    """Coordinates children over rounds and keeps the current best program.
+
+    Args:
+        name: the planner's name (stored with the programs it synthesizes).
+        task: the task.
+        model: the planner's model (merges, goal revision).
+        executor: evaluates merge candidates.
+        store: the run's store.
+        children: workers or planners, each with a unique ``name``.
+        bus: where events go.
+        merges: merge candidates asked of the model per round (when there are at least two
+            children's bests to merge).
+        revise: let the model revise unpinned goals after each round.
+    """
+
+    def __init__(
+        self,
+        *,
+        name: str,
+        task: Task,
+        model: Model,
+        executor: Executor,
+        store: Store,
+        children: Sequence[Child],
+        bus: EventBus | None = None,
+        merges: int = 2,
+        revise: bool = True,
+    ) -> None:
+        names = [c.name for c in children]
+        if not children or len(set(names)) != len(names):
+            raise ValueError(f"a planner needs children with unique names, got {names}")
+        if merges < 0:
+            raise ValueError(f"merges must be >= 0, got {merges}")
+        self.name = name
+        self.task = task
+        self.model = model
+        self.executor = executor
+        self.store = store
+        self.children = {c.name: c for c in children}
+        self.bus = bus or EventBus()
+        self.merges = merges
+        self.revise = revise
+        self.goals = Goals(on_change=self._goal_changed)
+        self.best: Program | None = None
+        self.round_no = 0
+        self.goal = ""
+        self._system = system_prompt(task)
+        for c in children:
+            if isinstance(c, Worker):
+                c.planner = name
+                c.goal_of = lambda n=c.name: self.goals[n]
+
+    # -- goals ---------------------------------------------------------------------------
+
+    def assign_goals(self, goal: str = "") -> None:
+        """Split the surface areas named in ``goal`` (all of them if none) over the children.
+
+        With fewer children than areas a child gets several; with more, areas are shared.
+        Pinned goals are kept.
+        """
+        areas = [
+            a
+            for a in self.task.surface_areas
+            if re.search(rf"(?<![\w-]){re.escape(a.name)}(?![\w-])", goal)
+        ]
+        areas = areas or list(self.task.surface_areas)
+        names = list(self.children)
+        for i, child in enumerate(names):
+            if child in self.goals and self.goals.info(child).pinned:
+                continue
+            if not areas:
+                text = goal or "Raise the score."
+            else:
+                mine = (
+                    areas[i :: len(names)] if len(names) < len(areas) else [areas[i % len(areas)]]
+                )
+                text = (
+                    "Improve "
+                    + " and ".join(f"`{a.name}`" for a in mine)
+                    + ": "
+                    + " ".join(a.description for a in mine)
+                )
+            self.goals.set(child, text, by="planner")
+
+    def _goal_changed(self, worker: str, goal: Goal) -> None:
+        self.store.add_goal(
+            worker=worker,
+            goal=goal.text,
+            set_by=goal.set_by,
+            pinned=goal.pinned,
+            round=self.round_no,
+        )
+        self.bus.emit(
+            GoalChanged(
+                planner=self.name,
+                worker=worker,
+                goal=goal.text,
+                set_by=goal.set_by,
+                pinned=goal.pinned,
+            )
+        )
+
+    def find(self, worker: str) -> Planner | None:
+        """The planner (this one or below) whose child ``worker`` is."""
+        if worker in self.children:
+            return self
+        for c in self.children.values():
+            if isinstance(c, Planner) and (p := c.find(worker)) is not None:
+                return p
+        return None
+
+    def workers(self) -> dict[str, Worker]:
+        """Every worker under this planner, by name."""
+        out: dict[str, Worker] = {}
+        for c in self.children.values():
+            if isinstance(c, Worker):
+                out[c.name] = c
+            elif isinstance(c, Planner):
+                out.update(c.workers())
+        return out
+
+    # -- rounds --------------------------------------------------------------------------
+
+    async def run(self, goal: str, base: Program, budget: Budget, *, round: int = 0) -> Handoff:
+        """The child protocol: one round from ``base`` toward ``goal``, as a handoff."""
+        if goal != self.goal:
+            self.goal = goal
+            self.assign_goals(goal)
+        self.best, self.round_no = base, round
+        r = await self.round(budget)
+        return self._handoff(r)
+
+    async def round(self, budget: Budget) -> RoundResult:
+        """Run every child from the current best, synthesize, revise goals."""
+        if self.best is None:
+            raise RuntimeError("the planner has no current best program; set Planner.best first")
+        if not self.goals:
+            self.assign_goals(self.goal)
+        t0 = time.time()
+        if self.best.result is None:
+            self.best = await self._evaluate(self.best)
+        r, base = self.round_no, self.best
+        self.bus.emit(RoundStarted(planner=self.name, round=r, base=base))
+        async with asyncio.TaskGroup() as tg:
+            tasks = [
+                tg.create_task(c.run(self.goals[n], base, budget, round=r))
+                for n, c in self.children.items()
+            ]
+        handoffs = tuple(t.result() for t in tasks)
+        merges = await self._merge(base, handoffs, r)
+        pool = [base, *(h.best for h in handoffs if h.best is not None), *merges]
+        best = base
+        for p in pool:
+            if p.ok and (not best.ok or p.score > best.score):
+                best = p
+        improved = best is not base and (not base.ok or best.score > base.score)
+        self.best = best
+        self.store.add_round(
+            planner=self.name, round=r, started=t0, base=base, best=best, improved=improved
+        )
+        result = RoundResult(r, base, best, handoffs, tuple(merges), improved, time.time() - t0)
+        self.bus.emit(
+            RoundFinished(
+                planner=self.name, round=r, best=best, improved=improved, previous=base.score
+            )
+        )
+        if self.revise:
+            await self._revise(handoffs)
+        self.round_no = r + 1
+        return result
+
+    async def _merge(self, base: Program, handoffs: tuple[Handoff, ...], r: int) -> list[Program]:
+        bests = {
+            h.best.id: (h, h.best)
+            for h in handoffs
+            if h.best is not None and h.best.ok and h.best.id != base.id
+        }
+        if len(bests) < 2 or not self.merges:
+            return []
+        ranked = sorted(bests.values(), key=lambda hb: -hb[1].score)
+        cands = "\n".join(
+            f"### Candidate {i} (id {p.id}, score {p.score:.10g}, from {h.worker}; goal: {h.goal})\n{fenced(p.code)}"
+            for i, (h, p) in enumerate(ranked, 1)
+        )
+        prompt = render(
+            "merge",
+            goal=self.goal or "Combine the best ideas into one program.",
+            base_id=base.id,
+            base_score=f"score {base.score:.10g}" if base.ok else f"status {base.status}",
+            base_code=fenced(base.code),
+            candidates=cands,
+        )
+        out: list[Program] = []
+        seen = {base.id, *bests}
+        for v in range(self.merges):
+            try:
+                resp = await self.model.complete(
+                    Request(messages=(user(prompt),), system=self._system, purpose="merge", seed=v)
+                )
+                code = apply_edit(base.code, parse_edit(resp.text))
+                _check_markers(base.code, code)
+            except Exception:  # a failed merge costs a candidate, not the round
+                continue
+            child = Program(
+                code=code, parents=(base.id, *bests), origin="merge", planner=self.name, round=r
+            )
+            if child.id in seen:
+                continue
+            seen.add(child.id)
+            out.append(await self._evaluate(child))
+        return out
+
+    async def _evaluate(self, p: Program) -> Program:
+        """``p`` with its result: from the store if known, else from the sandbox (then stored)."""
+        stored = self.store.get(p.id)
+        if stored is not None and stored.result is not None:
+            return stored
+        result = await self.executor.submit(p.code)
+        p = p.evaluated(result, describe(p.code, result) if result.ok else None)
+        self.store.add_program(p)
+        self.bus.emit(ProgramEvaluated(program=p, worker=self.name, n=-1, improved=False))
+        return p
+
+    async def _revise(self, handoffs: tuple[Handoff, ...]) -> None:
+        open_children = [n for n in self.children if not self.goals.info(n).pinned]
+        if not open_children:
+            return
+        areas = (
+            "\n".join(f"- {a.name}: {a.description}" for a in self.task.surface_areas) or "(none)"
+        )
+        goals = "\n".join(
+            f"- {n} ({'pinned' if self.goals.info(n).pinned else 'open'}): {self.goals[n]}"
+            for n in self.children
+        )
+        blocks = []
+        for h in handoffs:
+            gain = (
+                (h.best.score - h.stats["base_score"])
+                if h.best is not None and h.best.ok and h.stats.get("base_score") is not None
+                else 0.0
+            )
+            blocks.append(
+                f"### {h.worker}\ngoal: {h.goal}\nbest: {h.stats.get('best_score')} (base "
+                f"{h.stats.get('base_score')}, gain {gain:+.6g})\nDONE: {h.done}\nLEARNED: {h.learned}\n"
+                f"CONCERNS: {h.concerns}\n"
+            )
+        prompt = render("plan", areas=areas, goals=goals, handoffs="\n".join(blocks))
+        try:
+            resp = await self.model.complete(
+                Request(
+                    messages=(user(prompt),),
+                    system=self._system,
+                    purpose="plan",
+                    seed=self.round_no,
+                )
+            )
+        except Exception:
+            return  # goals stay as they were; the next round still runs
+        for m in re.finditer(r"^GOAL ([\w.-]+): (.+)$", resp.text, re.MULTILINE):
+            w, text = m.group(1), m.group(2).strip()
+            if w in open_children and text and text != self.goals[w]:
+                self.goals.set(w, text, by="planner")
+
+    def _handoff(self, r: RoundResult) -> Handoff:
+        best = r.best
+        done = (
+            f"Round {r.round}: {len(r.handoffs)} children, {len(r.merges)} merges; best "
+            f"{best.score if best.ok else best.status} from base {r.base.score}."
+        )
+        learned = " | ".join(f"{h.worker}: {h.learned}" for h in r.handoffs if h.learned)
+        concerns = " | ".join(f"{h.worker}: {h.concerns}" for h in r.handoffs if h.concerns)
+        return Handoff(
+            worker=self.name,
+            goal=self.goal,
+            round=r.round,
+            done=done,
+            learned=learned,
+            concerns=concerns,
+            best=best,
+            base_id=r.base.id,
+            diff=unified_diff(r.base.code, best.code, a_name="base", b_name="best"),
+            stats={
+                "base_score": r.base.score,
+                "best_score": best.score,
+                "evaluations": sum(h.stats.get("evaluations", 0) for h in r.handoffs)
+                + len(r.merges),
+                "children": {h.worker: h.stats.get("best_score") for h in r.handoffs},
+            },
+        )

@@ -1,0 +1,434 @@
+"""A run: planners, workers, a store, an executor and an event bus you can drive from cells.
+
+``await run.step()`` runs one round; ``run.start()`` runs rounds as a background task on the
+running loop, so notebook cells stay free; ``pause()``, ``resume()``, ``await stop()``;
+``run.steer(worker, goal)`` changes a goal at that worker's next attempt. ``Run.open(path)``
+rebuilds everything from the store and continues with the next round.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from .agents.planner import Planner, RoundResult
+from .agents.worker import Budget, Worker
+from .archive import Archive
+from .control import Control
+from .events import Event, EventBus, ProgramEvaluated, RoundFinished, RunStateChanged
+from .executors import LocalExecutor
+from .llm import Model, make_model
+from .program import Program, code_hash
+from .store import Store
+from .task import Task
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class RunConfig:
+    """Everything needed to rebuild a run; stored in the run's file.
+
+    Attributes:
+        task: the task folder (or built-in name).
+        planners: planners under the root (1: the root plans for the workers itself).
+        workers: workers per planner.
+        agents: concurrent agents per worker.
+        archive: ``cluster``, ``grid`` or ``greedy``.
+        seed: seeds every worker and the model.
+        model: model name for the agents (``offline``, the default, needs no key).
+        planner_model: model name for planners (defaults to ``model``).
+        latency: the offline model's simulated latency, seconds.
+        evaluations: evaluations each worker spends per round.
+        seconds: wall seconds each worker may spend per round (optional).
+        concurrency: parallel evaluations (default: cores).
+        merges: merge candidates per planner per round.
+    """
+
+    task: str
+    planners: int = 1
+    workers: int = 2
+    agents: int = 4
+    archive: str = "cluster"
+    seed: int = 0
+    model: str = "offline"
+    planner_model: str | None = None
+    latency: float = 0.0
+    evaluations: int | None = 50
+    seconds: float | None = None
+    concurrency: int | None = None
+    merges: int = 2
+
+    def __post_init__(self) -> None:
+        for name in ("planners", "workers", "agents"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.evaluations is None and self.seconds is None:
+            raise ValueError("a round needs evaluations and/or seconds per worker; got neither")
+
+    @property
+    def budget(self) -> Budget:
+        return Budget(evaluations=self.evaluations, seconds=self.seconds)
+
+
+@dataclass(frozen=True, slots=True)
+class RunStatus:
+    """A snapshot of a run.
+
+    Attributes:
+        state: ``idle``, ``running``, ``paused``, ``stopped``, ``finished`` or ``failed``.
+        round: rounds finished.
+        evaluations: programs evaluated (workers' and merges').
+        attempts_per_s: evaluations per second of running time.
+        best_score: the current best's score.
+        error: why the run failed, when it did.
+    """
+
+    state: str
+    round: int
+    evaluations: int
+    attempts_per_s: float
+    best_score: float | None
+    error: str | None = None
+
+
+def build(
+    cfg: RunConfig,
+    *,
+    task: Task,
+    executor: LocalExecutor,
+    store: Store,
+    bus: EventBus,
+    control: Control,
+    model: Model | None = None,
+    planner_model: Model | None = None,
+) -> Planner:
+    """The planner tree of a configuration: P planners x W workers x K agents."""
+    model = model or make_model(cfg.model, seed=cfg.seed, latency=cfg.latency)
+    pmodel = planner_model or (
+        make_model(cfg.planner_model, seed=cfg.seed) if cfg.planner_model else model
+    )
+
+    def workers(prefix: str) -> list[Worker]:
+        return [
+            Worker(
+                name=f"{prefix}.w{i}",
+                task=task,
+                model=model,
+                executor=executor,
+                store=store,
+                agents=cfg.agents,
+                archive=cfg.archive,
+                seed=cfg.seed,
+                bus=bus,
+                control=control,
+            )
+            for i in range(cfg.workers)
+        ]
+
+    def planner(name: str, children: list[Any]) -> Planner:
+        return Planner(
+            name=name,
+            task=task,
+            model=pmodel,
+            executor=executor,
+            store=store,
+            children=children,
+            bus=bus,
+            merges=cfg.merges,
+        )
+
+    if cfg.planners == 1:
+        return planner("p0", workers("p0"))
+    return planner("root", [planner(f"p{j}", workers(f"p{j}")) for j in range(cfg.planners)])
+
+
+class Run:
+    """A research run. Make one with :meth:`create` or :meth:`open`, inside a running loop."""
+
+    def __init__(
+        self,
+        *,
+        cfg: RunConfig,
+        task: Task,
+        store: Store,
+        executor: LocalExecutor,
+        planner: Planner,
+        bus: EventBus,
+        control: Control,
+    ) -> None:
+        self.cfg, self.task, self.store, self.executor = cfg, task, store, executor
+        self.planner, self.bus, self.control = planner, bus, control
+        self._state = "idle"
+        self.error: BaseException | None = None
+        self._runner: asyncio.Task[None] | None = None
+        self._evaluations = store.count()
+        self._busy_seconds = 0.0
+        self._round_started: float | None = None
+        self.rounds_done = planner.round_no
+        self.best_round: int | None = None
+        bus.subscribe(self._on_event)
+
+    # -- making and opening --------------------------------------------------------------
+
+    @classmethod
+    async def create(
+        cls, task: str | Path | Task, *, path: str | Path | None = None, **config: Any
+    ) -> Run:
+        """A new run of ``task`` stored at ``path`` (a new file in ``runs/`` by default).
+
+        ``config`` takes the fields of :class:`RunConfig` (``planners``, ``workers``,
+        ``agents``, ``archive``, ``seed``, ``evaluations`` per worker per round, ...).
+        """
+        t = task if isinstance(task, Task) else Task.load(task)
+        cfg = RunConfig(task=str(t.root), **config)
+        if path is None:
+            path = (
+                Path("runs")
+                / f"{t.name}-{time.strftime('%Y%m%d-%H%M%S')}-{id(cfg) & 0xFFFF:04x}.sqlite"
+            )
+        path = Path(path)
+        if path.exists():
+            raise FileExistsError(
+                f"{path} exists: open it with Run.open({str(path)!r}) to continue it"
+            )
+        store = Store(path)
+        store.set_meta("run", asdict(cfg))
+        run = await cls._assemble(cfg, t, store)
+        run.planner.best = Program(code=t.initial_code)
+        run.planner.assign_goals()
+        return run
+
+    @classmethod
+    async def open(cls, path: str | Path, *, concurrency: int | None = None) -> Run:
+        """Reopen a stored run: archives, memories, goals and the current best are rebuilt."""
+        path = Path(path)
+        if not path.is_file():
+            raise FileNotFoundError(f"no run store at {path}")
+        store = Store(path)
+        raw = store.meta("run")
+        if raw is None:
+            store.close()
+            raise ValueError(
+                f"{path} is not a run store (no 'run' configuration in its meta table)"
+            )
+        if concurrency is not None:
+            raw["concurrency"] = concurrency
+        cfg = RunConfig(**raw)
+        run = await cls._assemble(cfg, Task.load(cfg.task), store)
+        run._restore()
+        return run
+
+    @classmethod
+    async def _assemble(cls, cfg: RunConfig, task: Task, store: Store) -> Run:
+        executor = LocalExecutor.from_task(task, concurrency=cfg.concurrency)
+        await executor.start()
+        bus, control = EventBus(), Control()
+        planner = build(cfg, task=task, executor=executor, store=store, bus=bus, control=control)
+        return cls(
+            cfg=cfg,
+            task=task,
+            store=store,
+            executor=executor,
+            planner=planner,
+            bus=bus,
+            control=control,
+        )
+
+    def _restore(self) -> None:
+        for w in self.planner.workers().values():
+            w.restore()
+        planners = [
+            self.planner,
+            *(c for c in self.planner.children.values() if isinstance(c, Planner)),
+        ]
+        current = self.store.current_goals()
+        for p in planners:
+            for child in p.children:
+                if child in current:
+                    text, by, pinned = current[child]
+                    p.goals.load(child, text, set_by=by, pinned=pinned)
+        for p in planners[1:]:
+            p.goal = self.planner.goals.get(p.name, "")
+        last = self.store.last_round(self.planner.name)
+        best = self.store.get(last["best_id"]) if last is not None else None
+        if best is None:
+            best = self.store.get(code_hash(self.task.initial_code)) or Program(
+                code=self.task.initial_code
+            )
+        self.planner.best = best
+        self.planner.round_no = self.rounds_done = 0 if last is None else last["round"] + 1
+        if not self.planner.goals:
+            self.planner.assign_goals()
+
+    # -- driving -------------------------------------------------------------------------
+
+    async def step(self) -> RoundResult:
+        """Run one round and return what it did."""
+        if self._runner is not None and not self._runner.done():
+            raise RuntimeError(
+                "rounds are running in the background (run.start()); pause, stop or await it"
+            )
+        return await self._round(final_state="idle")
+
+    def start(self, rounds: int | None = None) -> asyncio.Task[None]:
+        """Run ``rounds`` rounds (forever if ``None``) as a background task; returns it.
+
+        Calling it again while it runs returns the same task: re-running a cell never makes
+        a second runner.
+        """
+        if self._runner is not None and not self._runner.done():
+            return self._runner
+        if rounds is not None and rounds < 1:
+            raise ValueError(f"rounds must be >= 1 or None, got {rounds}")
+        self._reset_control()
+        self._runner = asyncio.get_running_loop().create_task(
+            self._loop(rounds), name="aster_nb-run"
+        )
+        self._runner.add_done_callback(self._runner_done)
+        return self._runner
+
+    async def _loop(self, rounds: int | None) -> None:
+        i = 0
+        while (rounds is None or i < rounds) and not self.control.stopping:
+            await self._round(final_state="running")
+            i += 1
+        self._set_state("stopped" if self.control.stopping else "finished")
+
+    async def _round(self, *, final_state: str) -> RoundResult:
+        self._reset_control()
+        if self._state not in ("paused",):
+            self._set_state("running")
+        t0 = time.monotonic()
+        try:
+            result = await self.planner.round(self.cfg.budget)
+        except BaseException as e:
+            self._fail(e)
+            raise
+        finally:
+            self._busy_seconds += time.monotonic() - t0
+        self.rounds_done = self.planner.round_no
+        if result.improved or self.best_round is None:
+            self.best_round = result.round if result.improved else self.best_round
+        if final_state == "idle" and self._state == "running":
+            self._set_state("idle")
+        return result
+
+    def pause(self) -> None:
+        """Start no new attempt until :meth:`resume`; attempts under way finish and are kept."""
+        self.control.pause()
+        self._set_state("paused")
+
+    def resume(self) -> None:
+        self.control.resume()
+        running = self._runner is not None and not self._runner.done()
+        self._set_state("running" if running else "idle")
+
+    async def stop(self) -> None:
+        """Start no new attempt; wait for the ones under way and the round's end."""
+        self.control.stop()
+        if self._runner is not None and not self._runner.done():
+            with contextlib.suppress(Exception):  # a failure is already in status and events
+                await self._runner
+        if self._state != "failed":
+            self._set_state("stopped")
+
+    def steer(self, worker: str, goal: str, *, pin: bool = True) -> None:
+        """Give ``worker`` a new goal from its next attempt on, recorded as the researcher's."""
+        owner = self.planner.find(worker)
+        if owner is None:
+            raise KeyError(f"no worker or planner {worker!r}; workers are {sorted(self.workers)}")
+        owner.goals.set(worker, goal, by="researcher", pinned=pin)
+
+    async def close(self) -> None:
+        """Stop, then release the sandbox server and the store."""
+        if self._runner is not None and not self._runner.done():
+            await self.stop()
+        await self.executor.close()
+        self.store.close()
+
+    async def __aenter__(self) -> Run:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    # -- reading -------------------------------------------------------------------------
+
+    @property
+    def status(self) -> RunStatus:
+        best = self.best
+        return RunStatus(
+            state=self._state,
+            round=self.rounds_done,
+            evaluations=self._evaluations,
+            attempts_per_s=self._evaluations_this_session / self._busy_seconds
+            if self._busy_seconds
+            else 0.0,
+            best_score=best.score if best is not None and best.ok else None,
+            error=None if self.error is None else f"{type(self.error).__name__}: {self.error}",
+        )
+
+    @property
+    def best(self) -> Program | None:
+        """The current best program."""
+        return self.planner.best
+
+    @property
+    def workers(self) -> dict[str, Worker]:
+        return self.planner.workers()
+
+    @property
+    def archives(self) -> dict[str, Archive | None]:
+        """Each worker's archive."""
+        return {n: w.archive for n, w in self.workers.items()}
+
+    def history(self) -> pd.DataFrame:
+        """Every program, in evaluation order (see :meth:`Store.history`)."""
+        return self.store.history()
+
+    def handoffs(self) -> pd.DataFrame:
+        return self.store.handoffs()
+
+    # -- internals -----------------------------------------------------------------------
+
+    _evaluations_this_session = 0
+
+    def _on_event(self, e: Event) -> None:
+        if isinstance(e, ProgramEvaluated):
+            self._evaluations += 1
+            self._evaluations_this_session += 1
+        elif isinstance(e, RoundFinished) and e.planner == self.planner.name and e.improved:
+            self.best_round = e.round
+
+    def _reset_control(self) -> None:
+        if self.control.stopping:
+            self.control.stopping = False
+            self.control.resume()
+
+    def _set_state(self, state: str, reason: str = "") -> None:
+        if state != self._state:
+            self._state = state
+            self.bus.emit(RunStateChanged(state=state, reason=reason))
+
+    def _fail(self, e: BaseException) -> None:
+        if isinstance(e, asyncio.CancelledError):
+            self._set_state("stopped", "cancelled")
+            return
+        self.error = e
+        log.error("aster_nb run failed: %s: %s", type(e).__name__, e)
+        self._set_state("failed", f"{type(e).__name__}: {e}")
+
+    def _runner_done(self, task: asyncio.Task[None]) -> None:
+        # The exception stays on the task (and in status/events); fetch it so asyncio does
+        # not also log "exception was never retrieved".
+        if not task.cancelled():
+            task.exception()
