@@ -11,7 +11,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-from .program import code_hash
 from .task import Task, TaskError, builtin_tasks
 
 

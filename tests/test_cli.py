@@ -81,3 +81,41 @@ def test_task_folder_path_and_bad_input(tmp_path: Path) -> None:
     assert bad.returncode == 2 and "expected a built-in name" in bad.stderr
     bad = _cli("run", "toy", "--budget", "0", cwd=tmp_path)
     assert bad.returncode == 2 and "--budget must be >= 1" in bad.stderr
+
+
+def test_planners_workers_agents_end_to_end(tmp_path: Path) -> None:
+    import sqlite3
+
+    r = _cli(
+        "run",
+        "toy",
+        "--planners",
+        "2",
+        "--workers",
+        "4",
+        "--agents",
+        "8",
+        "--rounds",
+        "2",
+        "--budget",
+        "320",
+        "--out",
+        str(tmp_path),
+        cwd=tmp_path,
+    )
+    assert r.returncode == 0, r.stderr
+    s = json.loads(r.stdout.strip().splitlines()[-1])
+    assert s["rounds"] == 2 and s["planners"] == 2 and s["workers"] == 8
+    assert s["best_round"] in (0, 1) and s["best_score"] > s["initial_score"]
+    assert "round 1 done" in r.stderr
+    with sqlite3.connect(s["store"]) as db:
+        rows = db.execute("SELECT origin, planner, worker FROM programs").fetchall()
+    assert all(p for _, p, _ in rows), "every program names its planner"
+    edits = [(p, w) for o, p, w in rows if o == "edit"]
+    assert {w for _, w in edits} == {f"p{j}.w{i}" for j in range(2) for i in range(4)}
+    assert all(w.startswith(p + ".") for p, w in edits)
+
+
+def test_resume_errors(tmp_path: Path) -> None:
+    r = _cli("resume", str(tmp_path / "missing.sqlite"), cwd=tmp_path)
+    assert r.returncode == 2 and "no run store" in r.stderr

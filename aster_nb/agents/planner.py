@@ -206,14 +206,18 @@ class Planner:
             self.assign_goals(self.goal)
         t0 = time.time()
         if self.best.result is None:
+            self.best.planner = self.best.planner or self.name
             self.best = await self._evaluate(self.best)
         r, base = self.round_no, self.best
         self.bus.emit(RoundStarted(planner=self.name, round=r, base=base))
-        async with asyncio.TaskGroup() as tg:
-            tasks = [
-                tg.create_task(c.run(self.goals[n], base, budget, round=r))
-                for n, c in self.children.items()
-            ]
+        try:
+            async with asyncio.TaskGroup() as tg:
+                tasks = [
+                    tg.create_task(c.run(self.goals[n], base, budget, round=r))
+                    for n, c in self.children.items()
+                ]
+        except ExceptionGroup as eg:
+            raise eg.exceptions[0] from None  # the child's own error, catchable by its type
         handoffs = tuple(t.result() for t in tasks)
         merges = await self._merge(base, handoffs, r)
         pool = [base, *(h.best for h in handoffs if h.best is not None), *merges]
