@@ -15,7 +15,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/python -m aster_nb run circle_packing --budget 600 --agents 8 --seed 0 --out runs/demo
+	$(BIN)/python -m aster_nb run circle_packing --workers 3 --rounds 4 --budget 1600 --agents 8 --seed 0 --out runs/demo
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q

@@ -204,7 +204,8 @@ class Run:
         store.set_meta("run", asdict(cfg))
         run = await cls._assemble(cfg, t, store)
         run.planner.best = Program(code=t.initial_code)
-        run.planner.assign_goals()
+        if t.surface_areas:
+            run.planner.assign_goals()  # else the planner's model proposes goals in round 0
         return run
 
     @classmethod
@@ -266,7 +267,7 @@ class Run:
             )
         self.planner.best = best
         self.planner.round_no = self.rounds_done = 0 if last is None else last["round"] + 1
-        if not self.planner.goals:
+        if not self.planner.goals and self.task.surface_areas:
             self.planner.assign_goals()
 
     # -- driving -------------------------------------------------------------------------

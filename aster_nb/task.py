@@ -156,11 +156,7 @@ def _load_folder(root: Path) -> Task:
 
     blocks = find_blocks(initial)
     described = {str(k): str(v) for k, v in cfg.get("surface_areas", {}).items()}
-    if not blocks:
-        raise TaskError(
-            f"{root}: the initial program has no EVOLVE-BLOCK-START/END markers; "
-            "mark at least one region the agents may change"
-        )
+    # No markers: the whole program is one open area, and planners ask their model for goals.
     missing = [n for n in blocks if n not in described]
     extra = [n for n in described if n not in blocks]
     if missing or extra:

@@ -203,3 +203,35 @@ async def test_create_refuses_an_existing_file(tmp_path: Path) -> None:
         await Run.create("toy", path=tmp_path / "r.sqlite")
     with pytest.raises(ValueError, match="agents must be >= 1"):
         await Run.create("toy", path=tmp_path / "q.sqlite", agents=0)
+
+
+async def test_goals_from_the_model_when_the_task_marks_no_areas(tmp_path: Path) -> None:
+    task = write_task(
+        tmp_path / "plain",
+        program=(
+            "def scale():\n    return 1.0\n\n\ndef offset():\n    return 0.0\n\n\n"
+            "def value():\n    return scale() * 2.0 + offset()\n"
+        ),
+        evaluator=(
+            "import importlib.util\n"
+            "def evaluate(path):\n"
+            "    spec = importlib.util.spec_from_file_location('p', path)\n"
+            "    m = importlib.util.module_from_spec(spec)\n"
+            "    spec.loader.exec_module(m)\n"
+            "    return {'score': -abs(m.value() - 7.0)}\n"
+        ),
+        toml='name = "plain"\n',
+    )
+    assert task.surface_areas == ()
+    async with await Run.create(
+        task, path=tmp_path / "r.sqlite", workers=2, agents=2, evaluations=10
+    ) as run:
+        assert len(run.planner.goals) == 0
+        r = await run.step()
+        goals = run.store.goals()
+        first = goals.groupby("worker").first()
+        assert set(first.index) == {"p0.w0", "p0.w1"} and (first["set_by"] == "planner").all()
+        assert first["goal"].str.contains("`scale`|`offset`|`value`").all(), (
+            "goals name the program's functions"
+        )
+        assert r.best.score >= r.base.score

@@ -203,7 +203,10 @@ class Planner:
         if self.best is None:
             raise RuntimeError("the planner has no current best program; set Planner.best first")
         if not self.goals:
-            self.assign_goals(self.goal)
+            if self.task.surface_areas:
+                self.assign_goals(self.goal)
+            else:
+                await self._initial_goals()
         t0 = time.time()
         if self.best.result is None:
             self.best.planner = self.best.planner or self.name
@@ -293,10 +296,20 @@ class Planner:
         self.bus.emit(ProgramEvaluated(program=p, worker=self.name, n=-1, improved=False))
         return p
 
-    async def _revise(self, handoffs: tuple[Handoff, ...]) -> None:
+    async def _initial_goals(self) -> None:
+        """Goals from the planner's model, for a task that marks no surface areas."""
+        for n in self.children:
+            self.goals.load(n, self.goal or "Raise the score.", set_by="planner", pinned=False)
+        changed = await self._revise(())
+        for n in self.children:  # record the goals the model left as they were, too
+            if n not in changed:
+                self.goals.set(n, self.goals[n], by="planner")
+
+    async def _revise(self, handoffs: tuple[Handoff, ...]) -> set[str]:
+        """Ask the model for new goals; returns the children whose goal it changed."""
         open_children = [n for n in self.children if not self.goals.info(n).pinned]
         if not open_children:
-            return
+            return set()
         areas = (
             "\n".join(f"- {a.name}: {a.description}" for a in self.task.surface_areas) or "(none)"
         )
@@ -316,7 +329,13 @@ class Planner:
                 f"{h.stats.get('base_score')}, gain {gain:+.6g})\nDONE: {h.done}\nLEARNED: {h.learned}\n"
                 f"CONCERNS: {h.concerns}\n"
             )
-        prompt = render("plan", areas=areas, goals=goals, handoffs="\n".join(blocks))
+        prompt = render(
+            "plan",
+            areas=areas,
+            program=fenced(self.best.code) if self.best is not None else "(none)",
+            goals=goals,
+            handoffs="\n".join(blocks) or "(none yet: this is the first round)",
+        )
         try:
             resp = await self.model.complete(
                 Request(
@@ -327,11 +346,14 @@ class Planner:
                 )
             )
         except Exception:
-            return  # goals stay as they were; the next round still runs
+            return set()  # goals stay as they were; the next round still runs
+        changed = set()
         for m in re.finditer(r"^GOAL ([\w.-]+): (.+)$", resp.text, re.MULTILINE):
             w, text = m.group(1), m.group(2).strip()
             if w in open_children and text and text != self.goals[w]:
                 self.goals.set(w, text, by="planner")
+                changed.add(w)
+        return changed
 
     def _handoff(self, r: RoundResult) -> Handoff:
         best = r.best

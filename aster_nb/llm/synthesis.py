@@ -186,9 +186,11 @@ def write_plan(prompt: str) -> str:
                 area_gain[a] = gains[w]
                 if w in hints:
                     area_hint[a] = hints[w]
+    if not areas:
+        return _plan_without_areas(sec, goals, gains)
     lines = []
     for w, (goal, pinned) in goals.items():
-        if pinned or gains.get(w, 0.0) > 0 or not areas:
+        if pinned or gains.get(w, 0.0) > 0:
             lines.append(f"GOAL {w}: {goal}")
             continue
         here = area_of(goal)
@@ -206,4 +208,22 @@ def write_plan(prompt: str) -> str:
             f"GOAL {w}: Improve `{target}`: {areas[target]} (moved from "
             f"{'`' + here + '`' if here else 'its goal'}, which stalled).{hint}"
         )
+    return "\n".join(lines)
+
+
+def _plan_without_areas(
+    sec: dict[str, str], goals: dict[str, tuple[str, bool]], gains: dict[str, float]
+) -> str:
+    """No marked areas: give each worker a top-level function of the program to work on."""
+    m = _FENCE.search(sec.get("program", ""))
+    funcs = re.findall(r"^def ([A-Za-z_]\w*)\(", m["code"], re.MULTILINE) if m else []
+    lines = []
+    for i, (w, (goal, pinned)) in enumerate(goals.items()):
+        if pinned or gains.get(w, 0.0) > 0 or not funcs:
+            lines.append(f"GOAL {w}: {goal}")
+        else:
+            f = funcs[(i + len(gains)) % len(funcs)]
+            lines.append(
+                f"GOAL {w}: Raise the score by improving `{f}` (any part of the program may change)."
+            )
     return "\n".join(lines)
