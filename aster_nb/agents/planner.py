@@ -270,7 +270,13 @@ class Planner:
         for v in range(self.merges):
             try:
                 resp = await self.model.complete(
-                    Request(messages=(user(prompt),), system=self._system, purpose="merge", seed=v)
+                    Request(
+                        messages=(user(prompt),),
+                        system=self._system,
+                        purpose="merge",
+                        seed=v,
+                        tags=(("planner", self.name),),
+                    )
                 )
                 code = apply_edit(base.code, parse_edit(resp.text))
                 _check_markers(base.code, code)
@@ -343,6 +349,7 @@ class Planner:
                     system=self._system,
                     purpose="plan",
                     seed=self.round_no,
+                    tags=(("planner", self.name),),
                 )
             )
         except Exception:

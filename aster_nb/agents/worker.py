@@ -391,6 +391,7 @@ class Worker:
                         system=self._system,
                         purpose="propose",
                         seed=self._salt * 1_000_003 + n,
+                        tags=(("worker", self.name), ("agent", str(slot))),
                     )
                 )
         except TimeoutError:
@@ -591,6 +592,7 @@ class Worker:
                         system=self._system,
                         purpose="handoff",
                         seed=st.first,
+                        tags=(("worker", self.name),),
                     )
                 )
             sections = parse_sections(resp.text)

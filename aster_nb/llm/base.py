@@ -56,6 +56,8 @@ class Request:
         temperature: sampling temperature.
         tools: tool schemas (name, description, input_schema) for tool-using agents.
         seed: a per-call seed; deterministic backends use it with the prompt.
+        tags: ``(key, value)`` pairs for accounting, e.g. ``(("worker", "p0.w1"),
+            ("agent", "3"))``; backends total usage and cost by them.
     """
 
     messages: tuple[dict[str, Any], ...]
@@ -65,6 +67,7 @@ class Request:
     temperature: float = 1.0
     tools: tuple[dict[str, Any], ...] = ()
     seed: int | None = None
+    tags: tuple[tuple[str, str], ...] = ()
 
     @property
     def prompt(self) -> str:
