@@ -20,8 +20,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from ..edits import apply_edit, parse_edit, unified_diff
-from ..events import EventBus, GoalChanged, ProgramEvaluated, RoundFinished, RoundStarted
-from ..features import describe
+from ..events import EventBus, GoalChanged, RoundFinished, RoundStarted
 from ..llm.base import Model, Request, user
 from ..program import Program
 from ..prompts import render
@@ -30,7 +29,7 @@ from ..task import Task
 from .goals import Goal, Goals
 from .handoff import Handoff
 from .prompts import fenced, system_prompt
-from .worker import Budget, Executor, Worker, _check_markers
+from .worker import Budget, Executor, Worker, _check_markers, evaluate_stored
 
 
 class Child(Protocol):
@@ -292,15 +291,9 @@ class Planner:
         return out
 
     async def _evaluate(self, p: Program) -> Program:
-        """``p`` with its result: from the store if known, else from the sandbox (then stored)."""
-        stored = self.store.get(p.id)
-        if stored is not None and stored.result is not None:
-            return stored
-        result = await self.executor.submit(p.code)
-        p = p.evaluated(result, describe(p.code, result) if result.ok else None)
-        self.store.add_program(p)
-        self.bus.emit(ProgramEvaluated(program=p, worker=self.name, n=-1, improved=False))
-        return p
+        return await evaluate_stored(
+            p, executor=self.executor, store=self.store, bus=self.bus, by=self.name
+        )
 
     async def _initial_goals(self) -> None:
         """Goals from the planner's model, for a task that marks no surface areas."""

@@ -540,18 +540,14 @@ class Worker:
 
     async def _ensure_evaluated(self, base: Program, round: int) -> Program:
         if base.result is None:
-            stored = self.store.get(base.id)
-            if stored is not None and stored.result is not None:
-                base = stored
-            else:
-                result = await self.executor.submit(base.code)
-                base = base.evaluated(
-                    result, self._describe(base.code, result) if result.ok else None
-                )
-                if self.store.add_program(base):
-                    self.bus.emit(
-                        ProgramEvaluated(program=base, worker=self.name, n=-1, improved=False)
-                    )
+            base = await evaluate_stored(
+                base,
+                executor=self.executor,
+                store=self.store,
+                bus=self.bus,
+                by=self.name,
+                describe=self._describe,
+            )
         if base.ok and base.features is None:
             base = base.evaluated(base.result, self._describe(base.code, base.result))
         if base.id not in self.known:
@@ -637,6 +633,29 @@ class _RunState:
     usage_in: int = 0
     usage_out: int = 0
     best: Program | None = None  # best valid program this run found
+
+
+async def evaluate_stored(
+    p: Program,
+    *,
+    executor: Executor,
+    store: Store,
+    bus: EventBus,
+    by: str,
+    describe: Callable[[str, EvalResult], tuple[float, ...]] = describe,
+) -> Program:
+    """``p`` with its result: the stored one if its code was seen, else the sandbox's.
+
+    A new result is stored before the event that reports it.
+    """
+    stored = store.get(p.id)
+    if stored is not None and stored.result is not None:
+        return stored
+    result = await executor.submit(p.code)
+    p = p.evaluated(result, describe(p.code, result) if result.ok else None)
+    if store.add_program(p):
+        bus.emit(ProgramEvaluated(program=p, worker=by, n=-1, improved=False))
+    return p
 
 
 HANDOFF_LOG_LINES = 80  # attempt lines a handoff prompt shows; counts cover the rest
