@@ -34,6 +34,12 @@ def main(argv: list[str] | None = None) -> int:
         "--agents", type=int, default=8, help="concurrent agents per worker (default 8)"
     )
     run.add_argument("--archive", choices=["cluster", "grid", "greedy"], default="cluster")
+    run.add_argument(
+        "--agent",
+        choices=["edit", "tools"],
+        default="edit",
+        help="edit: one SEARCH/REPLACE reply per attempt; tools: read/edit/evaluate/submit session",
+    )
     run.add_argument("--seed", type=int, default=0)
     run.add_argument("--out", type=Path, default=Path("runs"), help="folder for the run's store")
     run.add_argument("--model", default="offline", help="model name (default: offline)")
@@ -121,6 +127,7 @@ async def _run(task: Task, args: argparse.Namespace) -> dict[str, Any]:
         seed=args.seed,
         model=args.model,
         latency=args.latency,
+        agent=args.agent,
         evaluations=per_worker,
         seconds=args.seconds,
         concurrency=args.concurrency,

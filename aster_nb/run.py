@@ -51,6 +51,7 @@ class RunConfig:
         seconds: wall seconds each worker may spend per round (optional).
         concurrency: parallel evaluations (default: cores).
         merges: merge candidates per planner per round.
+        agent: ``edit`` (one reply with SEARCH/REPLACE blocks) or ``tools`` (a tool session).
     """
 
     task: str
@@ -66,8 +67,11 @@ class RunConfig:
     seconds: float | None = None
     concurrency: int | None = None
     merges: int = 2
+    agent: str = "edit"
 
     def __post_init__(self) -> None:
+        if self.agent not in ("edit", "tools"):
+            raise ValueError(f"agent must be 'edit' or 'tools', got {self.agent!r}")
         for name in ("planners", "workers", "agents"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
@@ -130,6 +134,7 @@ def build(
                 seed=cfg.seed,
                 bus=bus,
                 control=control,
+                agent=cfg.agent,
             )
             for i in range(cfg.workers)
         ]

@@ -39,6 +39,7 @@ from ..task import Task, TaskError
 from .handoff import Handoff, parse_sections
 from .memory import AgentMemory, Experiment
 from .prompts import focus_from_goal, handoff_prompt, propose_prompt, system_prompt
+from .toolagent import run_tool_session
 
 
 class Executor(Protocol):
@@ -83,6 +84,7 @@ class _Outcome:
     rationale: str = ""
     change: str = ""
     goal: str = ""
+    tool_trials: int = 0
 
 
 @dataclass(slots=True)
@@ -152,6 +154,10 @@ class Worker:
         bus: where events go; a private bus if omitted.
         control: pause/stop switch shared with a :class:`~aster_nb.run.Run`, if any.
         planner: the name of the planner this worker reports to (stored with programs).
+        agent: ``edit`` (one reply with SEARCH/REPLACE blocks) or ``tools`` (a multi-turn
+            session that reads, edits, evaluates and submits; see
+            :mod:`~aster_nb.agents.toolagent`).
+        tool_turns: turns a tool session may take.
     """
 
     def __init__(
@@ -172,6 +178,8 @@ class Worker:
         bus: EventBus | None = None,
         control: Control | None = None,
         planner: str = "",
+        agent: str = "edit",
+        tool_turns: int = 8,
     ) -> None:
         if agents < 1:
             raise ValueError(f"agents must be >= 1, got {agents}")
@@ -192,6 +200,10 @@ class Worker:
         self.model_timeout = model_timeout
         self.bus = bus or EventBus()
         self.control = control
+        if agent not in ("edit", "tools"):
+            raise ValueError(f"agent must be 'edit' or 'tools', got {agent!r}")
+        self.agent_kind = agent
+        self.tool_turns = tool_turns
         self.planner = planner
         # Where the goal comes from while running; a planner points it at its live goals.
         self.goal_of: Callable[[], str] | None = None
@@ -350,6 +362,37 @@ class Worker:
                 seq.applied += 1
             seq.cond.notify_all()
 
+    async def _tool_attempt(
+        self,
+        prompt: str,
+        parent: Program,
+        out: _Outcome,
+        seed: int,
+        tags: tuple[tuple[str, str], ...],
+    ) -> str:
+        """A tool-using session on a copy of ``parent``; returns the program it ended with."""
+        session = await run_tool_session(
+            model=self.model,
+            system=self._system,
+            prompt=prompt + TOOL_NOTE,
+            code=parent.code,
+            statement=self.task.statement,
+            evaluate=self.executor.submit,
+            max_turns=self.tool_turns,
+            timeout=self.model_timeout,
+            seed=seed,
+            tags=tags,
+        )
+        out.response = session.response(getattr(self.model, "name", ""))
+        out.rationale = " ".join(session.edit_notes or session.notes)[:2000]
+        out.tool_trials = len(session.trials)
+        if session.code == parent.code:
+            raise EditError(
+                f"the tool session changed nothing ({session.turns} turns, "
+                f"{session.tool_errors} tool errors{', submitted' if session.submitted else ''})"
+            )
+        return session.code
+
     def _sample(self, n: int, slot: int, st: _RunState) -> _Ticket:
         rng = np.random.default_rng([self.seed, self._salt, n])
         if self.archive is None or len(self.archive) == 0:
@@ -383,35 +426,39 @@ class Worker:
             inspirations=insp,
             memory=t.memory,
         )
+        seed = self._salt * 1_000_003 + n
+        tags = (("worker", self.name), ("agent", str(slot)))
         try:
-            async with asyncio.timeout(self.model_timeout):
-                out.response = await self.model.complete(
-                    Request(
-                        messages=(user(prompt),),
-                        system=self._system,
-                        purpose="propose",
-                        seed=self._salt * 1_000_003 + n,
-                        tags=(("worker", self.name), ("agent", str(slot))),
+            if self.agent_kind == "tools":
+                code = await self._tool_attempt(prompt, parent, out, seed, tags)
+            else:
+                async with asyncio.timeout(self.model_timeout):
+                    out.response = await self.model.complete(
+                        Request(
+                            messages=(user(prompt),),
+                            system=self._system,
+                            purpose="propose",
+                            seed=seed,
+                            tags=tags,
+                        )
                     )
-                )
+                text = str(out.response.text)
+                out.rationale = text.split("<<<<<<<")[0].split("```")[0].strip()
+                code = apply_edit(parent.code, parse_edit(text))
+            _check_markers(parent.code, code)
         except TimeoutError:
             out.outcome, out.reason = "model_error", f"no reply within {self.model_timeout:g} s"
+            return out
+        except EditError as e:
+            out.outcome, out.reason = "edit_failed", str(e)
             return out
         except Exception as e:  # a model fault is a recorded failure, never a crash
             out.outcome, out.reason = "model_error", f"{type(e).__name__}: {e}"
             return out
-        text = out.response.text
-        out.rationale = text.split("<<<<<<<")[0].split("```")[0].strip()
-        try:
-            code = apply_edit(parent.code, parse_edit(str(text)))
-            _check_markers(parent.code, code)
-        except EditError as e:
-            out.outcome, out.reason = "edit_failed", str(e)
-            return out
         out.change = diff_summary(parent.code, code)
         child = Program(
             code=code,
-            parents=(parent.id, *(p.id for p in insp if p.id in text)),
+            parents=(parent.id, *(p.id for p in insp if p.id in out.response.text)),
             origin="edit",
             worker=self.name,
             planner=self.planner,
@@ -658,6 +705,10 @@ async def evaluate_stored(
     return p
 
 
+TOOL_NOTE = (
+    "\n\nIn this session you change the program through the tools (read_file, edit_file, "
+    "run_evaluation, submit); SEARCH/REPLACE blocks in your text are not applied.\n"
+)
 HANDOFF_LOG_LINES = 80  # attempt lines a handoff prompt shows; counts cover the rest
 
 
