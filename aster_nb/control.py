@@ -17,6 +17,7 @@ class Control:
         self._open = asyncio.Event()
         self._open.set()
         self.stopping = False
+        self.reason = ""  # why it stopped, when not by a researcher (e.g. a spending cap)
 
     @property
     def paused(self) -> bool:
@@ -28,8 +29,9 @@ class Control:
     def resume(self) -> None:
         self._open.set()
 
-    def stop(self) -> None:
+    def stop(self, reason: str = "") -> None:
         self.stopping = True
+        self.reason = reason or self.reason
         self._open.set()  # wake paused agents so they see the stop
 
     async def admit(self) -> bool:

@@ -94,6 +94,7 @@ class RunStatus:
         attempts_per_s: evaluations per second of running time.
         best_score: the current best's score.
         error: why the run failed, when it did.
+        reason: why it stopped by itself (a spending cap), when it did.
     """
 
     state: str
@@ -102,6 +103,7 @@ class RunStatus:
     attempts_per_s: float
     best_score: float | None
     error: str | None = None
+    reason: str = ""
 
 
 def build(
@@ -307,7 +309,7 @@ class Run:
         while (rounds is None or i < rounds) and not self.control.stopping:
             await self._round(final_state="running")
             i += 1
-        self._set_state("stopped" if self.control.stopping else "finished")
+        self._set_state("stopped" if self.control.stopping else "finished", self.control.reason)
 
     async def _round(self, *, final_state: str) -> RoundResult:
         self._reset_control()
@@ -324,7 +326,9 @@ class Run:
         self.rounds_done = self.planner.round_no
         if result.improved or self.best_round is None:
             self.best_round = result.round if result.improved else self.best_round
-        if final_state == "idle" and self._state == "running":
+        if self.control.stopping and self.control.reason:
+            self._set_state("stopped", self.control.reason)  # e.g. the spending cap was reached
+        elif final_state == "idle" and self._state == "running":
             self._set_state("idle")
         return result
 
@@ -381,6 +385,7 @@ class Run:
             else 0.0,
             best_score=best.score if best is not None and best.ok else None,
             error=None if self.error is None else f"{type(self.error).__name__}: {self.error}",
+            reason=self.control.reason,
         )
 
     @property
@@ -416,7 +421,7 @@ class Run:
             self.best_round = e.round
 
     def _reset_control(self) -> None:
-        if self.control.stopping:
+        if self.control.stopping and not self.control.reason:  # a spending cap stays reached
             self.control.stopping = False
             self.control.resume()
 

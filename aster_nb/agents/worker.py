@@ -33,6 +33,7 @@ from ..edits import EditError, apply_edit, diff_summary, parse_edit, unified_dif
 from ..events import AttemptFailed, BestImproved, EventBus, HandoffReceived, ProgramEvaluated
 from ..features import describe
 from ..llm.base import Model, Request, Response, user
+from ..llm.spend import BudgetExceeded
 from ..program import EvalResult, Program
 from ..store import AttemptRecord, Store
 from ..task import Task, TaskError
@@ -203,6 +204,7 @@ class Worker:
         if agent not in ("edit", "tools"):
             raise ValueError(f"agent must be 'edit' or 'tools', got {agent!r}")
         self.agent_kind = agent
+        self.stop_reason: str | None = None  # set when a spending cap stops the worker
         self.tool_turns = tool_turns
         self.planner = planner
         # Where the goal comes from while running; a planner points it at its live goals.
@@ -302,7 +304,8 @@ class Worker:
         if n >= seq.stop_at:
             return None
         if (
-            (self.control is not None and self.control.stopping)
+            self.stop_reason is not None
+            or (self.control is not None and self.control.stopping)
             or (st.deadline is not None and time.monotonic() >= st.deadline)
             or (st.max_attempts is not None and n - st.first >= st.max_attempts)
         ):
@@ -448,6 +451,13 @@ class Worker:
             _check_markers(parent.code, code)
         except TimeoutError:
             out.outcome, out.reason = "model_error", f"no reply within {self.model_timeout:g} s"
+            return out
+        except BudgetExceeded as e:
+            # The run's spending cap: nothing was spent on this call; start no more.
+            out.outcome, out.reason = "budget", str(e)
+            self.stop_reason = str(e)
+            if self.control is not None:
+                self.control.stop(str(e))
             return out
         except EditError as e:
             out.outcome, out.reason = "edit_failed", str(e)
