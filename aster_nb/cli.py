@@ -42,7 +42,15 @@ def main(argv: list[str] | None = None) -> int:
     )
     run.add_argument("--seed", type=int, default=0)
     run.add_argument("--out", type=Path, default=Path("runs"), help="folder for the run's store")
-    run.add_argument("--model", default="offline", help="model name (default: offline)")
+    run.add_argument(
+        "--model",
+        default="offline",
+        help="agents' model: offline (default, no key) or a Claude model name; the SDK reads "
+        "ANTHROPIC_API_KEY and ANTHROPIC_BASE_URL",
+    )
+    run.add_argument("--planner-model", default=None, help="planners' model (default: --model)")
+    run.add_argument("--max-usd", type=float, default=None, help="spending cap in dollars")
+    run.add_argument("--max-tokens", type=int, default=None, help="spending cap in tokens")
     run.add_argument(
         "--latency", type=float, default=0.0, help="offline model's simulated latency, s"
     )
@@ -97,6 +105,8 @@ def main(argv: list[str] | None = None) -> int:
                 ">= 1",
             ),
             ("latency", args.latency, args.latency >= 0, ">= 0"),
+            ("max-usd", args.max_usd, args.max_usd is None or args.max_usd > 0, "> 0"),
+            ("max-tokens", args.max_tokens, args.max_tokens is None or args.max_tokens > 0, "> 0"),
         )
         if not ok
     ]
@@ -128,6 +138,9 @@ async def _run(task: Task, args: argparse.Namespace) -> dict[str, Any]:
         model=args.model,
         latency=args.latency,
         agent=args.agent,
+        planner_model=args.planner_model,
+        max_usd=args.max_usd,
+        max_tokens=args.max_tokens,
         evaluations=per_worker,
         seconds=args.seconds,
         concurrency=args.concurrency,
@@ -158,6 +171,9 @@ async def _drive(run: Any, rounds: int, *, quiet: bool) -> dict[str, Any]:
         for _ in range(rounds):
             result = await run.step()
             progress.round_line(result)
+            if run.control.stopping:  # a spending cap was reached: the run ends cleanly
+                progress.note(f"stopped: {run.status.reason}")
+                break
         return _summary(run, time.monotonic() - t0)
     finally:
         await run.close()
@@ -186,6 +202,10 @@ def _summary(run: Any, seconds: float) -> dict[str, Any]:
         "planners": run.cfg.planners,
         "workers": len(run.workers),
         "seconds": round(seconds, 2),
+        "model": run.cfg.model,
+        "usd": round(run.status.usd, 6),
+        "tokens": run.status.tokens,
+        "stopped": run.status.reason or None,
     }
 
 
@@ -216,6 +236,9 @@ class _Progress:
             f"{', improved' if r.improved else ''})  "
             f"evaluations {s.evaluations}  {s.attempts_per_s:.1f} evals/s"
         )
+
+    def note(self, text: str) -> None:
+        self._print(text)
 
     def _print(self, text: str) -> None:
         if not self.quiet:

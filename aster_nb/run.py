@@ -22,7 +22,7 @@ from .archive import Archive
 from .control import Control
 from .events import Event, EventBus, ProgramEvaluated, RoundFinished, RunStateChanged
 from .executors import LocalExecutor
-from .llm import Model, make_model
+from .llm import Model, Spend, make_model
 from .program import Program, code_hash
 from .store import Store
 from .task import Task
@@ -52,6 +52,8 @@ class RunConfig:
         concurrency: parallel evaluations (default: cores).
         merges: merge candidates per planner per round.
         agent: ``edit`` (one reply with SEARCH/REPLACE blocks) or ``tools`` (a tool session).
+        max_usd: the run's spending cap in dollars (no new model call starts past it).
+        max_tokens: the run's cap in tokens.
     """
 
     task: str
@@ -68,6 +70,8 @@ class RunConfig:
     concurrency: int | None = None
     merges: int = 2
     agent: str = "edit"
+    max_usd: float | None = None
+    max_tokens: int | None = None
 
     def __post_init__(self) -> None:
         if self.agent not in ("edit", "tools"):
@@ -95,6 +99,8 @@ class RunStatus:
         best_score: the current best's score.
         error: why the run failed, when it did.
         reason: why it stopped by itself (a spending cap), when it did.
+        usd: dollars spent on model calls in this session.
+        tokens: tokens spent on model calls in this session.
     """
 
     state: str
@@ -104,6 +110,8 @@ class RunStatus:
     best_score: float | None
     error: str | None = None
     reason: str = ""
+    usd: float = 0.0
+    tokens: int = 0
 
 
 def build(
@@ -116,11 +124,12 @@ def build(
     control: Control,
     model: Model | None = None,
     planner_model: Model | None = None,
+    spend: Spend | None = None,
 ) -> Planner:
     """The planner tree of a configuration: P planners x W workers x K agents."""
-    model = model or make_model(cfg.model, seed=cfg.seed, latency=cfg.latency)
+    model = model or make_model(cfg.model, seed=cfg.seed, latency=cfg.latency, spend=spend)
     pmodel = planner_model or (
-        make_model(cfg.planner_model, seed=cfg.seed) if cfg.planner_model else model
+        make_model(cfg.planner_model, seed=cfg.seed, spend=spend) if cfg.planner_model else model
     )
 
     def workers(prefix: str) -> list[Worker]:
@@ -175,6 +184,7 @@ class Run:
         self.cfg, self.task, self.store, self.executor = cfg, task, store, executor
         self.planner, self.bus, self.control = planner, bus, control
         self._state = "idle"
+        self.spend: Spend | None = None  # the ledger every model of the run reports to
         self.error: BaseException | None = None
         self._runner: asyncio.Task[None] | None = None
         self._evaluations = store.count()
@@ -240,8 +250,11 @@ class Run:
         executor = LocalExecutor.from_task(task, concurrency=cfg.concurrency)
         await executor.start()
         bus, control = EventBus(), Control()
-        planner = build(cfg, task=task, executor=executor, store=store, bus=bus, control=control)
-        return cls(
+        spend = Spend(max_usd=cfg.max_usd, max_tokens=cfg.max_tokens)
+        planner = build(
+            cfg, task=task, executor=executor, store=store, bus=bus, control=control, spend=spend
+        )
+        run = cls(
             cfg=cfg,
             task=task,
             store=store,
@@ -250,6 +263,8 @@ class Run:
             bus=bus,
             control=control,
         )
+        run.spend = spend
+        return run
 
     def _restore(self) -> None:
         for w in self.planner.workers().values():
@@ -386,6 +401,8 @@ class Run:
             best_score=best.score if best is not None and best.ok else None,
             error=None if self.error is None else f"{type(self.error).__name__}: {self.error}",
             reason=self.control.reason,
+            usd=self.spend.usd if self.spend is not None else 0.0,
+            tokens=self.spend.tokens if self.spend is not None else 0,
         )
 
     @property

@@ -62,6 +62,7 @@ CREATE TABLE IF NOT EXISTS attempts (
     cache_read_tokens INTEGER,
     cache_write_tokens INTEGER,
     cost_usd REAL,
+    retries INTEGER NOT NULL DEFAULT 0,
     latency REAL,
     started REAL NOT NULL,
     finished REAL NOT NULL
@@ -129,6 +130,7 @@ class AttemptRecord:
     latency: float
     started: float
     finished: float
+    retries: int = 0
 
 
 class Store:
@@ -210,8 +212,8 @@ class Store:
         self._db.execute(
             "INSERT INTO attempts(worker, n, agent, round, parent_id, inspiration_ids, program_id,"
             " outcome, reason, rationale, goal, change, model, input_tokens, output_tokens,"
-            " cache_read_tokens, cache_write_tokens, cost_usd, latency, started, finished)"
-            " VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+            " cache_read_tokens, cache_write_tokens, cost_usd, retries, latency, started, finished)"
+            " VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
             (
                 a.worker,
                 a.n,
@@ -231,6 +233,7 @@ class Store:
                 a.cache_read_tokens,
                 a.cache_write_tokens,
                 a.cost_usd,
+                a.retries,
                 a.latency,
                 a.started,
                 a.finished,

@@ -378,3 +378,8 @@ async def test_worker_end_to_end_with_faults(
     assert set(spend.by("purpose")) == {"propose", "handoff"}
     assert spend.by("worker")["w0"].calls == spend.calls and len(spend.by("agent")) == 4
     assert 0 < spend.usd <= 5.0
+    # Retries and spend are in the store, per attempt.
+    att = w.store.attempts()
+    handoff_retries = faults - int(att["retries"].sum())
+    assert 0 <= handoff_retries <= faults and att["retries"].sum() > 0
+    assert att["cost_usd"].sum() == pytest.approx(spend.by("purpose")["propose"].usd)

@@ -235,3 +235,24 @@ async def test_goals_from_the_model_when_the_task_marks_no_areas(tmp_path: Path)
             "goals name the program's functions"
         )
         assert r.best.score >= r.base.score
+
+
+async def test_spending_cap_stops_the_run_cleanly(tmp_path: Path) -> None:
+    cap = 60_000
+    run = await Run.create(
+        "toy", path=tmp_path / "r.sqlite", workers=2, agents=3, evaluations=200, max_tokens=cap
+    )
+    states: list[RunStateChanged] = []
+    run.bus.subscribe(lambda e: states.append(e) if isinstance(e, RunStateChanged) else None)
+    task = run.start(rounds=3)
+    await task
+    s = run.status
+    assert s.state == "stopped" and s.reason.startswith("budget: max_tokens=60000")
+    assert 0 < s.tokens <= cap, "recorded spend never passes the cap"
+    att = run.store.attempts()
+    assert (att["outcome"] == "budget").any() and (att["input_tokens"] + att["output_tokens"]).sum() <= cap
+    assert states[-1].state == "stopped" and "max_tokens" in states[-1].reason
+    n = run.store.count("attempts")
+    await asyncio.sleep(0.2)
+    assert run.store.count("attempts") == n, "no call starts after the cap"
+    await run.close()

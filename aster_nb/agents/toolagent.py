@@ -86,11 +86,18 @@ class ToolSession:
     notes: list[str] = field(default_factory=list)
     tool_errors: int = 0
     edit_notes: list[str] = field(default_factory=list)  # what the model said as it edited
+    cost_usd: float = 0.0
+    retries: int = 0
 
     def response(self, model: str) -> Response:
         """A single response standing for the whole session, for accounting."""
         return Response(
-            text="\n".join(self.notes), usage=self.usage, latency=self.latency, model=model
+            text="\n".join(self.notes),
+            usage=self.usage,
+            latency=self.latency,
+            model=model,
+            cost_usd=self.cost_usd,
+            retries=self.retries,
         )
 
 
@@ -194,6 +201,8 @@ async def run_tool_session(
             )
         session.turns += 1
         session.usage = session.usage + resp.usage
+        session.cost_usd += resp.cost_usd
+        session.retries += resp.retries
         session.latency += resp.latency or (time.perf_counter() - t0)
         if resp.text.strip():
             session.notes.append(resp.text.strip())

@@ -16,7 +16,6 @@ from __future__ import annotations
 import asyncio
 import email.utils
 import inspect
-import json
 import logging
 import random
 import re
@@ -29,7 +28,7 @@ from anthropic.resources.messages import AsyncMessages
 
 from .base import Request, Response, ToolCall, Usage
 from .pricing import Prices, cost, prices_for
-from .spend import BudgetExceeded, Reservation, Spend, Tags
+from .spend import BudgetExceeded, Reservation, Spend, Tags, input_token_bound
 
 log = logging.getLogger(__name__)
 
@@ -45,7 +44,6 @@ _TAKES_TEMPERATURE = "temperature" in inspect.signature(AsyncMessages.create).pa
 # Connections per SDK client (see AnthropicModel.__init__).
 _POOL = 25
 # The tool-use system prompt the API adds when tools are given (a few hundred tokens).
-_TOOLS_OVERHEAD = 1024
 
 
 class ModelCallError(Exception):
@@ -265,7 +263,7 @@ class AnthropicModel:
         # Rate-limit tokens are a realistic guess (~4 characters a token), not the bound.
         tpm_take = bound // 4 + request.max_tokens
         try:
-            msg = await self._call(self._params(request), tpm_take, tags)
+            msg, retries = await self._call(self._params(request), tpm_take, tags)
         except BaseException as e:
             self.stats["failures"] += 1
             if isinstance(e, asyncio.CancelledError):
@@ -297,6 +295,8 @@ class AnthropicModel:
             latency=time.monotonic() - t0,  # what the caller waited, retries included
             model=msg.model,
             stop_reason=msg.stop_reason or "end_turn",
+            cost_usd=usd,
+            retries=retries,
         )
 
     # -- internals -----------------------------------------------------------------------
@@ -324,8 +324,8 @@ class AnthropicModel:
             p["tools"] = list(request.tools)
         return p
 
-    async def _call(self, params: dict[str, Any], tpm_take: int, tags: Tags) -> Any:
-        """The reply to ``params``, retrying transient failures; ModelCallError if none."""
+    async def _call(self, params: dict[str, Any], tpm_take: int, tags: Tags) -> tuple[Any, int]:
+        """``(reply, retries)`` for ``params``, retrying transient failures; ModelCallError if none."""
         deadline = time.monotonic() + self.max_retry_seconds
         attempt = 0
         while True:
@@ -352,7 +352,7 @@ class AnthropicModel:
             if failure is None:
                 if self._tpm is not None:
                     self._tpm.give(tpm_take - _usage(msg).total)
-                return msg
+                return msg, attempt
             if self._tpm is not None:
                 self._tpm.give(tpm_take)  # a failed attempt is not billed
             delay = self._delay(attempt, failure.retry_after)
@@ -442,20 +442,6 @@ class AnthropicModel:
     def _safe_base_url(self) -> str:
         url = self._clients[0].base_url
         return self._scrub(str(url.copy_with(username=None, password=None)))
-
-
-def input_token_bound(request: Request) -> int:
-    """An upper bound on a request's input tokens, from its size in bytes.
-
-    A token covers at least one byte of UTF-8, so bytes bound tokens; the JSON punctuation
-    counted with the messages stands in for the tokens each turn's framing costs.
-    """
-    n = len(request.system.encode()) + 16
-    for m in request.messages:
-        n += len(json.dumps(m, ensure_ascii=False, default=str).encode()) + 8
-    if request.tools:
-        n += len(json.dumps(list(request.tools), default=str).encode()) + _TOOLS_OVERHEAD
-    return n
 
 
 def _usage(msg: Any) -> Usage:

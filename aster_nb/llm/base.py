@@ -91,6 +91,8 @@ class Response:
     latency: float = 0.0
     model: str = ""
     stop_reason: str = "end_turn"
+    cost_usd: float = 0.0
+    retries: int = 0  # transient failures the backend retried before this reply
 
 
 @runtime_checkable

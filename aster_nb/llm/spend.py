@@ -12,11 +12,13 @@ is nothing between a check and its update for another task to slip into.
 from __future__ import annotations
 
 import itertools
+import json
 import logging
-from dataclasses import dataclass, field
+import time
+from dataclasses import dataclass, field, replace
 from typing import Any
 
-from .base import Usage
+from .base import Model, Request, Response, Usage
 
 log = logging.getLogger(__name__)
 
@@ -256,3 +258,62 @@ class Spend:
         for tag in dict(tags).items():  # one entry per key: a repeated key counts once
             out.append(self._by.setdefault(tag, Totals()))
         return out
+
+
+# Tokens the Messages API adds for the tool definitions' framing; generous on purpose.
+_TOOLS_OVERHEAD = 1024
+
+
+def input_token_bound(request: Request) -> int:
+    """An upper bound on a request's input tokens, from its size in bytes.
+
+    A token covers at least one byte of UTF-8, so bytes bound tokens; the JSON punctuation
+    counted with the messages stands in for the tokens each turn's framing costs.
+    """
+    n = len(request.system.encode()) + 16
+    for m in request.messages:
+        n += len(json.dumps(m, ensure_ascii=False, default=str).encode()) + 8
+    if request.tools:
+        n += len(json.dumps(list(request.tools), default=str).encode()) + _TOOLS_OVERHEAD
+    return n
+
+
+class Metered:
+    """Any model under a :class:`Spend`: reserve an upper bound before a call, settle after.
+
+    For backends without their own ledger (the offline model, a user's model); the
+    Anthropic backend meters itself. With no prices the calls cost nothing in USD and only
+    a token cap binds.
+
+    Args:
+        model: the model to call.
+        spend: the run's ledger and caps.
+        prices: USD per million tokens, if the model has a price.
+    """
+
+    def __init__(self, model: Model, spend: Spend, *, prices: Any = None) -> None:
+        self.model = model
+        self.spend = spend
+        self.prices = prices
+        self.name = model.name
+
+    async def complete(self, request: Request) -> Response:
+        from .pricing import cost
+
+        tokens = input_token_bound(request) + request.max_tokens
+        usd = 0.0
+        if self.prices is not None:
+            usd = (tokens - request.max_tokens) * self.prices.max_input / 1e6 + (
+                request.max_tokens * self.prices.output / 1e6
+            )
+        tags = (*request.tags, ("model", self.name), ("purpose", request.purpose))
+        r = self.spend.reserve(usd, tokens, tags=tags)
+        t0 = time.monotonic()
+        try:
+            resp = await self.model.complete(request)
+        except BaseException:
+            self.spend.release(r)
+            raise
+        c = cost(resp.usage, self.prices) if self.prices is not None else 0.0
+        self.spend.settle(r, resp.usage, c)
+        return replace(resp, cost_usd=c, latency=resp.latency or time.monotonic() - t0)
