@@ -250,7 +250,9 @@ async def test_spending_cap_stops_the_run_cleanly(tmp_path: Path) -> None:
     assert s.state == "stopped" and s.reason.startswith("budget: max_tokens=60000")
     assert 0 < s.tokens <= cap, "recorded spend never passes the cap"
     att = run.store.attempts()
-    assert (att["outcome"] == "budget").any() and (att["input_tokens"] + att["output_tokens"]).sum() <= cap
+    assert (att["outcome"] == "budget").any() and (
+        att["input_tokens"] + att["output_tokens"]
+    ).sum() <= cap
     assert states[-1].state == "stopped" and "max_tokens" in states[-1].reason
     n = run.store.count("attempts")
     await asyncio.sleep(0.2)
