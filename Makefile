@@ -22,6 +22,7 @@ test: $(STAMP)
 
 lint: $(STAMP)
 	$(BIN)/ruff check aster_nb tests benchmarks
+	$(BIN)/ruff format --check aster_nb tests benchmarks
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/sandbox_overhead.py
