@@ -107,6 +107,28 @@ def echo(request: dict[str, Any]) -> Reply:
     return text("ok")
 
 
+async def offline_reply(request: dict[str, Any]) -> Reply:
+    """The offline model's answer to the same prompt: real edits through the HTTP path."""
+    from aster_nb.llm import OfflineModel, Request, user
+
+    prompt = prompt_text(request)
+    purpose = "propose"
+    for marker, p in (
+        ("## Outcome", "handoff"),
+        ("## Candidates", "merge"),
+        ("## Current goals", "plan"),
+    ):
+        if marker in prompt:
+            purpose = p
+    system = request.get("system", "")
+    if isinstance(system, list):
+        system = "".join(b.get("text", "") for b in system)
+    resp = await OfflineModel(seed=0).complete(
+        Request(messages=(user(prompt),), system=system, purpose=purpose)
+    )
+    return text(resp.text)
+
+
 def prompt_text(request: dict[str, Any]) -> str:
     """The text of the last user turn."""
     for m in reversed(request.get("messages", [])):
@@ -418,9 +440,14 @@ async def _main(argv: list[str]) -> None:
     ap.add_argument("--latency", type=float, default=0.0)
     ap.add_argument("--lifetime", type=float, default=600.0)
     ap.add_argument("--fault-rate", type=float, default=0.0)
+    ap.add_argument("--offline", action="store_true", help="answer with the offline model")
     a = ap.parse_args(argv)
     srv = MessagesServer(
-        latency=a.latency, lifetime=a.lifetime, fault_rate=a.fault_rate, record=False
+        handler=offline_reply if a.offline else echo,
+        latency=a.latency,
+        lifetime=a.lifetime,
+        fault_rate=a.fault_rate,
+        record=False,
     )
     async with srv:
         print(json.dumps({"url": srv.url}), flush=True)

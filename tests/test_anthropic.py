@@ -12,7 +12,7 @@ import pytest
 
 from aster_nb.agents import Budget, Worker
 from aster_nb.executors import LocalExecutor
-from aster_nb.llm import OfflineModel, Request, Usage, user
+from aster_nb.llm import Request, Usage, user
 from aster_nb.llm.anthropic import AnthropicModel, ModelCallError
 from aster_nb.llm.pricing import Prices, UnknownModelError, cost, prices_for
 from aster_nb.llm.spend import BudgetExceeded, Spend
@@ -20,7 +20,7 @@ from aster_nb.program import Program
 from aster_nb.store import Store
 from aster_nb.task import Task
 
-from .messages_server import Fault, MessagesServer, prompt_text, text, tool_use
+from .messages_server import Fault, MessagesServer, offline_reply, prompt_text, text, tool_use
 
 KEY = "sk-ant-api03-" + "Zq7" * 12 + "-TESTKEY"
 HAIKU = prices_for("claude-haiku-4-5")
@@ -332,19 +332,6 @@ async def test_server_closes_itself() -> None:
 
 
 # -- end to end --------------------------------------------------------------------------------
-
-
-async def offline_reply(r: dict[str, Any]) -> dict[str, Any]:
-    """The offline model's answer to the same prompt: real edits through the HTTP path."""
-    prompt = prompt_text(r)
-    purpose = "handoff" if "## Outcome" in prompt else "propose"
-    system = r.get("system", "")
-    if isinstance(system, list):
-        system = "".join(b["text"] for b in system)
-    resp = await OfflineModel(seed=0).complete(
-        Request(messages=(user(prompt),), system=system, purpose=purpose)
-    )
-    return text(resp.text)
 
 
 async def test_worker_end_to_end_with_faults(

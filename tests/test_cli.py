@@ -119,3 +119,58 @@ def test_planners_workers_agents_end_to_end(tmp_path: Path) -> None:
 def test_resume_errors(tmp_path: Path) -> None:
     r = _cli("resume", str(tmp_path / "missing.sqlite"), cwd=tmp_path)
     assert r.returncode == 2 and "no run store" in r.stderr
+
+
+def test_claude_model_through_the_sdk_env_vars(tmp_path: Path) -> None:
+    """--model claude-… uses the real SDK, which reads ANTHROPIC_API_KEY / ANTHROPIC_BASE_URL."""
+    import os
+
+    key = "sk-ant-api03-" + "Kx9" * 12 + "-CLITEST"
+    server = subprocess.Popen(
+        [sys.executable, "-m", "tests.messages_server", "--offline", "--lifetime", "120"],
+        cwd=ROOT,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        url = json.loads(server.stdout.readline())["url"]
+        env = {**os.environ, "ANTHROPIC_API_KEY": key, "ANTHROPIC_BASE_URL": url}
+        r = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "aster_nb",
+                "run",
+                "toy",
+                "--model",
+                "claude-haiku-4-5",
+                "--workers",
+                "2",
+                "--rounds",
+                "2",
+                "--budget",
+                "40",
+                "--agents",
+                "3",
+                "--max-usd",
+                "2",
+                "--out",
+                str(tmp_path),
+            ],
+            cwd=tmp_path,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+    finally:
+        server.stdin.close()
+        server.wait(timeout=30)
+    assert r.returncode == 0, r.stderr[-2000:]
+    s = json.loads(r.stdout.strip().splitlines()[-1])
+    assert s["model"] == "claude-haiku-4-5" and 0 < s["usd"] <= 2 and s["tokens"] > 0
+    assert s["best_score"] > s["initial_score"], "real edits came back through HTTP"
+    assert key not in r.stdout and key not in r.stderr
+    for f in tmp_path.glob("*.sqlite*"):
+        assert key.encode() not in f.read_bytes(), f"the key reached {f.name}"
