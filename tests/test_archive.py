@@ -269,7 +269,7 @@ def test_skewed_descriptors_cluster_fills_every_cell_grid_does_not(
             reclusters, n_last = cluster.reclusters, n
             _check_cluster_invariants(cluster, progs[:n])
     _check_cluster_invariants(cluster, progs)
-    assert cluster.cells == min(64, math.ceil(math.sqrt(n_last / 2)))
+    assert cluster.cells == min(64, math.ceil(math.sqrt(2 * n_last)))
     assert cluster.coverage() == 1.0 and reclusters >= 20
     for kind, g in grids.items():
         empty = 1.0 - g.coverage()
@@ -285,7 +285,7 @@ def test_cluster_k_schedule_and_distinct_cap() -> None:
         before = a.reclusters
         a.add(p)
         if a.reclusters != before:
-            assert a.cells == min(8, math.ceil(math.sqrt(n / 2)))
+            assert a.cells == min(8, math.ceil(math.sqrt(2 * n)), n)  # n distinct points
     assert a.cells == 8 and a.reclusters <= math.ceil(math.log(400) / math.log(1.25)) + 1
     # Only three distinct descriptors: never more than three cells.
     b = ClusterElites(dims=2, seed=0)
