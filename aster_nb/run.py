@@ -191,7 +191,8 @@ class Run:
         self._busy_seconds = 0.0
         self._round_started: float | None = None
         self.rounds_done = planner.round_no
-        self.best_round: int | None = None
+        self.best_round: int | None = None  # the last round that improved the current best
+        self._evaluations_this_session = 0  # for the rate: evaluations since this process began
         bus.subscribe(self._on_event)
 
     # -- making and opening --------------------------------------------------------------
@@ -289,6 +290,9 @@ class Run:
             )
         self.planner.best = best
         self.planner.round_no = self.rounds_done = 0 if last is None else last["round"] + 1
+        rounds = self.store.rounds()
+        gains = rounds[(rounds["planner"] == self.planner.name) & (rounds["improved"] == 1)]
+        self.best_round = int(gains["round"].max()) if len(gains) else None
         if not self.planner.goals and self.task.surface_areas:
             self.planner.assign_goals()
 
@@ -339,8 +343,6 @@ class Run:
         finally:
             self._busy_seconds += time.monotonic() - t0
         self.rounds_done = self.planner.round_no
-        if result.improved or self.best_round is None:
-            self.best_round = result.round if result.improved else self.best_round
         if self.control.stopping and self.control.reason:
             self._set_state("stopped", self.control.reason)  # e.g. the spending cap was reached
         elif final_state == "idle" and self._state == "running":
@@ -427,8 +429,6 @@ class Run:
         return self.store.handoffs()
 
     # -- internals -----------------------------------------------------------------------
-
-    _evaluations_this_session = 0
 
     def _on_event(self, e: Event) -> None:
         if isinstance(e, ProgramEvaluated):

@@ -70,6 +70,7 @@ def test_sigkill_loses_nothing_and_resume_finishes(tmp_path: Path) -> None:
     assert code == 0, err[-2000:]
     summary = json.loads(out.strip().splitlines()[-1])
     assert summary["rounds"] == 4 and summary["best_score"] > summary["initial_score"]
+    assert summary["best_round"] in range(4), "best_round survives reopening"
     assert summary["store"] == str(store)
     with sqlite3.connect(store) as db:
         rounds = [r[0] for r in db.execute("SELECT round FROM rounds ORDER BY seq")]
