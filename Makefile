@@ -27,7 +27,8 @@ lint: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python benchmarks/sandbox_overhead.py
 	$(BIN)/python benchmarks/archive_scaling.py
-	$(BIN)/python benchmarks/archives.py
+	$(BIN)/python benchmarks/archives.py --plot benchmarks/results/archives.png --json benchmarks/results/archives.json
+	$(BIN)/python benchmarks/llm_concurrency.py
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache
