@@ -30,6 +30,11 @@ What is contained, and how
   the working directory is a fresh temp dir (also ``HOME`` and ``TMPDIR``), removed after
   the evaluation. stdout/stderr are pipes the server drains continuously, keeping the first
   ``limits.max_output_bytes`` of each, so printing gigabytes neither blocks nor fills a disk.
+* **Other processes and their secrets**: where ``unshare`` works (root, or user namespaces
+  allowed), the server starts in its own PID and mount namespace with a fresh ``/proc``
+  (``stats["isolation"] == "pid-namespace"``). A program then sees only the server and its
+  fellow evaluations, never the kernel or Jupyter processes whose ``/proc/<pid>/environ``
+  hold the API key; and when the server dies the kernel kills everything it started.
 * **Crashes**: a segfault or ``os._exit`` kills only the forked child; the result travels
   on a private pipe, never on stdout. If the server itself dies, in-flight evaluations get
   ``error`` ("sandbox server died: ...") and the next :meth:`LocalExecutor.submit` restarts it.
@@ -42,10 +47,9 @@ What is *not* contained
   isolation.
 * The program runs in the evaluator's process, so it can tamper with its own score (patch
   the evaluator, write a forged result). The sandbox protects the host, not the score.
-* Other processes of the same user are visible: a program can read
-  ``/proc/<pid>/environ`` of the executor's own process (which may hold API keys) unless
-  the server runs as a different user. Scrubbing the server's environment does not help
-  there.
+* Without a PID namespace (no ``unshare`` binary, or not permitted: ``stats["isolation"]
+  == "none"``) other processes of the same user are visible, and a program can read
+  ``/proc/<pid>/environ`` of the executor's own process, which may hold API keys.
 * ``memory_mb`` is per process: an evaluation with ``max_processes`` processes can map up
   to ``max_processes * memory_mb`` (a memory cgroup would cap the total; not used).
 * Total disk usage (only per-file size is capped), CPU shares, and kernel resources such as
@@ -79,12 +83,15 @@ from .program import EvalResult, Status, code_hash
 from .sandbox import remove_cgroup_tree
 from .task import Limits, Task
 
-__all__ = ["LocalExecutor", "evaluate_cold", "sandbox_env"]
+__all__ = ["LocalExecutor", "evaluate_cold", "namespace_prefix", "sandbox_env"]
 
 _PACKAGE_PARENT = Path(__file__).resolve().parent.parent
 _DEFAULT_LIMITS = Limits()
 _STREAM_LIMIT = 256 * 1024 * 1024  # one response line may carry two capped outputs, escaped
 _STDERR_TAIL = 16 * 1024
+# --kill-child: if the wrapper dies, the server (PID 1 inside) dies, and with it the namespace
+_UNSHARE_FLAGS = ("--pid", "--fork", "--mount-proc", "--kill-child")
+_namespace_command: tuple[str, ...] | None = None  # probed once per interpreter
 
 _ENV_KEEP = frozenset(
     {
@@ -107,6 +114,38 @@ _THREADS_ONE = {
     "NUMEXPR_NUM_THREADS": "1",
     "VECLIB_MAXIMUM_THREADS": "1",
 }
+
+
+async def namespace_prefix() -> tuple[str, ...]:
+    """The command prefix that starts a process in fresh PID and mount namespaces
+    (``unshare ... --mount-proc``), or ``()`` where this machine does not allow it.
+
+    Probed once per interpreter by running ``true`` under it.
+    """
+    global _namespace_command
+    if _namespace_command is None:
+        # a value, not a shared future: event loops come and go (tests, notebooks)
+        _namespace_command = await _probe_unshare()
+    return _namespace_command
+
+
+async def _probe_unshare() -> tuple[str, ...]:
+    exe = shutil.which("unshare")
+    if exe is None:
+        return ()
+    command = (exe, *_UNSHARE_FLAGS)
+    try:
+        proc = await asyncio.create_subprocess_exec(
+            *command,
+            "true",
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.DEVNULL,
+            stderr=asyncio.subprocess.DEVNULL,
+        )
+        ok = await asyncio.wait_for(proc.wait(), 10) == 0
+    except (OSError, TimeoutError):
+        ok = False
+    return command if ok else ()
 
 
 def _looks_secret(name: str) -> bool:
@@ -145,6 +184,7 @@ class _Server:
     stderr_tail: bytearray = field(default_factory=bytearray)
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
     info: dict[str, Any] = field(default_factory=dict)
+    host_pid: int | None = None  # the server's own pid as seen from here (not the wrapper's)
     dead: str | None = None
     closing: bool = False
 
@@ -172,6 +212,10 @@ class LocalExecutor:
             evaluations do not pay for importing them. Must not start threads.
         concurrency: most evaluations running at once (more submissions wait); default
             ``os.cpu_count()``.
+        isolate: start the server in its own PID namespace so programs cannot see other
+            processes (and the API keys in their environments). ``None`` (default): where
+            the machine allows it; ``True``: required (starting fails otherwise);
+            ``False``: never.
 
     Raises:
         FileNotFoundError: ``evaluator`` is not a file.
@@ -190,6 +234,7 @@ class LocalExecutor:
         limits: Limits = _DEFAULT_LIMITS,
         preload: Sequence[str] = (),
         concurrency: int | None = None,
+        isolate: bool | None = None,
     ) -> None:
         if not isinstance(evaluator, str | Path):
             raise TypeError(
@@ -213,7 +258,10 @@ class LocalExecutor:
         self.evaluator = path
         self.limits = limits
         self.preload = tuple(preload)
+        if isolate is not None and not isinstance(isolate, bool):
+            raise TypeError(f"isolate must be None, True or False, got {isolate!r}")
         self.concurrency = concurrency
+        self.isolate = isolate
         self._server: _Server | None = None
         self._starting: asyncio.Task[_Server] | None = None
         self._slots = asyncio.Semaphore(concurrency)
@@ -417,8 +465,14 @@ class LocalExecutor:
         for module in self.preload:
             args += ["--preload", module]
         args += ["--work-root", tempfile.gettempdir()]
+        prefix = await namespace_prefix() if self.isolate is not False else ()
+        if self.isolate and not prefix:
+            raise RuntimeError(
+                "sandbox server did not start: isolate=True needs PID namespaces "
+                "(the util-linux `unshare` binary, run as root or with user namespaces)"
+            )
         try:
-            proc = await self._launch(args)
+            proc = await self._launch([*prefix, *args])
         except OSError as e:
             raise RuntimeError(f"sandbox server did not start: {e}") from e
         self._counts["starts"] += 1
@@ -429,6 +483,7 @@ class LocalExecutor:
         ]
         try:
             server.info = await asyncio.wait_for(asyncio.shield(server.hello), self.hello_timeout)
+            server.host_pid = _server_host_pid(proc.pid) if prefix else proc.pid
         except (TimeoutError, _ServerDied) as e:
             await self._stop_server(server)
             raise RuntimeError(
@@ -529,9 +584,10 @@ class LocalExecutor:
 
     @property
     def server_pid(self) -> int | None:
-        """Pid of the running server, if any."""
+        """Pid of the running server, if any, as this process sees it (inside its PID
+        namespace the server is pid 1)."""
         server = self._server
-        return server.proc.pid if server is not None and server.dead is None else None
+        return server.host_pid if server is not None and server.dead is None else None
 
     @property
     def server_info(self) -> dict[str, Any]:
@@ -542,7 +598,8 @@ class LocalExecutor:
     def stats(self) -> dict[str, Any]:
         """Counters: evaluations (run by the server), cache_hits, cached, in_flight,
         waiting, restarts, server_deaths, fork_limit (``cgroup-v1``/``cgroup-v2``/``nproc``/
-        ``none``, or None before the server started), concurrency."""
+        ``none``, or None before the server started), isolation (``pid-namespace`` or
+        ``none``, None before the server started), concurrency."""
         waiting = max(len(self._shared) - self._in_flight, 0)
         return {
             "evaluations": self._counts["evaluations"],
@@ -553,6 +610,7 @@ class LocalExecutor:
             "restarts": max(self._counts["starts"] - 1, 0),
             "server_deaths": self._counts["server_deaths"],
             "fork_limit": self.server_info.get("fork_limit"),
+            "isolation": self.server_info.get("isolation"),
             "concurrency": self.concurrency,
         }
 
@@ -561,6 +619,15 @@ def _retrieve(task: asyncio.Task[Any]) -> None:
     # marks a failure as seen when every caller waiting on the task was cancelled
     if not task.cancelled():
         task.exception()
+
+
+def _server_host_pid(wrapper: int) -> int | None:
+    # `unshare --fork` has exactly one child: the server
+    try:
+        children = Path(f"/proc/{wrapper}/task/{wrapper}/children").read_text().split()
+    except OSError:
+        return None
+    return int(children[0]) if children else None
 
 
 def _tail_text(server: _Server, lines: int = 15) -> str:

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from aster_nb.executors import LocalExecutor, evaluate_cold, sandbox_env
+from aster_nb.executors import LocalExecutor, evaluate_cold, namespace_prefix, sandbox_env
 from aster_nb.program import EvalResult, Status
 from aster_nb.task import Limits, Task
 
@@ -67,6 +67,20 @@ def descendants(pid: int | None) -> set[int]:
         frontier = {p for p, pp in ppids.items() if pp in frontier} - found
         found |= frontier
     return {p for p in found if running(p)}
+
+
+def processes_running(argument: str) -> list[int]:
+    """Live processes, anywhere on the machine, with ``argument`` in their command line."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                argv = (entry / "cmdline").read_bytes().split(b"\0")
+            except OSError:
+                continue
+            if argument.encode() in argv and running(int(entry.name)):
+                found.append(int(entry.name))
+    return found
 
 
 def running(pid: int) -> bool:
@@ -245,27 +259,24 @@ async def test_sys_exit_names_the_code(executor: LocalExecutor) -> None:
 
 
 async def test_processes_left_running_are_killed(executor: LocalExecutor) -> None:
+    # pids seen inside the sandbox's PID namespace mean nothing here: find the leftovers
+    # by the unusual durations they sleep for
     program = (
-        "import os, subprocess, time\n\n"
+        "import os, subprocess\n\n"
         "def run():\n"
-        "    sleeper = subprocess.Popen(['sleep', '300'], start_new_session=True)\n"
-        "    r, w = os.pipe()\n"
+        "    subprocess.Popen(['sleep', '300.0417'], start_new_session=True)\n"
         "    if os.fork() == 0:  # a classic daemon: fork, setsid, fork, parent exits\n"
         "        os.setsid()\n"
-        "        pid = os.fork()\n"
-        "        if pid == 0:\n"
-        "            time.sleep(300)\n"
-        "            os._exit(0)\n"
-        "        os.write(w, str(pid).encode())\n"
+        "        if os.fork() == 0:\n"
+        "            os.execvp('sleep', ['sleep', '300.0418'])\n"
         "        os._exit(0)\n"
         "    os.wait()\n"
-        "    daemon = int(os.read(r, 32))\n"
-        "    return {'score': 1.0, 'metrics': {'sleeper': sleeper.pid, 'daemon': daemon}}\n"
+        "    return {'score': 1.0}\n"
     )
     result = await executor.submit(program)
     assert result.status is Status.OK, result
-    for name in ("sleeper", "daemon"):
-        assert not running(int(result.metrics[name])), f"{name} survived its evaluation"
+    for marker in ("300.0417", "300.0418"):
+        assert await wait_until(lambda m=marker: not processes_running(m)), f"{marker} survived"
     assert descendants(executor.server_pid) == set()
     await assert_still_works(executor)
 
@@ -316,6 +327,48 @@ async def test_secrets_are_not_visible(executor: LocalExecutor) -> None:
     server_environ = Path(f"/proc/{executor.server_pid}/environ").read_bytes()
     assert b"test-secret" not in server_environ
     await assert_still_works(executor)
+
+
+# looks through every process it can see for the key, as a hostile program would
+SNOOP = (
+    "import os\n\n"
+    "def run():\n"
+    "    pids = [p for p in os.listdir('/proc') if p.isdigit()]\n"
+    "    found = 0\n"
+    "    for p in pids:\n"
+    "        for part in ('environ', 'cmdline'):\n"
+    "            try:\n"
+    "                found += b'kernel-test-secret' in open(f'/proc/{p}/{part}', 'rb').read()\n"
+    "            except OSError:\n"
+    "                pass\n"
+    "    return {'score': 0.0, 'metrics': {'visible': len(pids), 'found': found}}\n"
+)
+
+
+@pytest.mark.parametrize("isolate", [True, False], ids=["pid-namespace", "no-namespace"])
+async def test_key_in_another_process_is_out_of_reach(evaluator: Path, isolate: bool) -> None:
+    """A Jupyter kernel holds the API key in its environment; a sandboxed program must not be
+    able to read it from /proc. Without the namespace it can: that is what this guards."""
+    if isolate and not await namespace_prefix():
+        pytest.skip("this machine does not allow PID namespaces (unshare)")
+    env = {**os.environ, "ANTHROPIC_API_KEY": "sk-ant-kernel-test-secret"}
+    kernel = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"], env=env)
+    try:
+        async with LocalExecutor(evaluator=evaluator, limits=LIMITS, isolate=isolate) as ex:
+            result = await ex.submit(SNOOP)
+            isolation = ex.stats["isolation"]
+    finally:
+        kernel.kill()
+        kernel.wait()
+    assert result.status is Status.OK, result
+    if isolate:
+        assert isolation == "pid-namespace"
+        assert result.metrics["found"] == 0
+        # only the server and the evaluation itself: the rest of the machine is hidden
+        assert result.metrics["visible"] <= 3
+    else:
+        assert isolation == "none"
+        assert result.metrics["found"] >= 1  # the kernel's environ, readable as root
 
 
 async def test_temp_dir_is_private_and_removed(executor: LocalExecutor) -> None:

@@ -120,6 +120,8 @@ class SandboxServer:
             "cgroup_root": str(self.fork_limit.root) if self.fork_limit.root else None,
             "work_root": str(self.work_root),
             "subreaper": self.subreaper,
+            # PID 1 only inside a fresh PID namespace (see aster_nb.executors)
+            "isolation": "pid-namespace" if self.pid == 1 else "none",
             "evaluator": str(self.evaluator_path),
             "evaluator_error": self._import_error,
             "preload": self._timings,
