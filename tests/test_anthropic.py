@@ -370,3 +370,39 @@ async def test_worker_end_to_end_with_faults(
     handoff_retries = faults - int(att["retries"].sum())
     assert 0 <= handoff_retries <= faults and att["retries"].sum() > 0
     assert att["cost_usd"].sum() == pytest.approx(spend.by("purpose")["propose"].usd)
+
+
+async def test_full_run_with_faults_keeps_the_key_out(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A whole run (planner, workers, handoffs, synthesis) on Claude through the SDK's own
+    environment variables, 30% of requests failing: it completes, counts its retries, and
+    the key is in no event and no byte of the store."""
+    from aster_nb.run import Run
+
+    monkeypatch.setenv("ANTHROPIC_API_KEY", KEY)
+    async with MessagesServer(handler=offline_reply, fault_rate=0.3, seed=2) as srv:
+        monkeypatch.setenv("ANTHROPIC_BASE_URL", srv.url)
+        run = await Run.create(
+            "toy",
+            path=tmp_path / "run.sqlite",
+            model="claude-haiku-4-5",
+            workers=2,
+            agents=3,
+            evaluations=6,
+            max_usd=5.0,
+        )
+        events: list[str] = []
+        run.bus.subscribe(lambda e: events.append(repr(e)))
+        for _ in range(2):
+            await run.step()
+        status = run.status
+        await run.close()
+    assert status.error is None and status.round == 2 and status.evaluations >= 24
+    faults = srv.requests - srv.statuses[200]
+    assert faults > 0
+    attempts = Store(tmp_path / "run.sqlite").attempts()
+    assert attempts["retries"].sum() > 0 and attempts["cost_usd"].sum() > 0
+    assert len(events) > 24 and not any(KEY in e for e in events)
+    for f in tmp_path.glob("run.sqlite*"):
+        assert KEY.encode() not in f.read_bytes()
