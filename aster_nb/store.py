@@ -101,7 +101,14 @@ CREATE TABLE IF NOT EXISTS rounds (
     best_score REAL,
     improved INTEGER NOT NULL
 );
+CREATE TABLE IF NOT EXISTS archive_log (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    worker TEXT NOT NULL,
+    program_id TEXT NOT NULL,
+    programs INTEGER NOT NULL
+);
 CREATE INDEX IF NOT EXISTS attempts_worker ON attempts(worker, n);
+CREATE INDEX IF NOT EXISTS archive_log_worker ON archive_log(worker, seq);
 """
 
 
@@ -266,6 +273,25 @@ class Store:
             "INSERT INTO goals(worker, goal, set_by, pinned, round, at) VALUES(?,?,?,?,?,?)",
             (worker, goal, set_by, int(pinned), round, time.time()),
         )
+
+    def add_archive_entry(self, *, worker: str, program_id: str) -> None:
+        """Record that ``worker`` added a stored program to its archive, with how many
+        programs the store held then: replaying this log rebuilds the archive exactly as it
+        was after any evaluation (adds happen in attempt order, not storage order)."""
+        self._db.execute(
+            "INSERT INTO archive_log(worker, program_id, programs)"
+            " VALUES(?, ?, (SELECT COALESCE(MAX(seq), 0) FROM programs))",
+            (worker, program_id),
+        )
+
+    def archive_log(self, worker: str, *, upto: int | None = None) -> list[str]:
+        """Ids ``worker`` added to its archive, in order; with ``upto``, only those added
+        while the store held at most ``upto`` programs."""
+        q = "SELECT program_id FROM archive_log WHERE worker=?"
+        args: tuple[object, ...] = (worker,)
+        if upto is not None:
+            q, args = q + " AND programs<=?", (*args, upto)
+        return [r[0] for r in self._db.execute(q + " ORDER BY seq", args)]
 
     def add_round(
         self,

@@ -253,9 +253,15 @@ class Worker:
         Used when a run is reopened: everything a worker knows is in its stored programs and
         attempts, so nothing else needs saving.
         """
-        for p in self.store.programs(worker=self.name):
-            self.known.add(p.id)
-            if p.ok:
+        logged = self.store.archive_log(self.name)
+        mine = self.store.programs(worker=self.name)
+        self.known.update(p.id for p in mine)
+        self.known.update(logged)
+        # the archive log has the exact order of adds (and bases made by others); stores
+        # written before it existed fall back to the worker's own programs in storage order
+        replay = [self.store.get(i) for i in logged] if logged else mine
+        for p in replay:
+            if p is not None and p.ok:
                 if p.features is None:
                     p = p.evaluated(p.result, self._describe(p.code, p.result))
                 self._archive(len(p.features or ())).add(p)
@@ -504,6 +510,7 @@ class Worker:
             st.seq.evaluations += 1
             if child.ok:
                 improved = self._archive(len(child.features or ())).add(child)
+                self.store.add_archive_entry(worker=self.name, program_id=child.id)
                 if st.best is None or child.score > st.best.score:
                     st.best = child
                 if st.best_score is None or (child.score or 0) > st.best_score:
@@ -612,6 +619,7 @@ class Worker:
             self.known.add(base.id)
             if base.ok:
                 self._archive(len(base.features or ())).add(base)
+                self.store.add_archive_entry(worker=self.name, program_id=base.id)
         return base
 
     async def _handoff(self, st: _RunState) -> Handoff:

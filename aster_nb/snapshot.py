@@ -1,0 +1,509 @@
+"""What a run looked like: archive maps, score timelines and lineages, now or after
+evaluation ``t``.
+
+The dashboard, the replay slider and :mod:`aster_nb.figures` all draw from these records,
+so a live run, a finished one and one reopened from its store look the same. Nothing here
+imports a plotting library.
+
+Replaying to evaluation ``t`` rebuilds the worker's archive from its first valid programs
+in store order, exactly as :meth:`~aster_nb.agents.worker.Worker.restore` does, so the map
+after ``t`` is the archive the worker had then (same seed, same order, same cells).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from .archive import Archive, ClusterElites, GridElites, make_archive
+from .features import CODE_FEATURE_NAMES
+from .program import Program
+from .store import Store
+from .task import Task
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from .run import Run
+
+__all__ = ["Cell", "MapSnapshot", "Timeline", "lineage", "map_snapshot", "timeline", "workers"]
+
+_PAD = 0.05  # of the span, around the points, so edge cells are visible
+
+
+@dataclass(frozen=True, slots=True)
+class Cell:
+    """One archive cell as drawn.
+
+    Attributes:
+        index: the archive's cell number.
+        center: its centre on the map (the projected centroid, or the grid bin's centre).
+        polygon: ``(m, 2)`` float32 vertices of its region clipped to the map bounds, not
+            closed (the first vertex is not repeated).
+        elite_id: id of the cell's best program; ``None`` if it holds none.
+        score: that program's score.
+    """
+
+    index: int
+    center: tuple[float, float]
+    polygon: np.ndarray
+    elite_id: str | None
+    score: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class MapSnapshot:
+    """One worker's archive on a 2-D map.
+
+    Attributes:
+        worker: the worker's name.
+        archive: ``"cluster"``, ``"grid"`` or ``"greedy"``.
+        evaluations: programs in the store (all workers) up to this snapshot.
+        axes: axis titles: the feature names, or principal components of the
+            standardized descriptors when there are more than two.
+        points: ``(n, 2)`` float32, every valid program of the worker, projected.
+        point_scores: ``(n,)`` float32 scores of those programs.
+        point_ids: their ids.
+        cells: one per cell; empty for the greedy archive, which has none.
+        bounds: ``((x_low, x_high), (y_low, y_high))`` of the plotted box.
+    """
+
+    worker: str
+    archive: str
+    evaluations: int
+    axes: tuple[str, str]
+    points: np.ndarray
+    point_scores: np.ndarray
+    point_ids: tuple[str, ...]
+    cells: tuple[Cell, ...]
+    bounds: tuple[tuple[float, float], tuple[float, float]]
+
+
+@dataclass(frozen=True, slots=True)
+class Timeline:
+    """Scores over a run.
+
+    Attributes:
+        frame: one row per program in evaluation order: ``seq`` (1-based), ``id``,
+            ``worker``, ``status``, ``score`` (NaN unless ``ok``), ``elapsed`` (seconds
+            since the run's first program), ``worker_best`` (that worker's best so far) and
+            ``best`` (the best over all workers so far).
+        planner: one row per finished round of the top planner: ``round``, ``seq``
+            (evaluations stored by its end), ``elapsed``, ``score`` (the planner's current
+            best after synthesis) and ``best_id``.
+    """
+
+    frame: pd.DataFrame
+    planner: pd.DataFrame
+
+
+# -- sources ----------------------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class _Source:
+    store: Store
+    run: Run | None
+    archive_kind: str
+    seed: int
+    task: Task | None
+
+
+_TASKS: dict[str, Task | None] = {}
+
+
+def _source(source: Run | Store) -> _Source:
+    if isinstance(source, Store):
+        cfg: dict[str, Any] = source.meta("run") or {}
+        return _Source(
+            store=source,
+            run=None,
+            archive_kind=str(cfg.get("archive", "cluster")),
+            seed=int(cfg.get("seed", 0)),
+            task=_load_task(cfg.get("task")),
+        )
+    store = getattr(source, "store", None)
+    if not isinstance(store, Store):
+        raise TypeError(f"source must be an aster_nb Run or Store, got {type(source).__name__}")
+    return _Source(
+        store=store,
+        run=source,
+        archive_kind=source.cfg.archive,
+        seed=source.cfg.seed,
+        task=source.task,
+    )
+
+
+def _load_task(path: object) -> Task | None:
+    # only for feature names and bounds: a store whose task folder moved still replays
+    if not isinstance(path, str):
+        return None
+    if path not in _TASKS:
+        try:
+            _TASKS[path] = Task.load(path)
+        except Exception:
+            _TASKS[path] = None
+    return _TASKS[path]
+
+
+def workers(source: Run | Store) -> list[str]:
+    """Names of the run's workers, sorted."""
+    src = _source(source)
+    if src.run is not None:
+        return sorted(src.run.workers)
+    return sorted({str(w) for w in src.store.attempts()["worker"].unique()})
+
+
+# -- archive maps -----------------------------------------------------------------------------
+
+
+def map_snapshot(source: Run | Store, worker: str, *, upto: int | None = None) -> MapSnapshot:
+    """``worker``'s archive as a map, now or after evaluation ``upto``.
+
+    Args:
+        source: a live or reopened :class:`~aster_nb.run.Run`, or a run's
+            :class:`~aster_nb.store.Store`.
+        worker: a worker name, e.g. ``"p0.w0"``.
+        upto: replay to this many stored evaluations (all workers count); ``None``: now
+            (a run's live archive).
+
+    Raises:
+        KeyError: no such worker (the message lists them).
+        ValueError: ``upto`` is negative.
+    """
+    src = _source(source)
+    names = workers(source)
+    if worker not in names:
+        raise KeyError(f"no worker {worker!r}; workers are {names}")
+    if upto is not None and (isinstance(upto, bool) or not isinstance(upto, int) or upto < 0):
+        raise ValueError(
+            f"upto must be an int >= 0 (a number of evaluations) or None, got {upto!r}"
+        )
+    hist = src.store.history()
+    total = len(hist) if upto is None else min(upto, len(hist))
+    shown = hist.iloc[:total]
+    logged = src.store.archive_log(worker, upto=total)
+    if logged or (upto is None and src.run is not None):
+        mine = shown.set_index("id", drop=False).loc[[i for i in logged if i in set(shown["id"])]]
+    else:  # a store from before the archive log: the worker's own programs, in storage order
+        mine = shown[shown["worker"] == worker]
+    usable = [
+        s == "ok" and isinstance(d, list) and len(d) > 0
+        for s, d in zip(mine["status"], mine["descriptor"], strict=True)
+    ]
+    mine = mine.loc[np.array(usable, dtype=bool)]
+
+    archive: Archive | None = None
+    if upto is None and src.run is not None:
+        archive = src.run.archives.get(worker)
+    elif len(mine):
+        archive = _replay(src, worker, list(mine["id"]))
+
+    descs = np.array(mine["descriptor"].tolist(), dtype=float) if len(mine) else np.empty((0, 0))
+    dims = descs.shape[1] if len(mine) else 0
+    names_ = _feature_names(src, dims)
+    proj = _Projection.fit(descs, names_)
+    points = proj(descs)
+    cells = _cells(archive, proj, points) if archive is not None and len(mine) else ()
+    every = np.vstack([points, *(np.array([c.center]) for c in cells), *(c.polygon for c in cells)])
+    bounds = _bounds(every)
+    return MapSnapshot(
+        worker=worker,
+        archive=archive.name if archive is not None else src.archive_kind,
+        evaluations=total,
+        axes=proj.axes,
+        points=points.astype(np.float32),
+        point_scores=mine["score"].to_numpy(dtype=np.float32),
+        point_ids=tuple(mine["id"]),
+        cells=_clip_all(cells, bounds),
+        bounds=bounds,
+    )
+
+
+_REPLAYS: dict[tuple[str, str], tuple[list[str], Archive]] = {}
+
+
+def _replay(src: _Source, worker: str, ids: list[str]) -> Archive | None:
+    """The worker's archive after adding the programs ``ids``, in that order.
+
+    Scrubbing forward extends the cached archive; scrubbing back rebuilds it.
+    """
+    key = (str(src.store.path), worker)
+    cached = _REPLAYS.get(key)
+    if cached is not None and cached[0] == ids[: len(cached[0])]:
+        done, archive = cached
+    else:
+        done, archive = [], None
+    for i in ids[len(done) :]:
+        p = src.store.get(i)
+        if p is None or not p.ok or not p.features:
+            continue
+        if archive is None:
+            bounds = src.task.feature_bounds if src.task is not None else None
+            archive = make_archive(
+                src.archive_kind, dims=len(p.features), seed=src.seed, bounds=bounds
+            )
+        archive.add(p)
+    if archive is not None:
+        _REPLAYS[key] = (list(ids), archive)
+    return archive
+
+
+def _feature_names(src: _Source, dims: int) -> tuple[str, ...]:
+    names = src.task.feature_names if src.task is not None else ()
+    if len(names) == dims:
+        return tuple(names)
+    if dims == len(CODE_FEATURE_NAMES):
+        return CODE_FEATURE_NAMES  # no evaluator features: the code's own
+    return tuple(f"feature {i}" for i in range(dims))
+
+
+@dataclass(frozen=True, slots=True)
+class _Projection:
+    """Descriptors to the plane: as they are for 1-2 dimensions, else the first two
+    principal components of the standardized descriptors."""
+
+    mean: np.ndarray
+    scale: np.ndarray
+    basis: np.ndarray | None  # (dims, 2), None: no projection
+    axes: tuple[str, str]
+
+    @classmethod
+    def fit(cls, x: np.ndarray, names: tuple[str, ...]) -> _Projection:
+        dims = x.shape[1] if x.ndim == 2 else 0
+        if dims <= 2:
+            axes = (names[0] if dims else "", names[1] if dims == 2 else "")
+            return cls(np.zeros(dims), np.ones(dims), None, axes)
+        mean = x.mean(axis=0)
+        scale = x.std(axis=0)
+        scale[scale == 0] = 1.0
+        z = (x - mean) / scale
+        _, s, vt = np.linalg.svd(z - z.mean(axis=0), full_matrices=False)
+        var = s**2 / max(float(np.sum(s**2)), 1e-300)
+        basis = vt[:2].T if vt.shape[0] >= 2 else np.eye(dims)[:, :2]
+        axes = (f"PC1 ({var[0]:.0%} of variance)", f"PC2 ({var[1]:.0%} of variance)")
+        return cls(mean, scale, basis, axes)
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        x = np.asarray(x, dtype=float)
+        if len(x) == 0:
+            return np.empty((0, 2))
+        if self.basis is not None:
+            return ((x - self.mean) / self.scale) @ self.basis
+        if x.shape[1] == 2:
+            return x
+        if x.shape[1] == 1:  # one feature: spread along x only
+            return np.column_stack([x[:, 0], np.zeros(len(x))])
+        return np.zeros((len(x), 2))
+
+
+def _cells(archive: Archive, proj: _Projection, points: np.ndarray) -> tuple[Cell, ...]:
+    elites = archive.elites()
+    by_cell: dict[int, Program] = {}
+    for p in elites:
+        c = archive.cell_of(p.id)
+        if c is not None:
+            by_cell.setdefault(c, p)
+    if isinstance(archive, ClusterElites):
+        centers = proj(archive.centroids)
+        return tuple(_cell(i, centers[i], by_cell.get(i), None) for i in range(archive.cells))
+    if isinstance(archive, GridElites) and proj.basis is None and archive.bounds is not None:
+        rects = _grid_rects(archive, by_cell)
+        return tuple(
+            _cell(i, rect.mean(axis=0), p, rect)
+            for (i, p), rect in zip(by_cell.items(), rects, strict=True)
+        )
+    if archive.name == "greedy":
+        return ()
+    # any other archive, or a grid seen through a projection: regions around the elites
+    return tuple(
+        _cell(c, proj(np.array([p.features]))[0], p, None) for c, p in sorted(by_cell.items())
+    )
+
+
+def _cell(index: int, center: np.ndarray, p: Program | None, polygon: np.ndarray | None) -> Cell:
+    return Cell(
+        index=int(index),
+        center=(float(center[0]), float(center[1])),
+        polygon=np.empty((0, 2), np.float32) if polygon is None else polygon.astype(np.float32),
+        elite_id=None if p is None else p.id,
+        score=None if p is None or p.score is None else float(p.score),
+    )
+
+
+def _grid_rects(archive: GridElites, by_cell: dict[int, Program]) -> list[np.ndarray]:
+    bounds = archive.bounds
+    assert bounds is not None
+    bins = archive.bins
+    width = (bounds[:, 1] - bounds[:, 0]) / bins
+    rects = []
+    for p in by_cell.values():
+        idx = np.asarray(archive.cell_index(p.features or ()), dtype=float).reshape(-1)
+        lo = bounds[:, 0] + idx * width
+        hi = lo + width
+        if len(lo) == 1:  # one feature: bands across the plot
+            lo, hi = np.array([lo[0], -1.0]), np.array([hi[0], 1.0])
+        rects.append(np.array([[lo[0], lo[1]], [hi[0], lo[1]], [hi[0], hi[1]], [lo[0], hi[1]]]))
+    return rects
+
+
+# -- geometry ---------------------------------------------------------------------------------
+
+
+def _bounds(xy: np.ndarray) -> tuple[tuple[float, float], tuple[float, float]]:
+    out = []
+    for d in range(2):
+        if len(xy) == 0:
+            out.append((-1.0, 1.0))
+            continue
+        lo, hi = float(np.min(xy[:, d])), float(np.max(xy[:, d]))
+        pad = (hi - lo) * _PAD if hi > lo else max(abs(lo) * _PAD, 0.5)
+        out.append((lo - pad, hi + pad))
+    return (out[0], out[1])
+
+
+def _clip_all(
+    cells: tuple[Cell, ...], bounds: tuple[tuple[float, float], tuple[float, float]]
+) -> tuple[Cell, ...]:
+    """Give every cell without a polygon its Voronoi region among all centres, inside
+    ``bounds``, computed in coordinates scaled to the box so both axes weigh alike."""
+    if not cells:
+        return cells
+    (x0, x1), (y0, y1) = bounds
+    origin, span = np.array([x0, y0]), np.array([x1 - x0, y1 - y0])
+    centers = (np.array([c.center for c in cells]) - origin) / span
+    box = np.array([[0.0, 0.0], [1.0, 0.0], [1.0, 1.0], [0.0, 1.0]])
+    out = []
+    for i, c in enumerate(cells):
+        if len(c.polygon):
+            poly = np.clip(c.polygon, [x0, y0], [x1, y1])
+        else:
+            poly = voronoi_region(centers, i, box) * span + origin
+        out.append(
+            Cell(
+                index=c.index,
+                center=c.center,
+                polygon=poly.astype(np.float32),
+                elite_id=c.elite_id,
+                score=c.score,
+            )
+        )
+    return tuple(out)
+
+
+def voronoi_region(centers: np.ndarray, i: int, box: np.ndarray) -> np.ndarray:
+    """The region of ``centers[i]`` in the Voronoi diagram of ``centers``, inside the
+    convex polygon ``box``: ``box`` clipped by the half-plane nearer to ``centers[i]`` than
+    to each other centre (Sutherland-Hodgman; O(k) half-planes per cell, so O(k^2) for a
+    map, which at the archive's k <= 64 is well under a millisecond per cell)."""
+    poly = box.astype(float)
+    ci = centers[i]
+    for j, cj in enumerate(centers):
+        if j == i or len(poly) == 0:
+            continue
+        normal = cj - ci
+        if not np.any(normal):
+            continue  # a duplicate centre: the tie goes to both
+        poly = _clip(poly, normal, float(normal @ (ci + cj) / 2))
+    return poly
+
+
+def _clip(poly: np.ndarray, normal: np.ndarray, offset: float) -> np.ndarray:
+    """Keep the part of the convex ``poly`` where ``normal @ x <= offset``."""
+    side = poly @ normal - offset
+    inside = side <= 1e-12
+    if inside.all():
+        return poly
+    if not inside.any():
+        return np.empty((0, 2))
+    out = []
+    n = len(poly)
+    for k in range(n):
+        a, b = poly[k], poly[(k + 1) % n]
+        sa, sb = side[k], side[(k + 1) % n]
+        if inside[k]:
+            out.append(a)
+        if inside[k] != inside[(k + 1) % n]:
+            out.append(a + (b - a) * (sa / (sa - sb)))
+    return np.array(out)
+
+
+# -- timelines and lineages -------------------------------------------------------------------
+
+
+def timeline(source: Run | Store, *, upto: int | None = None) -> Timeline:
+    """Scores over the run, now or up to evaluation ``upto``.
+
+    Args:
+        source: a run or its store.
+        upto: keep the first ``upto`` evaluations; ``None``: all.
+    """
+    import pandas as pd
+
+    src = _source(source)
+    if upto is not None and (isinstance(upto, bool) or not isinstance(upto, int) or upto < 0):
+        raise ValueError(
+            f"upto must be an int >= 0 (a number of evaluations) or None, got {upto!r}"
+        )
+    hist = src.store.history()
+    t0 = float(hist["created"].min()) if len(hist) else 0.0
+    created = np.sort(hist["created"].to_numpy(dtype=float))
+    if upto is not None:
+        hist = hist.iloc[:upto]
+    frame = pd.DataFrame(
+        {
+            "seq": np.arange(1, len(hist) + 1),
+            "id": hist["id"].to_numpy(),
+            "worker": hist["worker"].to_numpy(),
+            "status": hist["status"].to_numpy(),
+            "score": hist["score"].where(hist["status"] == "ok").astype(float).to_numpy(),
+            "elapsed": (hist["created"] - t0).to_numpy(dtype=float),
+        }
+    )
+    frame["worker_best"] = frame.groupby("worker")["score"].cummax()
+    frame["best"] = frame["score"].cummax()
+
+    rounds = src.store.rounds()
+    top = src.run.planner.name if src.run is not None else _top_planner(rounds)
+    rounds = rounds[rounds["planner"] == top]
+    seq = np.searchsorted(created, rounds["finished"].to_numpy(dtype=float), side="right")
+    planner = pd.DataFrame(
+        {
+            "round": rounds["round"].to_numpy(),
+            "seq": seq,
+            "elapsed": (rounds["finished"] - t0).to_numpy(dtype=float),
+            "score": rounds["best_score"].to_numpy(dtype=float),
+            "best_id": rounds["best_id"].to_numpy(),
+        }
+    )
+    if upto is not None:  # a round counts once every program it made is within the first upto
+        planner = planner[planner["seq"] <= upto]
+    return Timeline(frame=frame, planner=planner.reset_index(drop=True))
+
+
+def _top_planner(rounds: pd.DataFrame) -> str:
+    names = set(rounds["planner"])
+    return "root" if "root" in names else (min(names) if names else "p0")
+
+
+def lineage(source: Run | Store, program_id: str) -> list[Program]:
+    """The ancestry of a program through its first parents, oldest first, itself last.
+
+    Raises:
+        KeyError: no program with this id in the store.
+    """
+    store = _source(source).store
+    p = store.get(program_id)
+    if p is None:
+        raise KeyError(f"no program {program_id!r} in {Path(store.path).name}")
+    chain, seen = [p], {p.id}
+    while p.parents and (parent := store.get(p.parents[0])) is not None:
+        if parent.id in seen:
+            break  # an identical program re-derived: the id repeats, stop
+        chain.append(parent)
+        seen.add(parent.id)
+        p = parent
+    return chain[::-1]
