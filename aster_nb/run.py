@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import logging
 import time
+import weakref
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -31,6 +32,9 @@ if TYPE_CHECKING:
     import pandas as pd
 
 log = logging.getLogger(__name__)
+
+# every run made in this interpreter, so a notebook harness can settle them (see settle())
+_LIVE: weakref.WeakSet[Run] = weakref.WeakSet()
 
 
 @dataclass(frozen=True, slots=True)
@@ -194,6 +198,7 @@ class Run:
         self.best_round: int | None = None  # the last round that improved the current best
         self._evaluations_this_session = 0  # for the rate: evaluations since this process began
         bus.subscribe(self._on_event)
+        _LIVE.add(self)
 
     # -- making and opening --------------------------------------------------------------
 
@@ -349,6 +354,16 @@ class Run:
             self._set_state("idle")
         return result
 
+    @property
+    def running(self) -> bool:
+        """Whether rounds are running in the background (:meth:`start`)."""
+        return self._runner is not None and not self._runner.done()
+
+    async def wait(self) -> None:
+        """Wait for the background rounds to end; re-raises the exception that failed them."""
+        if self._runner is not None:
+            await asyncio.shield(self._runner)
+
     def pause(self) -> None:
         """Start no new attempt until :meth:`resume`; attempts under way finish and are kept."""
         self.control.pause()
@@ -460,3 +475,16 @@ class Run:
         # not also log "exception was never retrieved".
         if not task.cancelled():
             task.exception()
+
+
+async def settle() -> list[str]:
+    """Stop the background rounds of every run in this interpreter and return the errors of
+    the runs that failed (``"<store>: <error>"``), so a notebook harness can check that
+    nothing failed out of sight after the last cell."""
+    errors = []
+    for run in list(_LIVE):
+        if run.running:
+            await run.stop()
+        if run.error is not None:
+            errors.append(f"{run.store.path}: {type(run.error).__name__}: {run.error}")
+    return errors

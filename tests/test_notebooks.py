@@ -18,15 +18,27 @@ def test_notebook_runs_offline(path: Path, tmp_path: Path, monkeypatch: pytest.M
     assert all(not c.get("outputs") for c in nb.cells if c.cell_type == "code"), (
         "commit without outputs"
     )
+    assert "widgets" not in nb.metadata, "commit without widget state"
+    # After the last cell: stop every run still going in the background and fail on any run
+    # that failed out of sight (a background task's exception is not a cell error).
+    nb.cells.append(
+        nbformat.v4.new_code_cell(
+            "from aster_nb.run import settle\n"
+            "_failed = await settle()\n"
+            "assert not _failed, f'background runs failed: {_failed}'\n"
+            "print('settled')"
+        )
+    )
     # No key: the notebook must explain and fall back, not fail (the kernel inherits this env).
     monkeypatch.delenv("ANTHROPIC_API_KEY", raising=False)
     monkeypatch.chdir(tmp_path)
     NotebookClient(
-        nb, timeout=300, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}
+        nb, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}
     ).execute()
     text = "\n".join(
         o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])
     )
+    assert "settled" in text
     if path.name == "claude.ipynb":
         assert "ANTHROPIC_API_KEY is not set" in text and "spent" in text
     assert not any(o.get("output_type") == "error" for c in nb.cells for o in c.get("outputs", []))
