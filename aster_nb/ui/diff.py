@@ -1,0 +1,111 @@
+"""The current best program against the initial program or the previous best, highlighted."""
+
+from __future__ import annotations
+
+import html
+from typing import TYPE_CHECKING
+
+import ipywidgets as w
+
+from ..events import RoundFinished, RunStateChanged
+from .base import ErrorSink, LiveView, style
+from .highlight import diff_html
+from .throttle import DEFAULT_INTERVAL
+
+if TYPE_CHECKING:
+    from ..program import Program
+    from ..run import Run
+
+MODES = ("initial", "previous")
+
+
+def previous_best(run: Run, best: Program) -> Program | None:
+    """The top planner's current best before ``best`` became it (``None`` if it never
+    improved on the initial program)."""
+    rounds = run.store.rounds()
+    mine = rounds[
+        (rounds["planner"] == run.planner.name)
+        & (rounds["best_id"] == best.id)
+        & (rounds["improved"] == 1)
+    ]
+    if not len(mine):
+        return None
+    base_id = mine["base_id"].iloc[0]
+    return run.store.get(base_id) if isinstance(base_id, str) else None
+
+
+class BestDiff(LiveView, w.VBox):
+    """A unified diff of the run's current best against the initial program or against the
+    previous best (a toggle), syntax-highlighted in the kernel with Pygments.
+
+    Args:
+        run: the run to show.
+        against: ``"initial"`` or ``"previous"``, the toggle's first position.
+        interval: minimum seconds between redraws.
+        errors: where exceptions go (a dashboard shares one); a new sink, shown below the
+            diff, if ``None``.
+    """
+
+    _follows = (RoundFinished, RunStateChanged)
+
+    def __init__(
+        self,
+        run: Run,
+        *,
+        against: str = "initial",
+        interval: float = DEFAULT_INTERVAL,
+        errors: ErrorSink | None = None,
+    ) -> None:
+        if against not in MODES:
+            raise ValueError(f"against must be one of {MODES}, got {against!r}")
+        self.toggle = w.ToggleButtons(
+            options=[("vs initial", "initial"), ("vs previous best", "previous")],
+            value=against,
+            style={"button_width": "auto"},
+        )
+        self.title = w.HTML(value="")
+        self.title.add_class("aster-diff-title")
+        self.body = w.HTML(value="")
+        self.body.add_class("aster-diff-body")
+        super().__init__()
+        sink = self._live(run, interval=interval, errors=errors)
+        parts = (style(), self.toggle, self.title, self.body)
+        self.children = parts if errors is not None else (*parts, sink.widget)
+        self.add_class("aster-diff")
+        self.toggle.observe(self._guard(lambda _: self.refresh(), "switching the diff"), "value")
+        self._shown: tuple[str | None, str] | None = None
+        self._draw()
+
+    @property
+    def against(self) -> str:
+        return self.toggle.value
+
+    def _draw(self) -> None:
+        best = self.run.best
+        key = (best.id if best is not None else None, self.against)
+        if key == self._shown:
+            return  # the best only changes at a round's end; a diff is not cheap to redo
+        self._shown = key
+        if best is None:
+            self.title.value, self.body.value = "No best program yet.", ""
+            return
+        score = "–" if best.score is None else f"{best.score:.6g}"
+        head = f"best <code>{html.escape(best.id)}</code> (score {score})"
+        if self.against == "initial":
+            self.title.value = f"{head} against the initial program"
+            self.body.value = diff_html(
+                self.run.task.initial_code, best.code, a_name="initial", b_name=f"best {best.id}"
+            )
+            return
+        prev = previous_best(self.run, best)
+        if prev is None:
+            self.title.value = f"{head}: no previous best (the run has not improved on its start)"
+            self.body.value = ""
+            return
+        pscore = "–" if prev.score is None else f"{prev.score:.6g}"
+        self.title.value = (
+            f"{head} against the previous best <code>{html.escape(prev.id)}</code> (score {pscore})"
+        )
+        self.body.value = diff_html(
+            prev.code, best.code, a_name=f"previous {prev.id}", b_name=f"best {best.id}"
+        )

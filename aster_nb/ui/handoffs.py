@@ -1,0 +1,134 @@
+"""The handoff feed: what each worker did, learned and worries about, newest first.
+
+An anywidget whose ESM and CSS are ``widgets/handoffs.js`` and ``widgets/handoffs.css``
+(shipped as ``aster_nb.ui.assets``); the kernel syncs a list of plain dicts.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections import deque
+from typing import TYPE_CHECKING, Any
+
+import anywidget
+import traitlets
+
+from ..events import Event, HandoffReceived
+from .base import ErrorSink, LiveView
+from .frontend import asset
+from .throttle import DEFAULT_INTERVAL
+
+if TYPE_CHECKING:
+    from ..agents.handoff import Handoff
+    from ..run import Run
+
+
+def _num(x: Any) -> float | None:
+    try:
+        v = float(x)
+    except (TypeError, ValueError):
+        return None
+    return v if math.isfinite(v) else None
+
+
+def entry(
+    *,
+    worker: str,
+    round: int,
+    goal: str,
+    done: str,
+    learned: str,
+    concerns: str,
+    stats: dict[str, Any],
+    best_id: str | None,
+) -> dict[str, Any]:
+    """One feed entry as synced to the browser (JSON-safe)."""
+    return {
+        "worker": worker,
+        "round": int(round),
+        "goal": goal,
+        "done": done,
+        "learned": learned,
+        "concerns": concerns,
+        "best_id": best_id,
+        "base_score": _num(stats.get("base_score")),
+        "best_score": _num(stats.get("best_score")),
+    }
+
+
+def from_handoff(h: Handoff) -> dict[str, Any]:
+    return entry(
+        worker=h.worker,
+        round=h.round,
+        goal=h.goal,
+        done=h.done,
+        learned=h.learned,
+        concerns=h.concerns,
+        stats=dict(h.stats),
+        best_id=h.best.id if h.best is not None else None,
+    )
+
+
+class HandoffFeed(LiveView, anywidget.AnyWidget):
+    """Handoffs newest first, each with its round, worker, goal, and what was done, learned
+    and worrying. Starts from the store (``run.handoffs()``), then follows
+    ``HandoffReceived`` events.
+
+    Args:
+        run: the run to follow.
+        limit: most entries kept in the feed (older ones stay in the store).
+        interval: minimum seconds between syncs to the browser.
+        errors: where exceptions go (a dashboard shares one).
+    """
+
+    _esm = asset("handoffs.js")
+    _css = asset("handoffs.css")
+    entries = traitlets.List(traitlets.Dict()).tag(sync=True)
+    _follows = (HandoffReceived,)
+
+    def __init__(
+        self,
+        run: Run,
+        *,
+        limit: int = 200,
+        interval: float = DEFAULT_INTERVAL,
+        errors: ErrorSink | None = None,
+    ) -> None:
+        if limit < 1:
+            raise ValueError(f"limit must be >= 1, got {limit}")
+        super().__init__()
+        self.limit = limit
+        self._pending: deque[Handoff] = deque(maxlen=limit)
+        self._live(run, interval=interval, errors=errors)
+        self.add_class("aster-handoffs")
+        self.entries = self._stored()
+
+    def _stored(self) -> list[dict[str, Any]]:
+        df = self.run.handoffs()
+        rows = df.tail(self.limit).iloc[::-1]
+        return [
+            entry(
+                worker=r.worker,
+                round=r.round,
+                goal=r.goal,
+                done=r.done,
+                learned=r.learned,
+                concerns=r.concerns,
+                stats=json.loads(r.stats) if isinstance(r.stats, str) else {},
+                best_id=r.best_id if isinstance(r.best_id, str) else None,
+            )
+            for r in rows.itertuples(index=False)
+        ]
+
+    def _on_event(self, e: Event) -> None:
+        if isinstance(e, HandoffReceived):
+            self._pending.append(e.handoff)  # O(1); converted at the next redraw
+            self.throttle.mark()
+
+    def _draw(self) -> None:
+        if not self._pending:
+            return
+        new = [from_handoff(h) for h in reversed(self._pending)]
+        self._pending.clear()
+        self.entries = (new + list(self.entries))[: self.limit]

@@ -1,0 +1,72 @@
+"""The status line: state, round, evaluations, attempts/s, best score, spend, errors."""
+
+from __future__ import annotations
+
+import html
+from typing import TYPE_CHECKING
+
+import ipywidgets as w
+
+from .base import ErrorSink, LiveView, style
+from .throttle import DEFAULT_INTERVAL
+
+if TYPE_CHECKING:
+    from ..run import Run, RunStatus
+
+
+def _score(x: float | None) -> str:
+    return "–" if x is None else f"{x:.6g}"
+
+
+def status_html(s: RunStatus) -> str:
+    """The status line's HTML: a state badge and the numbers, the reason when there is one."""
+    facts = [
+        f"round {s.round}",
+        f"{s.evaluations:,} evaluations",
+        f"{s.attempts_per_s:.1f} attempts/s",
+        f"best {_score(s.best_score)}",
+        f"${s.usd:.4f} · {s.tokens:,} tokens",
+    ]
+    out = (
+        f'<span class="aster-state aster-state-{html.escape(s.state)}">{html.escape(s.state)}'
+        "</span> "
+        '<span class="aster-status-facts">'
+        + "".join(f"<span>{html.escape(f)}</span>" for f in facts)
+        + "</span>"
+    )
+    why = s.error if s.state == "failed" and s.error else s.reason
+    if why:
+        out += f' <span class="aster-status-reason">{html.escape(why)}</span>'
+    return out
+
+
+class StatusLine(LiveView, w.VBox):
+    """A run's state (idle, running, paused, stopped, finished, failed with the error),
+    round, evaluations, attempts per second, best score and spend, plus an error area for
+    exceptions of the dashboard's own tasks.
+
+    Args:
+        run: the run to show.
+        interval: minimum seconds between redraws.
+        errors: the error sink to show (a dashboard shares one among its views); a new
+            one if ``None``.
+    """
+
+    def __init__(
+        self, run: Run, *, interval: float = DEFAULT_INTERVAL, errors: ErrorSink | None = None
+    ) -> None:
+        self.line = w.HTML(value="")
+        self.line.add_class("aster-status-line")
+        super().__init__()
+        sink = self._live(run, interval=interval, errors=errors)
+        self.children = (style(), self.line, sink.widget)
+        self.add_class("aster-status")
+        self._draw()
+
+    @property
+    def state(self) -> str:
+        """The state word the line shows."""
+        return self.run.status.state
+
+    def _draw(self) -> None:
+        self.line.value = status_html(self.run.status)
