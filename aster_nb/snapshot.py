@@ -366,6 +366,10 @@ def _bounds(xy: np.ndarray) -> tuple[tuple[float, float], tuple[float, float]]:
     return (out[0], out[1])
 
 
+_REGIONS: dict[tuple[bytes, tuple[tuple[float, float], tuple[float, float]]], list[np.ndarray]] = {}
+_REGION_CACHE = 64  # maps (workers x replay positions) whose regions are kept
+
+
 def _clip_all(
     cells: tuple[Cell, ...], bounds: tuple[tuple[float, float], tuple[float, float]]
 ) -> tuple[Cell, ...]:
@@ -376,13 +380,19 @@ def _clip_all(
     (x0, x1), (y0, y1) = bounds
     origin, span = np.array([x0, y0]), np.array([x1 - x0, y1 - y0])
     centers = (np.array([c.center for c in cells]) - origin) / span
-    box = np.array([[0.0, 0.0], [1.0, 0.0], [1.0, 1.0], [0.0, 1.0]])
+    # centroids move only when the archive re-clusters: between re-clusters a live map
+    # redraws with the regions it already has
+    key = (centers.tobytes(), bounds)
+    regions = _REGIONS.get(key)
+    if regions is None:
+        box = np.array([[0.0, 0.0], [1.0, 0.0], [1.0, 1.0], [0.0, 1.0]])
+        regions = [voronoi_region(centers, i, box) * span + origin for i in range(len(cells))]
+        _REGIONS[key] = regions
+        while len(_REGIONS) > _REGION_CACHE:
+            del _REGIONS[next(iter(_REGIONS))]
     out = []
     for i, c in enumerate(cells):
-        if len(c.polygon):
-            poly = np.clip(c.polygon, [x0, y0], [x1, y1])
-        else:
-            poly = voronoi_region(centers, i, box) * span + origin
+        poly = np.clip(c.polygon, [x0, y0], [x1, y1]) if len(c.polygon) else regions[i]
         out.append(
             Cell(
                 index=c.index,
@@ -398,17 +408,24 @@ def _clip_all(
 def voronoi_region(centers: np.ndarray, i: int, box: np.ndarray) -> np.ndarray:
     """The region of ``centers[i]`` in the Voronoi diagram of ``centers``, inside the
     convex polygon ``box``: ``box`` clipped by the half-plane nearer to ``centers[i]`` than
-    to each other centre (Sutherland-Hodgman; O(k) half-planes per cell, so O(k^2) for a
-    map, which at the archive's k <= 64 is well under a millisecond per cell)."""
+    to each other centre (Sutherland-Hodgman).
+
+    Neighbours are taken nearest first, and once a centre is farther than twice the
+    region's farthest vertex it cannot cut the region any more, so a cell costs a handful
+    of clips rather than one per centre."""
     poly = box.astype(float)
     ci = centers[i]
-    for j, cj in enumerate(centers):
-        if j == i or len(poly) == 0:
-            continue
-        normal = cj - ci
-        if not np.any(normal):
-            continue  # a duplicate centre: the tie goes to both
-        poly = _clip(poly, normal, float(normal @ (ci + cj) / 2))
+    dist = np.sqrt(((centers - ci) ** 2).sum(axis=1))
+    reach = float(np.sqrt(((poly - ci) ** 2).sum(axis=1)).max())
+    for j in np.argsort(dist, kind="stable"):
+        if j == i or dist[j] == 0.0:
+            continue  # itself, or a duplicate centre: the tie goes to both
+        if dist[j] > 2 * reach or len(poly) == 0:
+            break
+        normal = centers[j] - ci
+        poly = _clip(poly, normal, float(normal @ (ci + centers[j]) / 2))
+        if len(poly):
+            reach = float(np.sqrt(((poly - ci) ** 2).sum(axis=1)).max())
     return poly
 
 
