@@ -1,0 +1,77 @@
+"""The ancestry of a program, score per generation."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import plotly.graph_objects as go
+
+from ..program import Program
+from ._common import _AXIS, _SHORT, _TEMPLATE, _fmt, _tname
+
+# -- lineage ----------------------------------------------------------------------------------
+
+_ORIGIN_SYMBOL = {
+    "initial": "star",
+    "edit": "circle",
+    "rewrite": "square",
+    "crossover": "diamond",
+    "merge": "triangle-up",
+}
+
+
+def lineage_figure(programs: Sequence[Program], *, title: str | None = None) -> go.Figure:
+    """Score along a program's ancestry, oldest first (from :func:`aster_nb.snapshot.lineage`).
+
+    One point per generation, shaped by how it was made (star: initial, circle: edit,
+    square: rewrite, diamond: crossover, triangle: merge); hover shows id, origin, worker,
+    round and score. Programs without a score (not ``ok``) leave a gap.
+    """
+    if isinstance(programs, str | bytes) or not isinstance(programs, Sequence):
+        raise TypeError(f"programs must be a list of Program, got {_tname(programs)}")
+    if not programs:
+        raise ValueError("programs is empty: pass snapshot.lineage(run, id), root first")
+    for i, p in enumerate(programs):
+        if not isinstance(p, Program):
+            raise TypeError(f"programs[{i}] must be a Program, got {_tname(p)}")
+    y = [p.score if p.score is not None and math.isfinite(p.score) else None for p in programs]
+    hover = [
+        f"generation {i}<br>program {p.id[:_SHORT]}<br>origin {p.origin}"
+        f"<br>worker {p.worker or '–'}<br>round {p.round}<br>"
+        + (f"score {_fmt(p.score)}" if p.score is not None else f"status {p.status}")
+        for i, p in enumerate(programs)
+    ]
+    fig = go.Figure(
+        go.Scatter(
+            x=list(range(len(programs))),
+            y=y,
+            mode="lines+markers",
+            name="lineage",
+            customdata=[p.id for p in programs],
+            hovertext=hover,
+            hovertemplate="%{hovertext}<extra></extra>",
+            line={"width": 2, "color": "#4c72b0"},
+            marker={
+                "size": 10,
+                "symbol": [_ORIGIN_SYMBOL.get(p.origin, "circle") for p in programs],
+                "color": "#4c72b0",
+                "line": {"width": 1, "color": "white"},
+            },
+        )
+    )
+    last = programs[-1]
+    fig.update_layout(
+        template=_TEMPLATE,
+        margin={"l": 70, "r": 30, "t": 60, "b": 60},
+        title={
+            "text": title or f"Lineage of {last.id[:_SHORT]} · {len(programs)} generations",
+            "x": 0.02,
+            "xanchor": "left",
+        },
+        showlegend=False,
+        meta={"aster_nb": "lineage"},
+    )
+    fig.update_xaxes(_AXIS, title_text="generation", dtick=1 if len(programs) <= 20 else None)
+    fig.update_yaxes(_AXIS, title_text="score")
+    return fig
