@@ -80,7 +80,7 @@ from types import TracebackType
 from typing import Any
 
 from .program import EvalResult, Status, code_hash
-from .sandbox import remove_cgroup_tree
+from .sandbox import release_cgroup_root
 from .task import Limits, Task
 
 __all__ = ["LocalExecutor", "evaluate_cold", "namespace_prefix", "sandbox_env"]
@@ -639,7 +639,7 @@ def _cleanup_after(info: Mapping[str, Any]) -> None:
     """Kill what a dead server's evaluations left and remove its directories (a server
     that exits normally has done this itself, so this is then a no-op)."""
     if info.get("cgroup_root"):
-        remove_cgroup_tree(Path(info["cgroup_root"]), wait=0.5)
+        release_cgroup_root(Path(info["cgroup_root"]), wait=0.5)
     if info.get("work_root"):
         shutil.rmtree(info["work_root"], ignore_errors=True)
 

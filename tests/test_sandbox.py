@@ -626,3 +626,20 @@ def test_from_task(evaluator: Path) -> None:
     )
     override = replace(LIMITS, timeout=1.0)
     assert LocalExecutor.from_task(task, limits=override).limits == override
+
+
+async def test_servers_never_share_a_cgroup(evaluator: Path) -> None:
+    # in their PID namespaces both servers are pid 1: their cgroups must still be their own
+    async with (
+        LocalExecutor(evaluator=evaluator, limits=LIMITS) as a,
+        LocalExecutor(evaluator=evaluator, limits=LIMITS) as b,
+    ):
+        await a.start()
+        await b.start()
+        if a.stats["fork_limit"] not in ("cgroup-v1", "cgroup-v2"):
+            pytest.skip(f"no cgroups here: {a.server_info.get('fork_limit_detail')}")
+        roots = {a.server_info["cgroup_root"], b.server_info["cgroup_root"]}
+        assert len(roots) == 2 and all(Path(r).is_dir() for r in roots)
+        await assert_still_works(a)
+        await assert_still_works(b)
+    assert not any(Path(r).exists() for r in roots)

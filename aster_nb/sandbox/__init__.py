@@ -48,6 +48,6 @@ Modules:
 This package is imported into every sandbox process, so it imports nothing heavy.
 """
 
-from .forklimit import remove_cgroup_tree
+from .forklimit import release_cgroup_root, remove_cgroup_tree
 
-__all__ = ["remove_cgroup_tree"]
+__all__ = ["release_cgroup_root", "remove_cgroup_tree"]

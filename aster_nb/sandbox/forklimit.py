@@ -8,8 +8,11 @@ evaluation; :func:`kill_cgroup` and :func:`remove_cgroup_tree` clean up.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import os
+import secrets
 import signal
+import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -18,6 +21,11 @@ from pathlib import Path
 from .proc import pid_alive
 
 CGROUP_PREFIX = "aster_nb-"
+# A server's cgroup root is named <prefix><pid>-<random>: inside its own PID namespace every
+# server is pid 1, so the pid alone would collide. Liveness is an flock the server holds on
+# a file of the same name here (visible across PID and mount namespaces) until it exits.
+LOCK_DIR = Path(tempfile.gettempdir()) / "aster_nb-cgroups"
+_held_locks: list[int] = []  # fds kept open for the server's lifetime
 
 
 class _Unsupported(Exception):
@@ -187,17 +195,48 @@ def _cgroup_v1_base() -> Path:
 
 
 def _remove_stale_roots(base: Path) -> None:
-    """Remove cgroups left by servers that died without cleaning up."""
+    """Remove cgroups left by servers that died without cleaning up: their lock is free."""
     for entry in base.iterdir():
-        suffix = entry.name.removeprefix(CGROUP_PREFIX)
-        if entry.name.startswith(CGROUP_PREFIX) and suffix.isdigit() and not pid_alive(int(suffix)):
+        if entry.name.startswith(CGROUP_PREFIX) and _owner_gone(entry.name):
             remove_cgroup_tree(entry, wait=0.2)
+            with contextlib.suppress(OSError):
+                (LOCK_DIR / entry.name).unlink()
+
+
+def _owner_gone(name: str) -> bool:
+    suffix = name.removeprefix(CGROUP_PREFIX)
+    if suffix.isdigit():  # the older pid-only name: judge by the pid where pids mean anything
+        return os.getpid() != 1 and not pid_alive(int(suffix))
+    try:
+        fd = os.open(LOCK_DIR / name, os.O_RDWR)
+    except OSError:
+        return False  # no lock file: not ours to judge
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        return False  # held: its server is alive
+    finally:
+        os.close(fd)
+    return True
+
+
+def release_cgroup_root(root: Path, *, wait: float = 2.0) -> bool:
+    """Remove a server's cgroup root and its lock file; ``True`` if the cgroup is gone."""
+    gone = remove_cgroup_tree(root, wait=wait)
+    if gone:
+        with contextlib.suppress(OSError):
+            (LOCK_DIR / root.name).unlink()
+    return gone
 
 
 def _make_cgroup_root(kind: str, base: Path) -> Path:
     with contextlib.suppress(OSError):
         _remove_stale_roots(base)
-    root = base / f"{CGROUP_PREFIX}{os.getpid()}"
+    name = f"{CGROUP_PREFIX}{os.getpid()}-{secrets.token_hex(4)}"
+    LOCK_DIR.mkdir(mode=0o700, exist_ok=True)
+    fd = os.open(LOCK_DIR / name, os.O_RDWR | os.O_CREAT, 0o600)
+    fcntl.flock(fd, fcntl.LOCK_EX)
+    root = base / name
     root.mkdir(exist_ok=True)
     try:
         if kind == "cgroup-v2":
@@ -210,7 +249,11 @@ def _make_cgroup_root(kind: str, base: Path) -> Path:
             probe.rmdir()
     except OSError:
         remove_cgroup_tree(root)
+        os.close(fd)
+        with contextlib.suppress(OSError):
+            (LOCK_DIR / name).unlink()
         raise
+    _held_locks.append(fd)
     return root
 
 

@@ -29,7 +29,13 @@ from typing import Any
 from ..program import EvalResult, Status
 from ..task import Limits, TaskError
 from .child import run_child
-from .forklimit import ForkLimit, cgroup_procs, kill_cgroup, remove_cgroup_tree
+from .forklimit import (
+    ForkLimit,
+    cgroup_procs,
+    kill_cgroup,
+    release_cgroup_root,
+    remove_cgroup_tree,
+)
 from .job import Capture, Job
 from .outcome import KILL_MESSAGES, MAX_RESULT_BYTES, build_result, format_exception
 from .proc import PR_SET_CHILD_SUBREAPER, children_of, prctl, signal_name, write_all
@@ -160,7 +166,7 @@ class SandboxServer:
             job.kill("shutdown")
         self._kill_orphans()
         if self.fork_limit.root is not None:
-            remove_cgroup_tree(self.fork_limit.root)
+            release_cgroup_root(self.fork_limit.root)
         _remove_tree(self.work_root)
 
     def _install_signals(self) -> None:
