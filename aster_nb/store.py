@@ -158,6 +158,9 @@ class Store:
         # NORMAL in WAL mode survives a killed process (not a power cut) at far lower cost.
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.executescript(_SCHEMA)
+        self._history_rows: list[tuple[Any, ...]] = []  # history() rows read so far, by seq
+        self._history_json: list[tuple[Any, ...]] = []  # their JSON columns, decoded
+        self._history_at: dict[int, int] = {}  # seq -> index there, of rows still pending
 
     def close(self) -> None:
         self._db.close()
@@ -374,16 +377,41 @@ class Store:
         return None if row is None else _program(row)
 
     def history(self) -> pd.DataFrame:
-        """Every program as a DataFrame row, in evaluation order, without code and output."""
+        """Every program as a DataFrame row, in evaluation order, without code and output.
+
+        Rows read before are kept, so a call reads only programs stored since the last one
+        (and rows still pending): a live view may call it several times a second on the
+        event loop, and a full scan reads every program's code from disk. The decoded
+        ``parents``, ``metrics``, ``features`` and ``descriptor`` values are shared between
+        calls' frames: copy one before changing it in place.
+        """
         import pandas as pd
 
-        df = pd.read_sql_query(
-            "SELECT seq, id, parents, origin, worker, planner, agent, round, status, score, metrics,"
-            " features, descriptor, error, eval_seconds, created FROM programs ORDER BY seq",
-            self._db,
+        cur = self._db.cursor()
+        cur.row_factory = None  # plain tuples
+        rows, decoded, at = self._history_rows, self._history_json, self._history_at
+        if at:
+            marks = ",".join("?" * len(at))
+            for row in cur.execute(
+                f"SELECT {_HISTORY} FROM programs WHERE seq IN ({marks})", list(at)
+            ):
+                rows[at[row[0]]], decoded[at[row[0]]] = row, _decoded(row)
+        last = rows[-1][0] if rows else 0
+        for row in cur.execute(
+            f"SELECT {_HISTORY} FROM programs WHERE seq>? ORDER BY seq", (last,)
+        ):
+            rows.append(row)
+            decoded.append(_decoded(row))
+            if row[_STATUS] == "pending":
+                at[row[0]] = len(rows) - 1  # a result may still land on it
+        for seq in [seq for seq, i in at.items() if rows[i][_STATUS] != "pending"]:
+            del at[seq]
+        df = pd.DataFrame.from_records(
+            rows, columns=_HISTORY_COLUMNS, coerce_float=True, exclude=_JSON_COLUMNS
         )
-        for col in ("parents", "metrics", "features", "descriptor"):
-            df[col] = df[col].map(lambda s: json.loads(s) if isinstance(s, str) else None)
+        values = zip(*decoded, strict=True) if decoded else [()] * len(_JSON_COLUMNS)
+        for col, vals in zip(_JSON_COLUMNS, values, strict=True):
+            df.insert(_HISTORY_COLUMNS.index(col), col, pd.Series(vals, dtype=object))
         df["best_so_far"] = df["score"].where(df["status"] == "ok").cummax()
         return df
 
@@ -424,3 +452,32 @@ def _program(row: sqlite3.Row) -> Program:
         created=row["created"],
     )
     return p
+
+
+_HISTORY_COLUMNS = (
+    "seq",
+    "id",
+    "parents",
+    "origin",
+    "worker",
+    "planner",
+    "agent",
+    "round",
+    "status",
+    "score",
+    "metrics",
+    "features",
+    "descriptor",
+    "error",
+    "eval_seconds",
+    "created",
+)
+_HISTORY = ", ".join(_HISTORY_COLUMNS)
+_JSON_COLUMNS = ("parents", "metrics", "features", "descriptor")
+_STATUS = _HISTORY_COLUMNS.index("status")
+_JSON_AT = tuple(_HISTORY_COLUMNS.index(c) for c in _JSON_COLUMNS)
+
+
+def _decoded(row: tuple[Any, ...]) -> tuple[Any, ...]:
+    """A history row's JSON columns, decoded."""
+    return tuple(json.loads(row[i]) if isinstance(row[i], str) else None for i in _JSON_AT)

@@ -49,3 +49,31 @@ def test_history_and_best(tmp_path: Path) -> None:
     s.set_meta("config", {"k": 1})
     assert s.meta("config") == {"k": 1}
     s.close()
+
+
+def test_history_reads_new_rows_and_results_landing_on_pending_ones(tmp_path: Path) -> None:
+    import pandas.testing as pdt
+
+    s = Store(tmp_path / "r.sqlite")
+    pending = Program(code="b = 0\n", worker="w1", round=0)  # no result yet
+    s.add_program(pending)
+    s.add_program(_prog("b = 1\n", 1.0))
+    assert list(s.history()["status"]) == ["pending", "ok"]
+    # Another connection (a second process) stores the result and a new program.
+    other = Store(tmp_path / "r.sqlite")
+    other.add_program(pending.evaluated(EvalResult(status=Status.OK, score=5.0), None))
+    other.add_program(_prog("b = 2\n", None, Status.ERROR))
+    df = s.history()
+    assert list(df["status"]) == ["ok", "ok", "error"]
+    assert (
+        list(df["score"].fillna(-1)) == [5.0, 1.0, -1]
+        and list(df["best_so_far"].ffill()) == [5.0] * 3
+    )
+    assert df["features"][1] == [0.1, 0.2] and df["metrics"][1] == {"m": 1.5}
+    # The same frame as a store that reads everything at once.
+    fresh = Store(tmp_path / "r.sqlite")
+    pdt.assert_frame_equal(df, fresh.history())
+    empty = Store(tmp_path / "empty.sqlite")
+    assert list(empty.history().columns) == list(df.columns) and len(empty.history()) == 0
+    for store in (other, fresh, empty, s):
+        store.close()

@@ -55,11 +55,29 @@ class OfflineModel:
         self.seed = int(seed)
         self.latency = float(latency)
         self.max_tries = int(max_tries)
+        self._turn: asyncio.Lock | None = None
+        self._turn_loop: asyncio.AbstractEventLoop | None = None
 
     async def complete(self, request: Request) -> Response:
         t0 = time.perf_counter()
         if self.latency:
             await asyncio.sleep(self.latency)
+        # A reply costs milliseconds of CPU on the event loop the notebook shares. Replies
+        # whose latencies end together (agents that sampled together) would all run in one
+        # loop iteration and hold up every other task, a cell's execution among them, for
+        # the whole burst; taking turns, one reply per iteration, lets the loop serve the
+        # rest in between. Replies depend only on the request, so the order changes nothing.
+        async with self._turns():
+            await asyncio.sleep(0)
+            return self._reply(request, t0)
+
+    def _turns(self) -> asyncio.Lock:
+        loop = asyncio.get_running_loop()
+        if self._turn is None or self._turn_loop is not loop:  # a lock serves one loop
+            self._turn, self._turn_loop = asyncio.Lock(), loop
+        return self._turn
+
+    def _reply(self, request: Request, t0: float) -> Response:
         rng = self._rng(request)
         if request.purpose == "handoff":
             text = write_handoff(request.prompt)
@@ -162,19 +180,25 @@ class OfflineModel:
             for c in m.changes
         }
         site_fails, site_wins = _site_stats(p.memory)
+        where = ops.editable_lines(p.parent, p.focus)
         for _ in range(self.max_tries):
-            prop = self._draw(p, rng, site_fails, site_wins)
+            prop = self._draw(p, where, rng, site_fails, site_wins)
             if prop is not None and not any(_pair(c) in bad for c in prop.changes):
                 return _render(prop)
-        prop = self._draw(p, rng, site_fails, site_wins)
+        prop = self._draw(p, where, rng, site_fails, site_wins)
         if prop is None:
             return "I found nothing in the focus area that I know how to change."
         return _render(prop)
 
     def _draw(
-        self, p: ProposePrompt, rng: np.random.Generator, fails: Counter, wins: Counter
+        self,
+        p: ProposePrompt,
+        where: tuple[list[int], str],
+        rng: np.random.Generator,
+        fails: Counter,
+        wins: Counter,
     ) -> ops.Proposal | None:
-        lines, area = ops.editable_lines(p.parent, p.focus)
+        lines, area = where  # ops.editable_lines of the parent, the same for every draw
         # Operators in a random order drawn by weight; the first that applies is used.
         names = list(OP_WEIGHTS)
         w = np.array([OP_WEIGHTS[k] for k in names])
@@ -250,8 +274,12 @@ def _perturb(
     cur = code
     scale = float(rng.choice(ops.SCALES, p=ops.SCALE_P))
     touched: set[int] = set()
+    # The parent's sites serve every step: an edit changes one number on one line, which
+    # later steps skip, so the other lines' sites stay where they were (and re-tokenizing
+    # the edited program each step would cost milliseconds on the event loop).
+    all_sites = ops.numeric_sites(code, lines)
     for _ in range(n_sites):
-        sites = [s for s in ops.numeric_sites(cur, lines) if s.line not in touched]
+        sites = [s for s in all_sites if s.line not in touched]
         if not sites:
             break
         cur_lines = cur.splitlines(keepends=True)

@@ -8,6 +8,7 @@ is expressed as SEARCH/REPLACE blocks against the parent, as an LLM's would be.
 from __future__ import annotations
 
 import difflib
+import functools
 import io
 import math
 import re
@@ -94,28 +95,26 @@ def _tokens(code: str) -> list[tokenize.TokenInfo] | None:
         return None
 
 
-def numeric_sites(code: str, lines: list[int]) -> list[Site]:
-    allowed = set(lines)
-    toks = _tokens(code)
-    if toks is None:
-        return []
-    out = []
-    for t in toks:
-        if t.type == tokenize.NUMBER and t.start[0] - 1 in allowed and t.start[0] == t.end[0]:
-            if "j" in t.string.lower():
-                continue
-            out.append(Site(t.start[0] - 1, t.start[1], t.end[1], t.string))
-    return out
+_Raw = tuple[int, int, int, str]  # a Site's fields: plain tuples, which the GC stops tracking
 
 
-def swap_sites(code: str, lines: list[int]) -> list[Site]:
-    allowed = set(lines)
+@functools.lru_cache(maxsize=128)
+def _sites(code: str) -> tuple[tuple[_Raw, ...], tuple[_Raw, ...]] | None:
+    """Numeric and swappable sites on every line of ``code``; ``None`` if it does not tokenize.
+
+    Cached: the pure-Python tokenizer costs milliseconds per program, this runs on the event
+    loop shared with a notebook, and one parent is drawn from by many attempts and by every
+    try of a proposal. Kept as tuples of plain values so the cache adds nothing to what
+    each of the loop's garbage collections has to traverse.
+    """
     toks = _tokens(code)
     if toks is None:
-        return []
-    out = []
+        return None
+    numbers, swaps = [], []
     for i, t in enumerate(toks):
-        if t.start[0] - 1 not in allowed or t.string not in SWAPS:
+        if t.type == tokenize.NUMBER and t.start[0] == t.end[0] and "j" not in t.string.lower():
+            numbers.append((t.start[0] - 1, t.start[1], t.end[1], t.string))
+        if t.string not in SWAPS:
             continue
         if t.type == tokenize.OP and t.string in "+-":
             # Skip unary signs and exponents: only a binary +/- after an operand is swapped.
@@ -125,8 +124,22 @@ def swap_sites(code: str, lines: list[int]) -> list[Site]:
             ):
                 continue
         if t.type in (tokenize.OP, tokenize.NAME):
-            out.append(Site(t.start[0] - 1, t.start[1], t.end[1], t.string))
-    return out
+            swaps.append((t.start[0] - 1, t.start[1], t.end[1], t.string))
+    return tuple(numbers), tuple(swaps)
+
+
+def numeric_sites(code: str, lines: list[int]) -> list[Site]:
+    """Numeric literals on ``lines`` (0-based) of ``code``, in source order."""
+    sites = _sites(code)
+    allowed = set(lines)
+    return [] if sites is None else [Site(*s) for s in sites[0] if s[0] in allowed]
+
+
+def swap_sites(code: str, lines: list[int]) -> list[Site]:
+    """Operators and calls with an opposite in :data:`SWAPS` on ``lines``, in source order."""
+    sites = _sites(code)
+    allowed = set(lines)
+    return [] if sites is None else [Site(*s) for s in sites[1] if s[0] in allowed]
 
 
 def perturb_number(text: str, rng: np.random.Generator, scale: float) -> str | None:
