@@ -10,7 +10,7 @@ import ipywidgets as w
 
 from .. import figures, snapshot
 from ..events import ProgramEvaluated, RoundFinished, RunStateChanged
-from .base import ErrorSink, LiveView, style
+from .base import ErrorSink, ReplayView, style
 from .figure import FigureWidget
 from .highlight import code_html, diff_html
 
@@ -22,7 +22,7 @@ MAP_INTERVAL = 0.5
 Chromium, and a snapshot recomputes Voronoi regions in the kernel, so at most 2 a second."""
 
 
-class ArchiveMapView(LiveView, w.VBox):
+class ArchiveMapView(ReplayView, w.VBox):
     """A worker's archive as a map (cells colored by elite score, programs on top), with a
     worker dropdown and, under the map, the code of the elite whose cell centre was clicked
     and its diff to its parent.
@@ -77,13 +77,6 @@ class ArchiveMapView(LiveView, w.VBox):
     @property
     def worker(self) -> str:
         return self.dropdown.value
-
-    def show(self, *, upto: int | None) -> None:
-        """Draw the map as it was after evaluation ``upto`` (``None``: now, following the run)."""
-        if upto is not None and upto < 0:
-            raise ValueError(f"upto must be >= 0 evaluations or None, got {upto}")
-        self.upto = upto
-        self.throttle.mark()
 
     def _on_event(self, e: Any) -> None:
         if self.upto is not None or not isinstance(e, self._follows):

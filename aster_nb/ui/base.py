@@ -168,3 +168,18 @@ class LiveView:
             self._unsubscribe = None
         self.throttle.close()
         super().close()  # type: ignore[misc]  # the ipywidgets widget this is mixed into
+
+
+class ReplayView(LiveView):
+    """A view that can show the past: :meth:`show` ``upto=t`` draws it as after evaluation
+    ``t`` and stops following events (the past does not change); ``upto=None`` follows
+    the run again."""
+
+    upto: int | None = None
+
+    def show(self, *, upto: int | None) -> None:
+        """Draw as after evaluation ``upto`` (``None``: now, following the run)."""
+        if upto is not None and upto < 0:
+            raise ValueError(f"upto must be >= 0 evaluations or None, got {upto}")
+        self.upto = upto
+        self.throttle.mark()

@@ -10,7 +10,7 @@ import ipywidgets as w
 from .. import figures, snapshot
 from ..events import ProgramEvaluated, RoundFinished, RunStateChanged
 from .archive_map import MAP_INTERVAL
-from .base import ErrorSink, LiveView, style
+from .base import ErrorSink, ReplayView, style
 from .figure import FigureWidget
 
 if TYPE_CHECKING:
@@ -19,7 +19,7 @@ if TYPE_CHECKING:
 X_AXES = (("evaluations", "seq"), ("wall time", "elapsed"))
 
 
-class TimelineView(LiveView, w.VBox):
+class TimelineView(ReplayView, w.VBox):
     """Best score so far against evaluations (or wall time, a toggle): one line per worker,
     the best of all, and the top planner's current best at each round's end.
 
@@ -60,13 +60,6 @@ class TimelineView(LiveView, w.VBox):
     @property
     def x(self) -> str:
         return self.toggle.value
-
-    def show(self, *, upto: int | None) -> None:
-        """Draw the timeline up to evaluation ``upto`` (``None``: all, following the run)."""
-        if upto is not None and upto < 0:
-            raise ValueError(f"upto must be >= 0 evaluations or None, got {upto}")
-        self.upto = upto
-        self.throttle.mark()
 
     def _on_event(self, e: Any) -> None:
         if self.upto is None and isinstance(e, self._follows):
