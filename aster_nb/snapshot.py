@@ -182,33 +182,33 @@ def map_snapshot(source: Run | Store, worker: str, *, upto: int | None = None) -
         raise ValueError(
             f"upto must be an int >= 0 (a number of evaluations) or None, got {upto!r}"
         )
-    hist = src.store.history()
-    total = len(hist) if upto is None else min(upto, len(hist))
-    shown = hist.iloc[:total]
+    table = src.store.scores()
+    total = len(table) if upto is None else min(upto, len(table))
     logged = src.store.archive_log(worker, upto=total)
     if logged or (upto is None and src.run is not None):
-        have = set(shown["id"])  # once: in the comprehension's test it was O(n) per id
-        mine = shown.set_index("id", drop=False).loc[[i for i in logged if i in have]]
+        row_of = {pid: i for i, pid in enumerate(table.id[:total])}
+        rows = [row_of[i] for i in logged if i in row_of]
     else:  # a store from before the archive log: the worker's own programs, in storage order
-        mine = shown[shown["worker"] == worker]
-    usable = [
-        s == "ok" and isinstance(d, list) and len(d) > 0
-        for s, d in zip(mine["status"], mine["descriptor"], strict=True)
+        rows = [i for i in range(total) if table.worker[i] == worker]
+    rows = [
+        i
+        for i in rows
+        if table.status[i] == "ok" and isinstance(d := table.descriptor[i], list) and len(d)
     ]
-    mine = mine.loc[np.array(usable, dtype=bool)]
+    ids = [table.id[i] for i in rows]
 
     archive: Archive | None = None
     if upto is None and src.run is not None:
         archive = src.run.archives.get(worker)
-    elif len(mine):
-        archive = _replay(src, worker, list(mine["id"]))
+    elif rows:
+        archive = _replay(src, worker, ids)
 
-    descs = np.array(mine["descriptor"].tolist(), dtype=float) if len(mine) else np.empty((0, 0))
-    dims = descs.shape[1] if len(mine) else 0
+    descs = np.array([table.descriptor[i] for i in rows], dtype=float) if rows else np.empty((0, 0))
+    dims = descs.shape[1] if rows else 0
     names_ = _feature_names(src, dims)
     proj = _Projection.fit(descs, names_)
     points = proj(descs)
-    cells = _cells(archive, proj, points) if archive is not None and len(mine) else ()
+    cells = _cells(archive, proj, points) if archive is not None and rows else ()
     every = np.vstack([points, *(np.array([c.center]) for c in cells), *(c.polygon for c in cells)])
     bounds = _bounds(every)
     return MapSnapshot(
@@ -217,8 +217,8 @@ def map_snapshot(source: Run | Store, worker: str, *, upto: int | None = None) -
         evaluations=total,
         axes=proj.axes,
         points=points.astype(np.float32),
-        point_scores=mine["score"].to_numpy(dtype=np.float32),
-        point_ids=tuple(mine["id"]),
+        point_scores=table.score[rows].astype(np.float32),
+        point_ids=tuple(ids),
         cells=_clip_all(cells, bounds),
         bounds=bounds,
     )
@@ -466,19 +466,18 @@ def timeline(source: Run | Store, *, upto: int | None = None) -> Timeline:
         raise ValueError(
             f"upto must be an int >= 0 (a number of evaluations) or None, got {upto!r}"
         )
-    hist = src.store.history()
-    t0 = float(hist["created"].min()) if len(hist) else 0.0
-    created = np.sort(hist["created"].to_numpy(dtype=float))
-    if upto is not None:
-        hist = hist.iloc[:upto]
+    table = src.store.scores()
+    t0 = float(table.created.min()) if len(table) else 0.0
+    created = np.sort(table.created)
+    n = len(table) if upto is None else min(upto, len(table))
     frame = pd.DataFrame(
         {
-            "seq": np.arange(1, len(hist) + 1),
-            "id": hist["id"].to_numpy(),
-            "worker": hist["worker"].to_numpy(),
-            "status": hist["status"].to_numpy(),
-            "score": hist["score"].where(hist["status"] == "ok").astype(float).to_numpy(),
-            "elapsed": (hist["created"] - t0).to_numpy(dtype=float),
+            "seq": np.arange(1, n + 1),
+            "id": table.id[:n],
+            "worker": table.worker[:n],
+            "status": table.status[:n],
+            "score": np.where(table.status[:n] == "ok", table.score[:n], np.nan),
+            "elapsed": table.created[:n] - t0,
         }
     )
     frame["worker_best"] = frame.groupby("worker")["score"].cummax()

@@ -14,6 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
+
 from .program import EvalResult, Program, Status
 
 if TYPE_CHECKING:
@@ -110,6 +112,28 @@ CREATE TABLE IF NOT EXISTS archive_log (
 CREATE INDEX IF NOT EXISTS attempts_worker ON attempts(worker, n);
 CREATE INDEX IF NOT EXISTS archive_log_worker ON archive_log(worker, seq);
 """
+
+
+@dataclass(frozen=True, slots=True)
+class Scores:
+    """Per program in store order (see :meth:`Store.scores`).
+
+    Attributes:
+        id, worker, status: object arrays of strings.
+        score: float array, NaN where the program has none.
+        created: float array of Unix times.
+        descriptor: the archive descriptor of each program, or ``None``.
+    """
+
+    id: np.ndarray
+    worker: np.ndarray
+    status: np.ndarray
+    score: np.ndarray
+    created: np.ndarray
+    descriptor: list[list[float] | None]
+
+    def __len__(self) -> int:
+        return len(self.id)
 
 
 @dataclass(frozen=True, slots=True)
@@ -387,6 +411,45 @@ class Store:
         """
         import pandas as pd
 
+        rows, decoded = self._read_history()
+        df = pd.DataFrame.from_records(
+            rows, columns=_HISTORY_COLUMNS, coerce_float=True, exclude=_JSON_COLUMNS
+        )
+        values = zip(*decoded, strict=True) if decoded else [()] * len(_JSON_COLUMNS)
+        for col, vals in zip(_JSON_COLUMNS, values, strict=True):
+            df.insert(_HISTORY_COLUMNS.index(col), col, pd.Series(vals, dtype=object))
+        df["best_so_far"] = df["score"].where(df["status"] == "ok").cummax()
+        return df
+
+    def scores(self, upto: int | None = None) -> Scores:
+        """The columns a live view reads (id, worker, status, score, created, descriptor)
+        of the first ``upto`` programs (all if ``None``), as arrays: no DataFrame to build,
+        so a dashboard can redraw from thousands of programs several times a second."""
+        rows, decoded = self._read_history()
+        if upto is not None:
+            rows, decoded = rows[:upto], decoded[:upto]
+        n = len(rows)
+        cols = list(zip(*rows, strict=True)) if n else [()] * len(_HISTORY_COLUMNS)
+
+        def col(name: str, dtype: Any = object) -> np.ndarray:
+            values = cols[_HISTORY_COLUMNS.index(name)]
+            if dtype is float:
+                return np.array([np.nan if v is None else v for v in values], dtype=float)
+            out = np.empty(n, dtype=object)
+            out[:] = values
+            return out
+
+        return Scores(
+            id=col("id"),
+            worker=col("worker"),
+            status=col("status"),
+            score=col("score", float),
+            created=col("created", float),
+            descriptor=[d[_JSON_COLUMNS.index("descriptor")] for d in decoded],
+        )
+
+    def _read_history(self) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]:
+        """Bring the cached history rows up to date; returns (rows, their decoded JSON)."""
         cur = self._db.cursor()
         cur.row_factory = None  # plain tuples
         rows, decoded, at = self._history_rows, self._history_json, self._history_at
@@ -406,14 +469,7 @@ class Store:
                 at[row[0]] = len(rows) - 1  # a result may still land on it
         for seq in [seq for seq, i in at.items() if rows[i][_STATUS] != "pending"]:
             del at[seq]
-        df = pd.DataFrame.from_records(
-            rows, columns=_HISTORY_COLUMNS, coerce_float=True, exclude=_JSON_COLUMNS
-        )
-        values = zip(*decoded, strict=True) if decoded else [()] * len(_JSON_COLUMNS)
-        for col, vals in zip(_JSON_COLUMNS, values, strict=True):
-            df.insert(_HISTORY_COLUMNS.index(col), col, pd.Series(vals, dtype=object))
-        df["best_so_far"] = df["score"].where(df["status"] == "ok").cummax()
-        return df
+        return rows, decoded
 
     def attempts(self) -> pd.DataFrame:
         import pandas as pd

@@ -77,3 +77,25 @@ def test_history_reads_new_rows_and_results_landing_on_pending_ones(tmp_path: Pa
     assert list(empty.history().columns) == list(df.columns) and len(empty.history()) == 0
     for store in (other, fresh, empty, s):
         store.close()
+
+
+def test_scores_are_the_history_columns_as_arrays(tmp_path: Path) -> None:
+    import numpy as np
+
+    s = Store(tmp_path / "r.sqlite")
+    assert len(s.scores()) == 0
+    pending = Program(code="c = 0\n", worker="w1", round=0)
+    s.add_program(pending)
+    s.add_program(_prog("c = 1\n", 1.0))
+    s.add_program(_prog("c = 2\n", None, Status.ERROR))
+    first = s.scores()
+    assert list(first.status) == ["pending", "ok", "error"] and np.isnan(first.score[0])
+    s.add_program(pending.evaluated(EvalResult(status=Status.OK, score=3.0), None))
+    t, h = s.scores(), s.history()
+    assert list(t.id) == list(h["id"]) and list(t.worker) == list(h["worker"])
+    assert list(t.status) == ["ok", "ok", "error"]
+    assert np.array_equal(t.score, h["score"].to_numpy(dtype=float), equal_nan=True)
+    assert np.array_equal(t.created, h["created"].to_numpy(dtype=float))
+    assert t.descriptor == list(h["descriptor"])
+    assert list(s.scores(upto=2).id) == list(h["id"][:2])
+    s.close()
