@@ -149,12 +149,19 @@ def _load_task(path: object) -> Task | None:
     return _TASKS[path]
 
 
+def _check_upto(upto: object) -> None:
+    if upto is not None and (isinstance(upto, bool) or not isinstance(upto, int) or upto < 0):
+        raise ValueError(
+            f"upto must be an int >= 0 (a number of evaluations) or None, got {upto!r}"
+        )
+
+
 def workers(source: Run | Store) -> list[str]:
     """Names of the run's workers, sorted."""
     src = _source(source)
     if src.run is not None:
         return sorted(src.run.workers)
-    return sorted({str(w) for w in src.store.attempts()["worker"].unique()})
+    return src.store.workers()
 
 
 # -- archive maps -----------------------------------------------------------------------------
@@ -178,10 +185,7 @@ def map_snapshot(source: Run | Store, worker: str, *, upto: int | None = None) -
     names = workers(source)
     if worker not in names:
         raise KeyError(f"no worker {worker!r}; workers are {names}")
-    if upto is not None and (isinstance(upto, bool) or not isinstance(upto, int) or upto < 0):
-        raise ValueError(
-            f"upto must be an int >= 0 (a number of evaluations) or None, got {upto!r}"
-        )
+    _check_upto(upto)
     table = src.store.scores()
     total = len(table) if upto is None else min(upto, len(table))
     logged = src.store.archive_log(worker, upto=total)
@@ -208,7 +212,7 @@ def map_snapshot(source: Run | Store, worker: str, *, upto: int | None = None) -
     names_ = _feature_names(src, dims)
     proj = _Projection.fit(descs, names_)
     points = proj(descs)
-    cells = _cells(archive, proj, points) if archive is not None and rows else ()
+    cells = _cells(archive, proj) if archive is not None and rows else ()
     every = np.vstack([points, *(np.array([c.center]) for c in cells), *(c.polygon for c in cells)])
     bounds = _bounds(every)
     return MapSnapshot(
@@ -301,7 +305,7 @@ class _Projection:
         return np.zeros((len(x), 2))
 
 
-def _cells(archive: Archive, proj: _Projection, points: np.ndarray) -> tuple[Cell, ...]:
+def _cells(archive: Archive, proj: _Projection) -> tuple[Cell, ...]:
     elites = archive.elites()
     by_cell: dict[int, Program] = {}
     for p in elites:
@@ -462,10 +466,7 @@ def timeline(source: Run | Store, *, upto: int | None = None) -> Timeline:
     import pandas as pd
 
     src = _source(source)
-    if upto is not None and (isinstance(upto, bool) or not isinstance(upto, int) or upto < 0):
-        raise ValueError(
-            f"upto must be an int >= 0 (a number of evaluations) or None, got {upto!r}"
-        )
+    _check_upto(upto)
     table = src.store.scores()
     t0 = float(table.created.min()) if len(table) else 0.0
     created = np.sort(table.created)

@@ -311,6 +311,11 @@ class Store:
             (worker, program_id),
         )
 
+    def workers(self) -> list[str]:
+        """Names of the workers that made attempts, sorted."""
+        rows = self._db.execute("SELECT DISTINCT worker FROM attempts ORDER BY worker")
+        return [r[0] for r in rows]
+
     def archive_log(self, worker: str, *, upto: int | None = None) -> list[str]:
         """Ids ``worker`` added to its archive, in order; with ``upto``, only those added
         while the store held at most ``upto`` programs."""

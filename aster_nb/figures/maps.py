@@ -148,31 +148,21 @@ def _map_skeleton(
 ) -> list[Any]:
     """The ``len(colors) + 3`` traces of a map panel, styled, without data."""
     ax = {"xaxis": xaxis, "yaxis": yaxis, "showlegend": False}
-    cells = [
+    fills = [*((c, f"bin {i}") for i, c in enumerate(colors)), (_EMPTY_FILL, "empty cells")]
+    filled = [  # one per score bin, then the empty cells
         go.Scatter(
             x=[],
             y=[],
             mode="lines",
             fill="toself",
-            fillcolor=c,
+            fillcolor=color,
             line={"color": _CELL_EDGE, "width": 0.6},
             hoverinfo="skip",
-            name=f"bin {i}",
+            name=name,
             **ax,
         )
-        for i, c in enumerate(colors)
+        for color, name in fills
     ]
-    empty = go.Scatter(
-        x=[],
-        y=[],
-        mode="lines",
-        fill="toself",
-        fillcolor=_EMPTY_FILL,
-        line={"color": _CELL_EDGE, "width": 0.6},
-        hoverinfo="skip",
-        name="empty cells",
-        **ax,
-    )
     programs = go.Scattergl(
         x=np.empty(0, np.float32),
         y=np.empty(0, np.float32),
@@ -198,7 +188,7 @@ def _map_skeleton(
         hovertemplate="%{hovertext}<extra></extra>",
         **ax,
     )
-    return [*cells, empty, programs, centres]
+    return [*filled, programs, centres]
 
 
 def _map_scores(snap: MapSnapshot) -> np.ndarray:
