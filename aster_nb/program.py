@@ -23,6 +23,9 @@ class Status(StrEnum):
     TIMEOUT = "timeout"  # wall-time or CPU-seconds limit
     MEMORY = "memory"  # address-space limit
     INVALID = "invalid"  # ran, but the evaluator rejected the output (``reason``)
+    # the sandbox failed twice under it (server killed or died, e.g. by a neighbour):
+    # says nothing about the program, so it is never cached and never blamed on it
+    LOST = "lost"
 
 
 def code_hash(code: str) -> str:
