@@ -15,12 +15,18 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from .errors import UserInputError
+
 _START = re.compile(r"^[ \t]*#[ \t]*EVOLVE-BLOCK-START(?:[ \t]+(?P<name>[A-Za-z_][\w.-]*))?[ \t]*$")
 _END = re.compile(r"^[ \t]*#[ \t]*EVOLVE-BLOCK-END\b.*$")
 
 
-class BlockError(ValueError):
-    """The EVOLVE-BLOCK markers of a program are malformed."""
+class BlockError(UserInputError):
+    """The EVOLVE-BLOCK markers of a program are malformed.
+
+    A user error when it is the task's initial program (the command line prints it as one
+    line); agents' edits that break markers are caught and recorded as failed edits.
+    """
 
 
 @dataclass(frozen=True, slots=True)
