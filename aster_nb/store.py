@@ -10,12 +10,14 @@ from __future__ import annotations
 import json
 import sqlite3
 import time
+import urllib.parse
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from .errors import UserInputError
 from .program import EvalResult, Program, Status
 
 if TYPE_CHECKING:
@@ -112,6 +114,72 @@ CREATE TABLE IF NOT EXISTS archive_log (
 CREATE INDEX IF NOT EXISTS attempts_worker ON attempts(worker, n);
 CREATE INDEX IF NOT EXISTS archive_log_worker ON archive_log(worker, seq);
 """
+_TABLES = ("meta", "programs", "attempts", "handoffs", "goals", "rounds", "archive_log")
+_SQLITE_MAGIC = b"SQLite format 3\x00"
+
+
+class StoreError(UserInputError):
+    """A file given as a run store is not one (or is damaged); nothing in it was changed."""
+
+
+def check_run_store(path: str | Path) -> dict[str, Any]:
+    """Check, without writing anything, that ``path`` is a readable aster_nb run store.
+
+    The file is opened read-only (``immutable`` when no ``-wal`` file is beside it, so
+    SQLite creates no ``-wal``/``-shm`` files either; a killed run's ``-wal`` is read), and
+    fully checked (``PRAGMA quick_check``): a truncated file can hold an intact meta table
+    and fail only when a later page is read, mid-run.
+
+    Returns:
+        The run's stored configuration (the ``run`` meta key).
+
+    Raises:
+        StoreError: the file is missing, empty, not SQLite, damaged, or not a run.
+    """
+    p = Path(path)
+    expected = "expected the .sqlite file a run wrote (its JSON line's 'store')"
+    if not p.exists():
+        raise StoreError(f"no run store at {p}: {expected}")
+    if not p.is_file():
+        raise StoreError(f"{p} is not a file: {expected}")
+    with p.open("rb") as f:
+        head = f.read(len(_SQLITE_MAGIC))
+    if not head:
+        raise StoreError(f"{p} is empty (0 bytes): {expected}")
+    if head != _SQLITE_MAGIC:
+        raise StoreError(f"{p} is not an SQLite database: {expected}")
+    mode = "ro" if Path(f"{p}-wal").exists() else "ro&immutable=1"
+    uri = f"file:{urllib.parse.quote(str(p.resolve()))}?mode={mode}"
+    try:
+        db = sqlite3.connect(uri, uri=True)
+        try:
+            tables = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+            if "meta" not in tables:
+                raise StoreError(
+                    f"{p} is an SQLite database but not an aster_nb run (no meta table); "
+                    f"left unchanged; {expected}"
+                )
+            row = db.execute("SELECT value FROM meta WHERE key='run'").fetchone()
+            missing = [t for t in _TABLES if t not in tables]
+            if row is None or missing:
+                raise StoreError(
+                    f"{p} is not a complete aster_nb run (no run configuration or tables "
+                    f"{missing}); left unchanged; {expected}"
+                )
+            problems = [r[0] for r in db.execute("PRAGMA quick_check(1)")]
+            if problems != ["ok"]:
+                first = " ".join(problems[0].split())
+                raise StoreError(f"{p} is damaged ({first}); it may be truncated or corrupted")
+            cfg = json.loads(row[0])
+        finally:
+            db.close()
+    except sqlite3.DatabaseError as e:
+        raise StoreError(f"{p} is damaged ({e}); it may be truncated or corrupted") from e
+    except json.JSONDecodeError as e:
+        raise StoreError(f"{p} has an unreadable run configuration ({e})") from e
+    if not isinstance(cfg, dict) or "task" not in cfg:
+        raise StoreError(f"{p} has no task in its run configuration; {expected}")
+    return cfg
 
 
 @dataclass(frozen=True, slots=True)
@@ -168,7 +236,11 @@ class Store:
     """A run's SQLite file.
 
     Args:
-        path: the file; created with its tables if missing.
+        path: the file; created with its tables if missing or empty.
+
+    Raises:
+        StoreError: ``path`` is not an SQLite file, or is a database of something else
+            (it has tables but no ``meta`` table); it is left unchanged.
     """
 
     def __init__(self, path: str | Path) -> None:
@@ -178,6 +250,7 @@ class Store:
         # so a record is on disk when its method returns.
         self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
         self._db.row_factory = sqlite3.Row
+        self._refuse_foreign()  # before the WAL pragma, which rewrites the file's header
         self._db.execute("PRAGMA journal_mode=WAL")
         # NORMAL in WAL mode survives a killed process (not a power cut) at far lower cost.
         self._db.execute("PRAGMA synchronous=NORMAL")
@@ -185,6 +258,21 @@ class Store:
         self._history_rows: list[tuple[Any, ...]] = []  # history() rows read so far, by seq
         self._history_json: list[tuple[Any, ...]] = []  # their JSON columns, decoded
         self._history_at: dict[int, int] = {}  # seq -> index there, of rows still pending
+
+    def _refuse_foreign(self) -> None:
+        try:
+            tables = {
+                r[0] for r in self._db.execute("SELECT name FROM sqlite_master WHERE type='table'")
+            }
+        except sqlite3.DatabaseError as e:
+            self._db.close()
+            raise StoreError(f"{self.path} is not a run store: {e}") from e
+        if tables and "meta" not in tables:
+            self._db.close()
+            raise StoreError(
+                f"{self.path} is an SQLite database of something else (tables "
+                f"{sorted(tables)[:5]}, no meta table); not writing a run into it"
+            )
 
     def close(self) -> None:
         self._db.close()
