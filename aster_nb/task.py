@@ -393,7 +393,7 @@ def _load_folder(root: Path) -> Task:
 
 
 class Sandbox(Protocol):
-    """What :func:`check_start` needs of an executor (``aster_nb.executors.LocalExecutor``)."""
+    """What :func:`check_start` and :func:`check_evaluator` need of an executor (``aster_nb.executors.LocalExecutor``)."""
 
     @property
     def server_info(self) -> Mapping[str, Any]: ...
@@ -407,23 +407,13 @@ def _last_line(text: str | None) -> str:
     return lines[-1] if lines else "no error message"
 
 
-async def check_start(task: Task, executor: Sandbox) -> EvalResult:
-    """Evaluate the initial program once and check what a run needs before it spends anything.
-
-    The evaluation goes through the executor's cache, so the run's own first evaluation of
-    the initial program reuses it.
-
-    Returns:
-        The initial program's result: ``ok``, or ``invalid`` (the first agents repair it;
-        the caller may warn), or ``lost`` (the sandbox failed, not the program).
+def check_evaluator(task: Task, executor: Sandbox) -> None:
+    """Check that the started sandbox imported the task's ``preload`` modules and its
+    evaluator, and that the evaluator defines ``evaluate``.
 
     Raises:
-        TaskError: the sandbox could not import a ``preload`` module or the evaluator, the
-            evaluator has no ``evaluate``, the initial program raised, timed out or ran out
-            of memory, or it returned a number of features other than ``task.toml``
-            declares.
+        TaskError: naming the module or the evaluator and the exception's last line.
     """
-    result = await executor.submit(task.initial_code)  # starts the server if needed
     info = executor.server_info
     if failed := info.get("preload_errors"):
         module, error = next(iter(failed.items()))
@@ -439,6 +429,27 @@ async def check_start(task: Task, executor: Sandbox) -> EvalResult:
                 "def evaluate(program_path: str) -> dict"
             )
         raise TaskError(f"the evaluator {task.evaluator_path} does not import: {last}")
+
+
+async def check_start(task: Task, executor: Sandbox) -> EvalResult:
+    """Evaluate the initial program once and check what a run needs before it spends anything
+    (:func:`check_evaluator`, then the result).
+
+    The evaluation goes through the executor's cache, so the run's own first evaluation of
+    the initial program reuses it.
+
+    Returns:
+        The initial program's result: ``ok``, or ``invalid`` (the first agents repair it;
+        the caller may warn), or ``lost`` (the sandbox failed, not the program).
+
+    Raises:
+        TaskError: the sandbox could not import a ``preload`` module or the evaluator, the
+            evaluator has no ``evaluate``, the initial program raised, timed out or ran out
+            of memory, or it returned a number of features other than ``task.toml``
+            declares.
+    """
+    result = await executor.submit(task.initial_code)  # starts the server if needed
+    check_evaluator(task, executor)
     first = f"the initial program of task {task.name!r} ({task.root})"
     if result.status is Status.ERROR:
         raise TaskError(
