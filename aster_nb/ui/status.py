@@ -1,4 +1,5 @@
-"""The status line: state, round, evaluations, attempts/s, best score, spend, errors."""
+"""The status line: state, round, evaluations, attempts/s, best score, spend, errors, and
+the sandbox's isolation warning when it runs degraded."""
 
 from __future__ import annotations
 
@@ -18,8 +19,9 @@ def _score(x: float | None) -> str:
     return "–" if x is None else f"{x:.6g}"
 
 
-def status_html(s: RunStatus) -> str:
-    """The status line's HTML: a state badge and the numbers, the reason when there is one."""
+def status_html(s: RunStatus, *, warning: str | None = None) -> str:
+    """The status line's HTML: a state badge and the numbers, the reason when there is one,
+    and ``warning`` (the sandbox's isolation warning) in small text when given."""
     facts = [
         f"round {s.round}",
         f"{s.evaluations:,} evaluations",
@@ -37,6 +39,9 @@ def status_html(s: RunStatus) -> str:
     why = s.error if s.state == "failed" and s.error else s.reason
     if why:
         out += f' <span class="aster-status-reason">{html.escape(why)}</span>'
+    if warning:
+        # stays visible for the whole run: a degraded sandbox is a standing condition
+        out += f' <span class="aster-status-sandbox">⚠ {html.escape(warning)}</span>'
     return out
 
 
@@ -69,4 +74,8 @@ class StatusLine(LiveView, w.VBox):
         return self.run.status.state
 
     def _draw(self) -> None:
-        self.line.value = status_html(self.run.status)
+        # isolation_warning: None when the sandbox runs with full isolation (or an executor
+        # predating the attribute)
+        executor = getattr(self.run, "executor", None)
+        warning = getattr(executor, "isolation_warning", None)
+        self.line.value = status_html(self.run.status, warning=warning)
