@@ -1,4 +1,15 @@
-"""Command line: ``python -m aster_nb tasks | run TASK ... | resume STORE ...``."""
+"""Command line: ``python -m aster_nb tasks | run TASK ... | resume STORE ...``.
+
+Exit codes: 0 when the run finished (or stopped at a spending cap); 1 when it failed (its
+model calls kept failing, ...); 2 when the input is wrong: a task folder, a ``task.toml``,
+a flag, a store file, a model name or key. Such an error is one line on stderr,
+``aster_nb: error: <what is wrong and what was expected>``, and no traceback; ``--debug``
+shows the traceback instead. A mistyped flag prints the subcommand's usage and the error.
+
+Before a run spends anything, the sandbox must have imported the evaluator and the initial
+program must evaluate without crashing (see :func:`aster_nb.task.check_start`); an initial
+program the evaluator calls *invalid* is accepted, with a warning, for the agents to repair.
+"""
 
 from __future__ import annotations
 
@@ -8,17 +19,56 @@ import json
 import os
 import sys
 import time
+from collections.abc import Coroutine
 from pathlib import Path
 from typing import Any
 
-from .task import Task, TaskError, builtin_tasks
+from .errors import UserInputError
+from .program import Status
+from .store import check_run_store
+from .task import Task, TaskError, builtin_tasks, check_evaluator, check_start
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m aster_nb", description=__doc__)
+    """Run the command line; returns the exit code (see the module)."""
+    parser, commands = _parser()
+    try:
+        args, extra = parser.parse_known_args(argv)
+        if extra:
+            # argparse would report these with the top-level usage; the subcommand's helps
+            commands[args.cmd].error(f"unrecognized arguments: {' '.join(extra)}")
+    except SystemExit as e:  # argparse printed the usage and its error (or the help)
+        return e.code if isinstance(e.code, int) else 2
+    try:
+        return _command(args)
+    except UserInputError as e:
+        if args.debug:
+            raise
+        _say("error", str(e))
+        return 2
+
+
+def _parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParser]]:
+    # allow_abbrev=False everywhere: `--worker 2` must not quietly mean `--workers 2`
+    parser = argparse.ArgumentParser(
+        prog="python -m aster_nb", description=__doc__.split("\n\n")[0], allow_abbrev=False
+    )
+    parser.add_argument("--debug", action="store_true", help="show tracebacks of input errors")
     sub = parser.add_subparsers(dest="cmd", required=True)
-    sub.add_parser("tasks", help="list the built-in tasks")
-    run = sub.add_parser("run", help="run planners and workers on a task; ends with a JSON line")
+
+    def command(name: str, text: str) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=text, description=text, allow_abbrev=False)
+        # SUPPRESS: given after the subcommand it sets debug, absent it keeps the top's value
+        p.add_argument(
+            "--debug",
+            action="store_true",
+            default=argparse.SUPPRESS,
+            help="show tracebacks of input errors",
+        )
+        return p
+
+    tasks = command("tasks", "list the built-in tasks")
+    run = command("run", "run planners and workers on a task; ends with a JSON line")
     run.add_argument("task", help="a built-in task name or a path to a task folder")
     run.add_argument(
         "--budget",
@@ -41,6 +91,12 @@ def main(argv: list[str] | None = None) -> int:
         help="edit: one SEARCH/REPLACE reply per attempt; tools: read/edit/evaluate/submit session",
     )
     run.add_argument("--seed", type=int, default=0)
+    run.add_argument(
+        "--unordered",
+        action="store_true",
+        help="apply results as they land: faster with uneven evaluation times, but a seed "
+        "no longer fixes the outcome (default: in attempt order)",
+    )
     run.add_argument("--out", type=Path, default=Path("runs"), help="folder for the run's store")
     run.add_argument(
         "--model",
@@ -58,13 +114,15 @@ def main(argv: list[str] | None = None) -> int:
         "--concurrency", type=int, default=None, help="parallel evaluations (default: cores)"
     )
     run.add_argument("--quiet", action="store_true", help="no progress lines")
-    res = sub.add_parser("resume", help="continue a stored run; ends with a JSON line")
+    res = command("resume", "continue a stored run; ends with a JSON line")
     res.add_argument("store", type=Path, help="the run's .sqlite file")
     res.add_argument("--rounds", type=int, default=None, help="rounds to add (default: the rest)")
     res.add_argument("--concurrency", type=int, default=None)
     res.add_argument("--quiet", action="store_true")
-    args = parser.parse_args(argv)
+    return parser, {"tasks": tasks, "run": run, "resume": res}
 
+
+def _command(args: argparse.Namespace) -> int:
     if args.cmd == "tasks":
         for name in builtin_tasks():
             t = Task.load(name)
@@ -76,46 +134,87 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"{'':22s}- {a.name}: {a.description}")
         return 0
     if args.cmd == "resume":
-        if not args.store.is_file():
-            print(f"error: no run store at {args.store}", file=sys.stderr)
-            return 2
-        if args.rounds is not None and args.rounds < 0:
-            print(f"error: --rounds must be >= 0, got {args.rounds}", file=sys.stderr)
-            return 2
-        print(json.dumps(asyncio.run(_resume(args))), flush=True)
-        return 0
-    try:
-        task = Task.load(args.task)
-    except TaskError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    problems = [
-        f"--{name} must be {rule}, got {value}"
-        for name, value, ok, rule in (
-            ("budget", args.budget, args.budget is None or args.budget >= 1, ">= 1"),
-            ("agents", args.agents, args.agents >= 1, ">= 1"),
-            ("workers", args.workers, args.workers >= 1, ">= 1"),
-            ("planners", args.planners, args.planners >= 1, ">= 1"),
-            ("rounds", args.rounds, args.rounds >= 1, ">= 1"),
-            ("seconds", args.seconds, args.seconds is None or args.seconds > 0, "> 0"),
+        _check_flags(
+            ("rounds", args.rounds, args.rounds is None or args.rounds >= 0, ">= 0"),
             (
                 "concurrency",
                 args.concurrency,
                 args.concurrency is None or args.concurrency >= 1,
                 ">= 1",
             ),
-            ("latency", args.latency, args.latency >= 0, ">= 0"),
-            ("max-usd", args.max_usd, args.max_usd is None or args.max_usd > 0, "> 0"),
-            ("max-tokens", args.max_tokens, args.max_tokens is None or args.max_tokens > 0, "> 0"),
         )
-        if not ok
-    ]
-    if problems:
-        print("error: " + "; ".join(problems), file=sys.stderr)
-        return 2
+        cfg = check_run_store(args.store)  # read-only: a file that is no run stays as it was
+        try:
+            Task.load(cfg["task"])
+        except TaskError as e:
+            raise TaskError(f"{args.store}: cannot load the run's task: {e}") from e
+        return _finish(_resume(args))
+    _check_flags(
+        ("budget", args.budget, args.budget is None or args.budget >= 1, ">= 1"),
+        ("agents", args.agents, args.agents >= 1, ">= 1"),
+        ("workers", args.workers, args.workers >= 1, ">= 1"),
+        ("planners", args.planners, args.planners >= 1, ">= 1"),
+        ("rounds", args.rounds, args.rounds >= 1, ">= 1"),
+        ("seconds", args.seconds, args.seconds is None or args.seconds > 0, "> 0"),
+        (
+            "concurrency",
+            args.concurrency,
+            args.concurrency is None or args.concurrency >= 1,
+            ">= 1",
+        ),
+        ("latency", args.latency, args.latency >= 0, ">= 0"),
+        ("max-usd", args.max_usd, args.max_usd is None or args.max_usd > 0, "> 0"),
+        ("max-tokens", args.max_tokens, args.max_tokens is None or args.max_tokens > 0, "> 0"),
+        ("seed", args.seed, args.seed >= 0, ">= 0"),  # numpy seeds are non-negative
+    )
+    shares = args.rounds * args.planners * args.workers
+    if args.budget is not None and args.budget < shares:
+        # each worker spends budget // shares per round: below one it would spend more
+        raise UserInputError(
+            f"--budget {args.budget} is less than one evaluation per worker per round "
+            f"({args.rounds} rounds x {args.planners * args.workers} workers); "
+            f"expected --budget >= {shares}"
+        )
     if args.budget is None and args.seconds is None:
         args.budget = 300
-    print(json.dumps(asyncio.run(_run(task, args))), flush=True)
+    task = Task.load(args.task)
+    _out_folder(args.out)
+    return _finish(_run(task, args))
+
+
+def _check_flags(*checks: tuple[str, Any, bool, str]) -> None:
+    problems = [
+        f"--{name} must be {rule}, got {value}" for name, value, ok, rule in checks if not ok
+    ]
+    if problems:
+        raise UserInputError("; ".join(problems))
+
+
+def _out_folder(out: Path) -> None:
+    if out.exists() and not out.is_dir():
+        raise UserInputError(
+            f"--out {out} is a file; expected a folder for the run's store (made if missing)"
+        )
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise UserInputError(
+            f"--out {out}: cannot create the folder ({e.strerror or e}); expected a folder "
+            "for the run's store"
+        ) from e
+    if not os.access(out, os.W_OK | os.X_OK):
+        raise UserInputError(f"--out {out} is not writable; expected a folder for the store")
+
+
+def _say(kind: str, text: str) -> None:
+    """One line on stderr, however many lines ``text`` has."""
+    print(f"aster_nb: {kind}: {' '.join(text.split())}", file=sys.stderr, flush=True)
+
+
+def _finish(work: Coroutine[Any, Any, dict[str, Any]]) -> int:
+    """Run ``work`` and print its summary line; input errors (2) are raised to :func:`main`."""
+    summary = asyncio.run(work)
+    print(json.dumps(summary), flush=True)
     return 0
 
 
@@ -145,14 +244,39 @@ async def _run(task: Task, args: argparse.Namespace) -> dict[str, Any]:
         seconds=args.seconds,
         concurrency=args.concurrency,
     )
+    try:
+        first = await check_start(task, run.executor)
+    except BaseException:
+        # nothing ran: leave no store behind, only the error
+        await run.close()
+        _remove_store(path)
+        raise
+    if first.status is Status.INVALID:
+        _say(
+            "warning",
+            f"the initial program is invalid ({first.error}); "
+            "the first agents will try to repair it",
+        )
     run.store.set_meta("rounds_target", args.rounds)
+    run.store.set_meta("ordered", not args.unordered)
     return await _drive(run, args.rounds, quiet=args.quiet)
+
+
+def _remove_store(path: Path) -> None:
+    """Delete the store of a run that never started (with SQLite's side files)."""
+    for f in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
+        f.unlink(missing_ok=True)
 
 
 async def _resume(args: argparse.Namespace) -> dict[str, Any]:
     from .run import Run
 
     run = await Run.open(args.store, concurrency=args.concurrency)
+    try:
+        check_evaluator(run.task, run.executor)  # the evaluator may have changed since
+    except BaseException:
+        await run.close()
+        raise
     rounds = args.rounds
     if rounds is None:
         rounds = max(0, int(run.store.meta("rounds_target", 1)) - run.rounds_done)
@@ -161,7 +285,25 @@ async def _resume(args: argparse.Namespace) -> dict[str, Any]:
     return await _drive(run, rounds, quiet=args.quiet)
 
 
+def _sandbox(run: Any) -> dict[str, Any]:
+    """The sandbox's isolation and network, recorded in the store's meta and warned about
+    once when the executor says isolation is degraded."""
+    stats = run.executor.stats
+    facts = {"isolation": stats.get("isolation"), "network": stats.get("network")}
+    for key, value in facts.items():
+        run.store.set_meta(key, value)
+    warning = getattr(run.executor, "isolation_warning", None)
+    if warning:  # even with --quiet: it is about safety, not progress
+        _say("warning", warning)
+    return facts
+
+
 async def _drive(run: Any, rounds: int, *, quiet: bool) -> dict[str, Any]:
+    # results in attempt order unless the run was started with --unordered (kept on resume)
+    ordered = bool(run.store.meta("ordered", True))
+    for worker in run.workers.values():
+        worker.ordered = ordered
+    sandbox = _sandbox(run)
     progress = _Progress(run, quiet=quiet)
     run.bus.subscribe(progress)
     if not quiet:
@@ -174,7 +316,7 @@ async def _drive(run: Any, rounds: int, *, quiet: bool) -> dict[str, Any]:
             if run.control.stopping:  # a spending cap was reached: the run ends cleanly
                 progress.note(f"stopped: {run.status.reason}")
                 break
-        return _summary(run, time.monotonic() - t0)
+        return {**_summary(run, time.monotonic() - t0), **sandbox}
     finally:
         await run.close()
 
