@@ -174,3 +174,23 @@ def test_claude_model_through_the_sdk_env_vars(tmp_path: Path) -> None:
     assert key not in r.stdout and key not in r.stderr
     for f in tmp_path.glob("*.sqlite*"):
         assert key.encode() not in f.read_bytes(), f"the key reached {f.name}"
+
+
+def test_unordered_is_accepted_stored_and_kept_on_resume(tmp_path: Path) -> None:
+    import sqlite3
+
+    r = _cli("run", "toy", "--unordered", "--budget", "12", "--agents", "3", "--quiet",
+             "--out", str(tmp_path), cwd=tmp_path)  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    s = json.loads(r.stdout.strip().splitlines()[-1])
+    assert s["evaluations"] == 12 and {"isolation", "network"} <= set(s)
+
+    def meta(key: str) -> object:
+        with sqlite3.connect(s["store"]) as db:
+            (value,) = db.execute("SELECT value FROM meta WHERE key=?", (key,)).fetchone()
+        return json.loads(value)
+
+    assert meta("ordered") is False and meta("isolation") == s["isolation"]
+    again = _cli("resume", s["store"], "--rounds", "1", "--quiet", cwd=tmp_path)
+    assert again.returncode == 0, again.stderr
+    assert meta("ordered") is False, "a resumed run keeps its ordering"
