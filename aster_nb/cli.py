@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import math
 import os
 import sys
 import time
@@ -144,6 +145,7 @@ def _command(args: argparse.Namespace) -> int:
             ),
         )
         cfg = check_run_store(args.store)  # read-only: a file that is no run stays as it was
+        _check_settings(args.store, cfg)
         try:
             Task.load(cfg["task"])
         except TaskError as e:
@@ -155,7 +157,12 @@ def _command(args: argparse.Namespace) -> int:
         ("workers", args.workers, args.workers >= 1, ">= 1"),
         ("planners", args.planners, args.planners >= 1, ">= 1"),
         ("rounds", args.rounds, args.rounds >= 1, ">= 1"),
-        ("seconds", args.seconds, args.seconds is None or args.seconds > 0, "> 0"),
+        (
+            "seconds",
+            args.seconds,
+            args.seconds is None or 0 < args.seconds < math.inf,
+            "finite and > 0",
+        ),
         (
             "concurrency",
             args.concurrency,
@@ -180,6 +187,20 @@ def _command(args: argparse.Namespace) -> int:
     task = Task.load(args.task)
     _out_folder(args.out)
     return _finish(_run(task, args))
+
+
+def _check_settings(store: Path, cfg: dict[str, Any]) -> None:
+    """A store written by another aster_nb version may hold settings this one lacks."""
+    from dataclasses import fields
+
+    from .run import RunConfig
+
+    unknown = sorted(set(cfg) - {f.name for f in fields(RunConfig)})
+    if unknown:
+        raise UserInputError(
+            f"{store} was written by another aster_nb version: unknown run settings "
+            f"{unknown}; expected a run made by this version"
+        )
 
 
 def _check_flags(*checks: tuple[str, Any, bool, str]) -> None:

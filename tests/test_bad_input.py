@@ -144,6 +144,10 @@ CASES: dict[str, Case] = {
         "has no evaluator.py",
     ),
     # -- task.toml ----------------------------------------------------------------------------
+    "task.toml empty name": Case(
+        toml_with("", replace=('name = "toy"', 'name = ""')),
+        "task.toml: name must be a non-empty string, got ''",
+    ),
     "task.toml syntax error": Case(toml_with("[limits\n"), "task.toml is not valid TOML"),
     "task.toml unknown key": Case(
         run_task(task_toml="targett = 1.0\n" + edit(TOML, "target = -0.01\n", "")),
@@ -213,7 +217,10 @@ CASES: dict[str, Case] = {
     "zero workers": Case(run_toy("--workers", "0"), "--workers must be >= 1, got 0"),
     "zero planners": Case(run_toy("--planners", "0"), "--planners must be >= 1, got 0"),
     "zero rounds": Case(run_toy("--rounds", "0"), "--rounds must be >= 1, got 0"),
-    "zero seconds": Case(run_toy("--seconds", "0"), "--seconds must be > 0, got 0.0"),
+    "zero seconds": Case(run_toy("--seconds", "0"), "--seconds must be finite and > 0, got 0.0"),
+    "infinite seconds": Case(
+        run_toy("--seconds", "inf"), "--seconds must be finite and > 0, got inf"
+    ),
     "zero concurrency": Case(run_toy("--concurrency", "0"), "--concurrency must be >= 1, got 0"),
     "negative latency": Case(run_toy("--latency", "-1"), "--latency must be >= 0, got -1.0"),
     "zero max-usd": Case(run_toy("--max-usd", "0"), "--max-usd must be > 0, got 0.0"),
@@ -238,6 +245,12 @@ CASES: dict[str, Case] = {
     "misspelled flag": Case(run_toy("--agnets", "2"), "unrecognized arguments: --agnets", True),
     "unknown archive": Case(run_toy("--archive", "map"), "invalid choice: 'map'", usage=True),
     "budget not a number": Case(run_toy("--budget", "ten"), "invalid int value: 'ten'", True),
+    "no subcommand": Case(
+        lambda tmp_path: [], "the following arguments are required: cmd", usage=True
+    ),
+    "tasks typo'd flag": Case(
+        lambda tmp_path: ["tasks", "--al"], "unrecognized arguments: --al", usage=True
+    ),
     "resume typo'd flag": Case(
         lambda tmp_path: ["resume", str(tmp_path / "x.sqlite"), "--round", "2"],
         "unrecognized arguments: --round 2",
@@ -309,7 +322,7 @@ def test_bad_input_is_one_line(
     out, err = capsys.readouterr()
     assert_one_error_line(code, err, case.expect, usage=case.usage)
     assert out == "", "no JSON line for a run that did not happen"
-    if argv[0] == "run":
+    if argv[:1] == ["run"]:
         stores = list((tmp_path / "r").glob("*.sqlite*")) if (tmp_path / "r").is_dir() else []
         assert stores == [], f"a run that never started left {stores}"
 
@@ -356,6 +369,21 @@ def test_resume_of_an_unrelated_sqlite_changes_nothing(
     assert_one_error_line(code, err, "is an SQLite database but not an aster_nb run")
     assert path.read_bytes() == before, "the rejected file was written to"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["contacts.sqlite"], "no side files"
+
+
+def test_resume_of_a_store_from_another_version(
+    real_store: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    store = tmp_path / "newer.sqlite"
+    shutil.copy(real_store, store)
+    with sqlite3.connect(store) as db:
+        (raw,) = db.execute("SELECT value FROM meta WHERE key='run'").fetchone()
+        cfg = {**json.loads(raw), "warp_drive": True}
+        db.execute("UPDATE meta SET value=? WHERE key='run'", (json.dumps(cfg),))
+    db.close()
+    code, err = _resume(store, capsys)
+    assert_one_error_line(code, err, "written by another aster_nb version: unknown run settings")
+    assert "['warp_drive']" in err
 
 
 def test_resume_of_a_store_whose_task_is_gone(
