@@ -55,7 +55,8 @@ def _parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParse
         prog="python -m aster_nb", description=__doc__.split("\n\n")[0], allow_abbrev=False
     )
     parser.add_argument("--debug", action="store_true", help="show tracebacks of input errors")
-    sub = parser.add_subparsers(dest="cmd", required=True)
+    # the metavar names the choices in "the following arguments are required: ..."
+    sub = parser.add_subparsers(dest="cmd", required=True, metavar="{tasks,run,resume}")
 
     def command(name: str, text: str) -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=text, description=text, allow_abbrev=False)

@@ -246,7 +246,7 @@ CASES: dict[str, Case] = {
     "unknown archive": Case(run_toy("--archive", "map"), "invalid choice: 'map'", usage=True),
     "budget not a number": Case(run_toy("--budget", "ten"), "invalid int value: 'ten'", True),
     "no subcommand": Case(
-        lambda tmp_path: [], "the following arguments are required: cmd", usage=True
+        lambda tmp_path: [], "the following arguments are required: {tasks,run,resume}", usage=True
     ),
     "tasks typo'd flag": Case(
         lambda tmp_path: ["tasks", "--al"], "unrecognized arguments: --al", usage=True
