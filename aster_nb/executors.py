@@ -79,20 +79,19 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
+from .errors import UserInputError, looks_like_credential
 from .program import EvalResult, Status, code_hash
 from .sandbox import release_cgroup_root
+from .sandbox.forklimit import LOCK_DIR
+from .sandbox.isolation import Launcher, choose_launcher, ensure_lock_dir, warning_for
 from .task import Limits, Task
 
-__all__ = ["LocalExecutor", "evaluate_cold", "namespace_prefix", "sandbox_env"]
+__all__ = ["LocalExecutor", "evaluate_cold", "sandbox_env"]
 
 _PACKAGE_PARENT = Path(__file__).resolve().parent.parent
 _DEFAULT_LIMITS = Limits()
 _STREAM_LIMIT = 256 * 1024 * 1024  # one response line may carry two capped outputs, escaped
 _STDERR_TAIL = 16 * 1024
-# --kill-child: if the wrapper dies, the server (PID 1 inside) dies, and with it the namespace
-_UNSHARE_FLAGS = ("--pid", "--fork", "--mount-proc", "--kill-child")
-_namespace_command: tuple[str, ...] | None = None  # probed once per interpreter
-
 _ENV_KEEP = frozenset(
     {
         "PATH",
@@ -105,8 +104,6 @@ _ENV_KEEP = frozenset(
         "OPENBLAS_L2_SIZE",
     }
 )
-_SECRET_MARKERS = ("KEY", "TOKEN", "SECRET", "PASSWORD", "PASSWD", "CREDENTIAL", "AUTH", "COOKIE")
-_SECRET_PREFIXES = ("ANTHROPIC_", "OPENAI_", "AWS_", "AZURE_", "GOOGLE_", "GCP_", "HF_", "GITHUB_")
 _THREADS_ONE = {
     "OMP_NUM_THREADS": "1",
     "OPENBLAS_NUM_THREADS": "1",
@@ -116,58 +113,44 @@ _THREADS_ONE = {
 }
 
 
-async def namespace_prefix() -> tuple[str, ...]:
-    """The command prefix that starts a process in fresh PID and mount namespaces
-    (``unshare ... --mount-proc``), or ``()`` where this machine does not allow it.
-
-    Probed once per interpreter by running ``true`` under it.
-    """
-    global _namespace_command
-    if _namespace_command is None:
-        # a value, not a shared future: event loops come and go (tests, notebooks)
-        _namespace_command = await _probe_unshare()
-    return _namespace_command
-
-
-async def _probe_unshare() -> tuple[str, ...]:
-    exe = shutil.which("unshare")
-    if exe is None:
-        return ()
-    command = (exe, *_UNSHARE_FLAGS)
-    try:
-        proc = await asyncio.create_subprocess_exec(
-            *command,
-            "true",
-            stdin=asyncio.subprocess.DEVNULL,
-            stdout=asyncio.subprocess.DEVNULL,
-            stderr=asyncio.subprocess.DEVNULL,
-        )
-        ok = await asyncio.wait_for(proc.wait(), 10) == 0
-    except (OSError, TimeoutError):
-        ok = False
-    return command if ok else ()
-
-
-def _looks_secret(name: str) -> bool:
-    upper = name.upper()
-    return upper.startswith(_SECRET_PREFIXES) or any(m in upper for m in _SECRET_MARKERS)
-
-
-def sandbox_env(base: Mapping[str, str] | None = None) -> dict[str, str]:
+def sandbox_env(
+    base: Mapping[str, str] | None = None, passthrough: Sequence[str] = ()
+) -> dict[str, str]:
     """The environment the sandbox server gets: an allowlist of ``base`` (default
-    ``os.environ``), minus anything that looks like a credential, plus single-threaded BLAS
-    and a ``PYTHONPATH`` that finds this package."""
+    ``os.environ``) plus the ``passthrough`` names a task asked for, minus anything that
+    looks like a credential, plus single-threaded BLAS and a ``PYTHONPATH`` that finds
+    this package.
+
+    Raises:
+        UserInputError: a ``passthrough`` name looks like a credential.
+    """
     base = os.environ if base is None else base
+    _check_passthrough(passthrough)
+    wanted = _ENV_KEEP | set(passthrough)
     env = {
         k: v
         for k, v in base.items()
-        if (k in _ENV_KEEP or k.startswith("LC_")) and not _looks_secret(k)
+        if (k in wanted or k.startswith("LC_")) and not looks_like_credential(k)
     }
     env.update(_THREADS_ONE)
     env["PYTHONDONTWRITEBYTECODE"] = "1"
     paths = [str(_PACKAGE_PARENT), *filter(None, base.get("PYTHONPATH", "").split(os.pathsep))]
     env["PYTHONPATH"] = os.pathsep.join(dict.fromkeys(paths))
     return env
+
+
+def _check_passthrough(names: Sequence[str]) -> None:
+    if isinstance(names, str):
+        raise UserInputError(f"env must be a list of variable names, got the string {names!r}")
+    for name in names:
+        if not isinstance(name, str) or not name or "=" in name:
+            raise UserInputError(f"env names variables to pass to the sandbox; got {name!r}")
+        if looks_like_credential(name):
+            raise UserInputError(
+                f"env asks to pass {name!r} to the sandbox, but it looks like a credential "
+                "(*KEY*, *TOKEN*, *SECRET*, ANTHROPIC_*, ...); credentials never reach "
+                "model-written code"
+            )
 
 
 class _ServerDied(Exception):
@@ -185,6 +168,7 @@ class _Server:
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
     info: dict[str, Any] = field(default_factory=dict)
     host_pid: int | None = None  # the server's own pid as seen from here (not the wrapper's)
+    launcher: Launcher | None = None
     dead: str | None = None
     closing: bool = False
 
@@ -212,10 +196,16 @@ class LocalExecutor:
             evaluations do not pay for importing them. Must not start threads.
         concurrency: most evaluations running at once (more submissions wait); default
             ``os.cpu_count()``.
-        isolate: start the server in its own PID namespace so programs cannot see other
-            processes (and the API keys in their environments). ``None`` (default): where
-            the machine allows it; ``True``: required (starting fails otherwise);
-            ``False``: never.
+        isolate: how hard to isolate (see :mod:`aster_nb.sandbox.isolation` and
+            :mod:`aster_nb.sandbox.confine`). ``None`` (default): the strongest this
+            machine allows, with :attr:`isolation_warning` saying what is missing;
+            ``True``: bubblewrap or fail to start; ``False``: none at all (a plain
+            process); ``"pid-namespace"``: only a PID and mount namespace, as earlier
+            versions did. The last two exist for tests that show what isolation prevents.
+        network: let evaluations reach the network (default: no network; only where
+            bubblewrap runs can it be taken away).
+        env: names of environment variables to pass to evaluations (e.g. a data path or
+            ``CUDA_VISIBLE_DEVICES``); a name that looks like a credential is an error.
 
     Raises:
         FileNotFoundError: ``evaluator`` is not a file.
@@ -234,7 +224,9 @@ class LocalExecutor:
         limits: Limits = _DEFAULT_LIMITS,
         preload: Sequence[str] = (),
         concurrency: int | None = None,
-        isolate: bool | None = None,
+        isolate: bool | str | None = None,
+        network: bool = False,
+        env: Sequence[str] = (),
     ) -> None:
         if not isinstance(evaluator, str | Path):
             raise TypeError(
@@ -258,10 +250,15 @@ class LocalExecutor:
         self.evaluator = path
         self.limits = limits
         self.preload = tuple(preload)
-        if isolate is not None and not isinstance(isolate, bool):
-            raise TypeError(f"isolate must be None, True or False, got {isolate!r}")
+        if isolate not in (None, True, False, "pid-namespace"):
+            raise TypeError(f"isolate must be None, True, False or 'pid-namespace', got {isolate!r}")
+        if not isinstance(network, bool):
+            raise TypeError(f"network must be True or False, got {network!r}")
+        _check_passthrough(env)
         self.concurrency = concurrency
         self.isolate = isolate
+        self.network = network
+        self.env = tuple(env)
         self._server: _Server | None = None
         self._starting: asyncio.Task[_Server] | None = None
         self._slots = asyncio.Semaphore(concurrency)
@@ -269,7 +266,14 @@ class LocalExecutor:
         self._shared: dict[tuple[str, Limits], _Shared] = {}
         self._ids = itertools.count(1)
         self._closed = False
-        self._counts = {"evaluations": 0, "cache_hits": 0, "starts": 0, "server_deaths": 0}
+        self._counts = {
+            "evaluations": 0,
+            "cache_hits": 0,
+            "starts": 0,
+            "server_deaths": 0,
+            "reruns": 0,
+            "lost": 0,
+        }
         self._in_flight = 0
 
     @classmethod
@@ -290,6 +294,8 @@ class LocalExecutor:
             limits=task.limits if limits is None else limits,
             preload=task.preload,
             concurrency=concurrency,
+            network=bool(getattr(task, "network", False)),
+            env=tuple(getattr(task, "env", ())),
         )
 
     # -- lifecycle ---------------------------------------------------------------------
@@ -389,26 +395,50 @@ class LocalExecutor:
                 del self._shared[key]
 
     async def _run_once(self, code: str, limits: Limits) -> tuple[EvalResult, bool]:
-        """One round trip to the server; returns the result and whether to cache it."""
+        """Evaluate on the server; returns the result and whether to cache it.
+
+        If the server dies under the evaluation (killed by a neighbour, by the OOM killer,
+        by hand), it is run again once on a fresh server; a second death gives ``lost``,
+        which is never cached and never blamed on the program.
+        """
         async with self._slots:
-            if self._closed:
-                return EvalResult(Status.ERROR, error="executor closed"), False
-            try:
-                server = await self._ensure_server()
-            except RuntimeError as e:
-                return EvalResult(Status.ERROR, error=str(e)), False
-            rid = next(self._ids)
-            future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
-            server.pending[rid] = future
-            self._in_flight += 1
-            try:
-                return await self._round_trip(server, rid, future, code, limits)
-            except asyncio.CancelledError:
-                server.pending.pop(rid, None)
-                self._send_quietly(server, {"op": "cancel", "id": rid})
-                raise
-            finally:
-                self._in_flight -= 1
+            first: str | None = None
+            for _ in range(2):
+                if self._closed:
+                    return EvalResult(Status.ERROR, error="executor closed"), False
+                try:
+                    server = await self._ensure_server()
+                except RuntimeError as e:
+                    return EvalResult(Status.ERROR, error=str(e)), False
+                try:
+                    return await self._on(server, code, limits)
+                except _ServerDied as e:
+                    if self._closed or server.closing:
+                        return EvalResult(Status.ERROR, error=str(e)), False
+                    if first is not None:
+                        self._counts["lost"] += 1
+                        return EvalResult(
+                            Status.LOST,
+                            error=f"the sandbox server died twice under this evaluation; "
+                            f"first: {first}; then: {e}",
+                        ), False
+                    first = str(e)
+                    self._counts["reruns"] += 1
+            raise AssertionError("unreachable")
+
+    async def _on(self, server: _Server, code: str, limits: Limits) -> tuple[EvalResult, bool]:
+        rid = next(self._ids)
+        future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+        server.pending[rid] = future
+        self._in_flight += 1
+        try:
+            return await self._round_trip(server, rid, future, code, limits)
+        except asyncio.CancelledError:
+            server.pending.pop(rid, None)
+            self._send_quietly(server, {"op": "cancel", "id": rid})
+            raise
+        finally:
+            self._in_flight -= 1
 
     async def _round_trip(
         self,
@@ -419,17 +449,14 @@ class LocalExecutor:
         limits: Limits,
     ) -> tuple[EvalResult, bool]:
         request = {"id": rid, "code": code, "limits": dataclasses.asdict(limits)}
-        try:
-            if server.dead is not None:
-                raise _ServerDied(server.dead)
-            assert server.proc.stdin is not None
-            server.proc.stdin.write((json.dumps(request) + "\n").encode())
-            with contextlib.suppress(ConnectionError):
-                # if the pipe broke, the reader notices the death and fails `future`
-                await server.proc.stdin.drain()
-            message = await future
-        except _ServerDied as e:
-            return EvalResult(Status.ERROR, error=str(e)), False
+        if server.dead is not None:
+            raise _ServerDied(server.dead)
+        assert server.proc.stdin is not None
+        server.proc.stdin.write((json.dumps(request) + "\n").encode())
+        with contextlib.suppress(ConnectionError):
+            # if the pipe broke, the reader notices the death and fails `future`
+            await server.proc.stdin.drain()
+        message = await future  # raises _ServerDied
         self._counts["evaluations"] += 1
         try:
             result = EvalResult.from_dict(message["result"])
@@ -461,22 +488,28 @@ class LocalExecutor:
         return await asyncio.shield(self._starting)
 
     async def _spawn(self) -> _Server:
+        launcher = await choose_launcher(
+            isolate=self.isolate,
+            network=self.network,
+            lock_dir=ensure_lock_dir(LOCK_DIR),
+            host_tmp=tempfile.gettempdir(),
+            readable=self._needed_paths(),
+        )
         args = [sys.executable, "-P", "-m", "aster_nb.sandbox", "--evaluator", str(self.evaluator)]
         for module in self.preload:
             args += ["--preload", module]
-        args += ["--work-root", tempfile.gettempdir()]
-        prefix = await namespace_prefix() if self.isolate is not False else ()
-        if self.isolate and not prefix:
-            raise RuntimeError(
-                "sandbox server did not start: isolate=True needs PID namespaces "
-                "(the util-linux `unshare` binary, run as root or with user namespaces)"
-            )
+        args += ["--work-root", launcher.work_root, "--launcher", launcher.kind]
+        if not launcher.network:
+            args.append("--no-network")
+        if self.isolate in (False, "pid-namespace"):
+            args += ["--confine", "off"]
+        prefix = launcher.prefix
         try:
-            proc = await self._launch([*prefix, *args])
+            proc = await self._launch([*prefix, *args], self.env)
         except OSError as e:
             raise RuntimeError(f"sandbox server did not start: {e}") from e
         self._counts["starts"] += 1
-        server = _Server(proc, asyncio.get_running_loop().create_future())
+        server = _Server(proc, asyncio.get_running_loop().create_future(), launcher=launcher)
         server.tasks = [
             asyncio.ensure_future(self._read_responses(server)),
             asyncio.ensure_future(self._read_stderr(server)),
@@ -493,14 +526,21 @@ class LocalExecutor:
         self._server = server
         return server
 
+    def _needed_paths(self) -> list[str]:
+        """What the server reads: the evaluator's folder, this package, the interpreter
+        and every ``PYTHONPATH`` entry."""
+        paths = [str(self.evaluator.parent), str(_PACKAGE_PARENT), sys.prefix, sys.base_prefix]
+        paths += [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
+        return [p for p in paths if os.path.exists(p)]
+
     @staticmethod
-    async def _launch(args: list[str]) -> asyncio.subprocess.Process:
+    async def _launch(args: list[str], env: Sequence[str]) -> asyncio.subprocess.Process:
         return await asyncio.create_subprocess_exec(
             *args,
             stdin=asyncio.subprocess.PIPE,
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.PIPE,
-            env=sandbox_env(),
+            env=sandbox_env(passthrough=env),
             cwd=tempfile.gettempdir(),
             start_new_session=True,  # a Ctrl-C in the terminal is not meant for the server
             limit=_STREAM_LIMIT,
@@ -598,8 +638,11 @@ class LocalExecutor:
     def stats(self) -> dict[str, Any]:
         """Counters: evaluations (run by the server), cache_hits, cached, in_flight,
         waiting, restarts, server_deaths, fork_limit (``cgroup-v1``/``cgroup-v2``/``nproc``/
-        ``none``, or None before the server started), isolation (``pid-namespace`` or
-        ``none``, None before the server started), concurrency."""
+        ``none``, or None before the server started), isolation (``full``, ``partial`` or
+        ``none``; None before the server started), launcher (``bubblewrap``, ``unshare``
+        or ``none``), confinement (the per-evaluation steps applied), network,
+        reruns (evaluations run again because the server died), lost (died twice),
+        concurrency."""
         waiting = max(len(self._shared) - self._in_flight, 0)
         return {
             "evaluations": self._counts["evaluations"],
@@ -609,10 +652,24 @@ class LocalExecutor:
             "waiting": waiting,
             "restarts": max(self._counts["starts"] - 1, 0),
             "server_deaths": self._counts["server_deaths"],
+            "reruns": self._counts["reruns"],
+            "lost": self._counts["lost"],
             "fork_limit": self.server_info.get("fork_limit"),
             "isolation": self.server_info.get("isolation"),
+            "launcher": self.server_info.get("launcher"),
+            "confinement": self.server_info.get("confinement"),
+            "network": self.server_info.get("network"),
             "concurrency": self.concurrency,
         }
+
+    @property
+    def isolation_warning(self) -> str | None:
+        """One sentence saying what the sandbox does not isolate here, or None when it is
+        fully isolated (or not started yet). Say it loudly, once, at start."""
+        server = self._server
+        if server is None or server.launcher is None or not server.info:
+            return None
+        return warning_for(server.launcher, server.info.get("confinement"))
 
 
 def _retrieve(task: asyncio.Task[Any]) -> None:

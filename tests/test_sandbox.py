@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from aster_nb.executors import LocalExecutor, evaluate_cold, namespace_prefix, sandbox_env
+from aster_nb.executors import LocalExecutor, evaluate_cold, sandbox_env
 from aster_nb.program import EvalResult, Status
 from aster_nb.task import Limits, Task
 
@@ -345,12 +345,11 @@ SNOOP = (
 )
 
 
-@pytest.mark.parametrize("isolate", [True, False], ids=["pid-namespace", "no-namespace"])
+@pytest.mark.parametrize("isolate", [True, False], ids=["full", "none"])
 async def test_key_in_another_process_is_out_of_reach(evaluator: Path, isolate: bool) -> None:
     """A Jupyter kernel holds the API key in its environment; a sandboxed program must not be
-    able to read it from /proc. Without the namespace it can: that is what this guards."""
-    if isolate and not await namespace_prefix():
-        pytest.skip("this machine does not allow PID namespaces (unshare)")
+    able to read it from /proc. Without isolation it can: that is what this guards (the
+    attacks on the isolation itself are in test_sandbox_attacks.py)."""
     env = {**os.environ, "ANTHROPIC_API_KEY": "sk-ant-kernel-test-secret"}
     kernel = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"], env=env)
     try:
@@ -362,10 +361,10 @@ async def test_key_in_another_process_is_out_of_reach(evaluator: Path, isolate: 
         kernel.wait()
     assert result.status is Status.OK, result
     if isolate:
-        assert isolation == "pid-namespace"
+        assert isolation == "full"
         assert result.metrics["found"] == 0
-        # only the server and the evaluation itself: the rest of the machine is hidden
-        assert result.metrics["visible"] <= 3
+        # its own PID namespace: the rest of the machine, the server included, is hidden
+        assert result.metrics["visible"] == 1
     else:
         assert isolation == "none"
         assert result.metrics["found"] >= 1  # the kernel's environ, readable as root
@@ -387,8 +386,11 @@ async def test_temp_dir_is_private_and_removed(executor: LocalExecutor) -> None:
     assert result.status is Status.OK, result
     assert result.score == 1.0
     workdir = Path(result.stdout.strip())
-    assert workdir.is_absolute() and not workdir.exists()
-    assert list(Path(executor.server_info["work_root"]).iterdir()) == []
+    # isolated, the working directory is the evaluation's own /tmp: nothing reaches the host
+    assert workdir.is_absolute() and not (workdir / "scratch.bin").exists()
+    if executor.stats["isolation"] != "full":
+        assert not workdir.exists()
+        assert list(Path(executor.server_info["work_root"]).iterdir()) == []
     await assert_still_works(executor)
 
 
@@ -457,22 +459,13 @@ async def test_bad_return_values_say_what_was_expected(executor: LocalExecutor) 
 # --------------------------------------------------------------------------- executor
 
 
-async def test_identical_code_is_evaluated_once(executor: LocalExecutor, tmp_path: Path) -> None:
-    calls = tmp_path / "calls.txt"
-    program = (
-        "import time\n\n"
-        "def run():\n"
-        f"    with open({str(calls)!r}, 'a') as f:\n"
-        "        f.write('called\\n')\n"
-        "    time.sleep(0.2)\n"
-        "    return {'score': 3.0}\n"
-    )
+async def test_identical_code_is_evaluated_once(executor: LocalExecutor) -> None:
+    program = "import time\n\ndef run():\n    time.sleep(0.2)\n    return {'score': 3.0}\n"
     together = await asyncio.gather(*(executor.submit(program) for _ in range(3)))
     later = await executor.submit(program)
     assert all(r == together[0] for r in [*together, later])
     assert later.score == 3.0
-    assert calls.read_text() == "called\n"
-    assert executor.stats["evaluations"] == 1
+    assert executor.stats["evaluations"] == 1  # what the server ran
     assert executor.stats["cache_hits"] == 3
 
 
@@ -496,24 +489,45 @@ async def test_concurrent_evaluations(executor: LocalExecutor) -> None:
 
 
 async def test_server_killed_externally(executor: LocalExecutor) -> None:
+    """A server death is not the program's fault: its evaluation runs again on a fresh one."""
     old_pid = executor.server_pid
     old_cgroup_root = executor.server_info.get("cgroup_root")
-    task = asyncio.ensure_future(executor.submit(SLEEPER.format(seconds=20)))
+    task = asyncio.ensure_future(executor.submit(SLEEPER.format(seconds=1)))
     assert await wait_until(lambda: len(descendants(old_pid)) > 0)
     children = descendants(old_pid)
     assert old_pid is not None
     os.kill(old_pid, signal.SIGKILL)
     result = await asyncio.wait_for(task, 10)
-    assert result.status is Status.ERROR
-    assert "sandbox server died" in (result.error or "")
+    assert result.status is Status.OK, result
     assert await wait_until(lambda: not any(running(p) for p in children))
     if old_cgroup_root:
-        assert not Path(old_cgroup_root).exists()
-    await assert_still_works(executor)
+        assert await wait_until(lambda: not Path(old_cgroup_root).exists())
     assert executor.server_pid not in (None, old_pid)
     assert executor.stats["restarts"] == 1
-    # a server death is not the program's fault: not cached, it runs again
-    assert (await executor.submit(SLEEPER.format(seconds=0))).status is Status.OK
+    assert executor.stats["reruns"] == 1
+    await assert_still_works(executor)
+
+
+async def test_a_second_server_death_is_lost_not_blamed(executor: LocalExecutor) -> None:
+    code = SLEEPER.format(seconds=1.5)
+
+    async def kill_server_under_it(old: int | None) -> int:
+        assert await wait_until(lambda: executor.server_pid not in (None, old))
+        pid = executor.server_pid
+        assert await wait_until(lambda: len(descendants(pid)) > 0)
+        assert pid is not None
+        os.kill(pid, signal.SIGKILL)
+        return pid
+
+    task = asyncio.ensure_future(executor.submit(code))
+    first = await kill_server_under_it(None)
+    await kill_server_under_it(first)
+    result = await asyncio.wait_for(task, 10)
+    assert result.status is Status.LOST, result
+    assert "died twice" in (result.error or "")
+    assert executor.stats["lost"] == 1
+    # never cached: the same program runs to completion now
+    assert (await executor.submit(code)).status is Status.OK
 
 
 async def test_cancelled_submit_kills_the_child(executor: LocalExecutor) -> None:

@@ -12,8 +12,11 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from . import __doc__ as package_doc
+from . import confine
 from .forklimit import detect_fork_limit
 from .server import SandboxServer
+
+_FULL = confine.Confinement(pid_ns=True, mount_ns=True, user_ns=True, caps=True, seccomp=True)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -28,6 +31,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             fork_limit=fork_limit,
             work_root=work_root,
             out_fd=out_fd,
+            confinement=_FULL if args.confine == "auto" else confine.NONE,
+            launcher=args.launcher,
+            network=not args.no_network,
         )
         try:
             server.load()
@@ -58,6 +64,21 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         choices=["auto", "cgroup", "nproc", "none"],
         default="auto",
         help="process-count mechanism; auto picks the best available",
+    )
+    parser.add_argument(
+        "--confine",
+        choices=["auto", "off"],
+        default="auto",
+        help="per-evaluation namespaces, no capabilities and seccomp, where they work",
+    )
+    parser.add_argument(
+        "--launcher",
+        choices=["bubblewrap", "unshare", "none"],
+        default="none",
+        help="what started this server (reported to the client)",
+    )
+    parser.add_argument(
+        "--no-network", action="store_true", help="evaluations have no network (reported)"
     )
     return parser.parse_args(argv)
 

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from ..task import Limits
+from . import confine
 from .outcome import MAX_RESULT_BYTES, error_result, format_exception, run_evaluate
 from .proc import PR_SET_PDEATHSIG, prctl, write_all
 
@@ -28,6 +29,8 @@ EXIT_SETUP_FAILED = 70
 def run_child(
     evaluate: Callable[[str], Any],
     *,
+    code: str,
+    confinement: confine.Confinement,
     server_pid: int,
     workdir: Path,
     cgroup: Path | None,
@@ -40,6 +43,8 @@ def run_child(
 
     Args:
         evaluate: the task's evaluator.
+        code: the program's source (also in ``workdir/program.py``).
+        confinement: the steps that make this process a stranger to everything else.
         server_pid: the server's pid (this process dies if it is no longer its parent).
         workdir: the evaluation's private working directory, holding ``program.py``.
         cgroup: the pids cgroup to join, if any.
@@ -53,7 +58,17 @@ def run_child(
     res_w = write_ends[2]
     try:
         try:
-            _setup(server_pid, workdir, cgroup, nproc, limits, write_ends, server_fds)
+            workdir = _setup(
+                code,
+                confinement,
+                server_pid,
+                workdir,
+                cgroup,
+                nproc,
+                limits,
+                write_ends,
+                server_fds,
+            )
         except BaseException as e:
             payload = error_result(
                 f"sandbox setup failed in the evaluation process:\n{format_exception(e)}"
@@ -78,6 +93,8 @@ def run_child(
 
 
 def _setup(
+    code: str,
+    conf: confine.Confinement,
     server_pid: int,
     workdir: Path,
     cgroup: Path | None,
@@ -85,7 +102,7 @@ def _setup(
     limits: Limits,
     write_ends: tuple[int, int, int],
     server_fds: set[int],
-) -> None:
+) -> Path:
     signal.set_wakeup_fd(-1)
     for sig in (signal.SIGCHLD, signal.SIGTERM, signal.SIGHUP):
         signal.signal(sig, signal.SIG_DFL)
@@ -94,11 +111,16 @@ def _setup(
     # if the server dies, this process must not outlive it (its descendants are swept
     # by the executor through the cgroup)
     prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
-    if os.getppid() != server_pid:
+    # in its own PID namespace the parent is outside it: getppid() is 0
+    if os.getppid() != (0 if conf.pid_ns else server_pid):
         os._exit(EXIT_SETUP_FAILED)
     if cgroup is not None:
-        (cgroup / "cgroup.procs").write_text(str(os.getpid()))
+        (cgroup / "cgroup.procs").write_text("0")  # 0: this process, in any PID namespace
     _redirect_fds(write_ends, server_fds)
+    if conf.mount_ns or conf.user_ns or conf.caps or conf.seccomp:
+        # the private /tmp gets a copy of program.py; the server's copy is out of sight
+        tmp_mb = max(64, 4 * limits.max_file_mb)
+        workdir = confine.apply(conf, code=code.encode("utf-8"), tmp_mb=tmp_mb) or workdir
     os.chdir(workdir)
     for var in ("HOME", "TMPDIR", "PWD"):
         os.environ[var] = str(workdir)
@@ -107,6 +129,7 @@ def _setup(
     _set_limits(limits, nproc)
     sys.stdout = open(1, "w", encoding="utf-8", errors="backslashreplace", closefd=False)  # noqa: SIM115
     sys.stderr = open(2, "w", encoding="utf-8", errors="backslashreplace", closefd=False)  # noqa: SIM115
+    return workdir
 
 
 def _redirect_fds(write_ends: tuple[int, int, int], server_fds: set[int]) -> None:

@@ -28,6 +28,7 @@ from typing import Any
 
 from ..program import EvalResult, Status
 from ..task import Limits, TaskError
+from . import confine
 from .child import run_child
 from .forklimit import (
     ForkLimit,
@@ -58,6 +59,11 @@ class SandboxServer:
             :func:`~aster_nb.sandbox.forklimit.detect_fork_limit`).
         work_root: directory that holds one temporary working directory per evaluation.
         out_fd: fd of the private response channel.
+        confinement: the per-evaluation confinement to apply where it works
+            (:mod:`~aster_nb.sandbox.confine`; probed in :meth:`load`).
+        launcher: what started this server (``bubblewrap``, ``unshare`` or ``none``),
+            reported in the hello.
+        network: whether evaluations can reach the network (reported in the hello).
     """
 
     def __init__(
@@ -68,12 +74,18 @@ class SandboxServer:
         fork_limit: ForkLimit,
         work_root: Path,
         out_fd: int,
+        confinement: confine.Confinement = confine.NONE,
+        launcher: str = "none",
+        network: bool = True,
     ) -> None:
         self.evaluator_path = evaluator
         self.preload = list(preload)
         self.fork_limit = fork_limit
         self.work_root = work_root
         self.out_fd = out_fd
+        self.confinement = confinement
+        self.launcher = launcher
+        self.network = network
         self.pid = os.getpid()
         self.subreaper = prctl(PR_SET_CHILD_SUBREAPER, 1)
         self._evaluate: Callable[[str], Any] | None = None
@@ -111,6 +123,11 @@ class SandboxServer:
                 f"the evaluator {self.evaluator_path} failed to import:\n{format_exception(e)}"
             )
         self._timings["<evaluator>"] = round(time.perf_counter() - t0, 4)
+        if self.confinement != confine.NONE:
+            t0 = time.perf_counter()
+            confine.prepare()
+            self.confinement = confine.probe(self.confinement)
+            self._timings["<confinement probe>"] = round(time.perf_counter() - t0, 4)
         # children then share these objects copy-on-write: the GC never touches them again
         gc.collect()
         gc.freeze()
@@ -126,13 +143,23 @@ class SandboxServer:
             "cgroup_root": str(self.fork_limit.root) if self.fork_limit.root else None,
             "work_root": str(self.work_root),
             "subreaper": self.subreaper,
-            # PID 1 only inside a fresh PID namespace (see aster_nb.executors)
-            "isolation": "pid-namespace" if self.pid == 1 else "none",
+            "launcher": self.launcher,
+            "network": self.network,
+            "confinement": self.confinement.to_dict(),
+            "isolation": self._isolation(),
             "evaluator": str(self.evaluator_path),
             "evaluator_error": self._import_error,
             "preload": self._timings,
             "preload_errors": self._preload_errors,
         }
+
+    def _isolation(self) -> str:
+        """``full`` (bubblewrap and every per-evaluation step), ``partial`` or ``none``."""
+        if self.launcher == "bubblewrap" and self.confinement.complete:
+            return "full"
+        if self.launcher != "none" or self.confinement.pid_ns or self.confinement.seccomp:
+            return "partial"
+        return "none"
 
     # -- loop --------------------------------------------------------------------------
 
@@ -328,7 +355,7 @@ class SandboxServer:
             for stream in (sys.stderr, sys.__stdout__, sys.__stderr__):
                 if stream is not None:
                     stream.flush()
-            pid = os.fork()
+            pid = self._fork()
         except (OSError, ValueError):
             for fd in pipes:
                 os.close(fd)
@@ -340,6 +367,8 @@ class SandboxServer:
         if pid == 0:
             run_child(
                 evaluate,
+                code=code,
+                confinement=self.confinement,
                 server_pid=self.pid,
                 workdir=workdir,
                 cgroup=cgroup,
@@ -367,6 +396,22 @@ class SandboxServer:
             self._sel.register(fd, selectors.EVENT_READ, self._reader(job, fd, sink))
         self._jobs[rid] = job
         self._by_pid[pid] = job
+
+    def _fork(self) -> int:
+        """``fork()``; with PID namespaces on, the child is PID 1 of a new one (so killing
+        it kills everything it started, and it sees nothing else)."""
+        if not self.confinement.pid_ns:
+            return os.fork()
+        pidns_fd = confine.enter_pid_namespace()
+        pid = -1
+        try:
+            pid = os.fork()
+        finally:
+            if pid == 0:
+                os.close(pidns_fd)
+            else:
+                confine.leave_pid_namespace(pidns_fd)
+        return pid
 
     def _reader(self, job: Job, fd: int, sink: Callable[[bytes], None]) -> Callable[[], None]:
         def on_readable() -> None:
