@@ -7,58 +7,58 @@ server per evaluation (the baseline the fork server is measured against).
 
 What is contained, and how
 --------------------------
+The candidate is assumed hostile and root. Where the machine allows it
+(``stats["isolation"] == "full"``; checked at start, and :attr:`LocalExecutor.isolation_warning`
+says what is missing otherwise):
+
+* **bubblewrap around the server** (:mod:`aster_nb.sandbox.isolation`): the host's
+  filesystem read-only, private ``/tmp``, ``/dev`` and ``/proc``, no network (a task opts
+  in with ``network = true``), its own user, PID, IPC and UTS namespaces.
+* **each evaluation a stranger** (:mod:`aster_nb.sandbox.confine`): PID 1 of its own PID
+  namespace (``kill -9 -1`` reaches only its own processes; when it exits the kernel kills
+  everything it started, wherever that went), its own mount, IPC and user namespaces, a
+  fresh ``/tmp`` (its working directory, also ``HOME`` and ``TMPDIR``) and ``/dev/shm``
+  that nothing else sees and that vanish with it, a fresh ``/proc`` that shows only
+  itself, the cgroup hierarchy read-only; then no capabilities, locked securebits,
+  ``no_new_privs`` and a seccomp filter (:mod:`aster_nb.sandbox.seccomp`) that refuses
+  ``mount``, ``umount2``, ``unshare``, ``setns``, ``ptrace`` and the rest.
 * **Secrets in the environment**: the server gets an allowlisted environment (``PATH``,
   ``LANG``, ``LC_*``, ``TZ``, ``TMPDIR``, ``PYTHONHASHSEED``, ``OPENBLAS_CORETYPE``,
-  ``OPENBLAS_L2_SIZE``), minus anything that looks like a credential (``*KEY*``,
-  ``*TOKEN*``, ``*SECRET*``, ``*PASSWORD*``, ``ANTHROPIC_*``, ``AWS_*``, ...). BLAS/OpenMP
-  thread counts are pinned to 1. ``PYTHONPATH`` is set to this package's parent so the
-  server starts from any working directory.
-* **Runaway time**: the server SIGKILLs the evaluation's whole process group and cgroup at
-  ``limits.timeout`` (``timeout``); ``RLIMIT_CPU`` = ``limits.cpu`` (SIGXCPU, then SIGKILL
-  one second later) also gives ``timeout``, with "CPU limit" in the error.
-* **Memory**: ``RLIMIT_AS`` = ``limits.memory_mb`` (the whole address space, including what
-  the preloaded modules already map); a ``MemoryError`` gives ``memory``.
-* **Fork bombs and leftovers**: each evaluation runs in its own session and, as root or
-  wherever cgroups are writable, its own ``pids`` cgroup with ``pids.max =
-  limits.max_processes`` (counts threads too). When the evaluation ends, every process in
-  the cgroup is killed before the result is returned. The server is a child subreaper and
-  kills any orphan reparented to it, so ``setsid``/double-fork escapes die as well.
-  Without cgroups: ``RLIMIT_NPROC`` for non-root users; as root without cgroups there is no
-  process cap (``stats["fork_limit"] == "none"``), only the timeout, the process-group kill
-  and the orphan sweep.
-* **Disk and output**: ``RLIMIT_FSIZE`` = ``limits.max_file_mb`` per file; core dumps off;
-  the working directory is a fresh temp dir (also ``HOME`` and ``TMPDIR``), removed after
-  the evaluation. stdout/stderr are pipes the server drains continuously, keeping the first
-  ``limits.max_output_bytes`` of each, so printing gigabytes neither blocks nor fills a disk.
-* **Other processes and their secrets**: where ``unshare`` works (root, or user namespaces
-  allowed), the server starts in its own PID and mount namespace with a fresh ``/proc``
-  (``stats["isolation"] == "pid-namespace"``). A program then sees only the server and its
-  fellow evaluations, never the kernel or Jupyter processes whose ``/proc/<pid>/environ``
-  hold the API key; and when the server dies the kernel kills everything it started.
-* **Crashes**: a segfault or ``os._exit`` kills only the forked child; the result travels
-  on a private pipe, never on stdout. If the server itself dies, in-flight evaluations get
-  ``error`` ("sandbox server died: ...") and the next :meth:`LocalExecutor.submit` restarts it.
+  ``OPENBLAS_L2_SIZE``, and the names a task lists in ``env``), minus anything that looks
+  like a credential (:func:`aster_nb.errors.looks_like_credential`), scrubbed before
+  bubblewrap starts. BLAS/OpenMP thread counts are pinned to 1.
+* **Runaway time**: the server SIGKILLs the evaluation at ``limits.timeout`` (``timeout``);
+  ``RLIMIT_CPU`` = ``limits.cpu`` also gives ``timeout``, with "CPU limit" in the error.
+* **Memory**: ``RLIMIT_AS`` = ``limits.memory_mb``; a ``MemoryError`` gives ``memory``.
+* **Fork bombs**: a ``pids`` cgroup per evaluation with ``pids.max =
+  limits.max_processes`` (as root or wherever cgroups are writable; evaluations cannot
+  leave it, the hierarchy is read-only to them). Without cgroups, ``RLIMIT_NPROC`` for
+  non-root users.
+* **Disk and output**: ``RLIMIT_FSIZE`` = ``limits.max_file_mb`` per file, the private
+  ``/tmp`` capped at ``4 * max_file_mb`` (at least 64 MiB); stdout/stderr are drained
+  continuously and the first ``limits.max_output_bytes`` of each kept.
+* **Neighbours are not blamed**: if the server dies under an evaluation (killed, out of
+  memory), the evaluation runs again once on a fresh server; a second death gives
+  ``lost``, never cached, never the program's ``error``.
+
+Where a layer is missing (no bubblewrap: the PID namespace of ``unshare`` or nothing; no
+user namespaces), the run still goes on and the warning says so, once, at start.
 
 What is *not* contained
 -----------------------
-* The network is open, and the filesystem is whatever the user running the server may read
-  and write (as root: everything; a root program can also leave its cgroup, raise its
-  rlimits or kill the server). Run as an unprivileged user, in a container or VM, for real
-  isolation.
+* **Reading** the host's files: the filesystem is read-only, not hidden, so a program can
+  read what the user running it can (an API key kept in a file, the run's store). Keep
+  keys in the environment, not in files under the sandbox's view.
 * The program runs in the evaluator's process, so it can tamper with its own score (patch
   the evaluator, write a forged result). The sandbox protects the host, not the score.
-* Without a PID namespace (no ``unshare`` binary, or not permitted: ``stats["isolation"]
-  == "none"``) other processes of the same user are visible, and a program can read
-  ``/proc/<pid>/environ`` of the executor's own process, which may hold API keys.
+* With ``network = true`` the program reaches whatever this machine reaches.
 * ``memory_mb`` is per process: an evaluation with ``max_processes`` processes can map up
   to ``max_processes * memory_mb`` (a memory cgroup would cap the total; not used).
-* Total disk usage (only per-file size is capped), CPU shares, and kernel resources such as
-  sockets or inotify watches are not limited.
-* Without cgroups the orphan sweep cannot tell evaluations apart: a daemon orphaned while
-  another evaluation is still running is killed as soon as any evaluation ends.
+* CPU shares and kernel resources such as inotify watches are not limited; the kernel
+  itself is shared (a kernel exploit reachable through the allowed system calls escapes).
 * Modules the server preloads must not start threads (forking a threaded process is unsafe).
 * Results are cached per (code hash, limits), including ``timeout`` results, which can
-  depend on machine load. Server deaths and cancellations are not cached.
+  depend on machine load. Server deaths, ``lost`` and cancellations are not cached.
 """
 
 from __future__ import annotations

@@ -1,10 +1,13 @@
-"""Per-evaluation overhead of the sandbox: warm fork server vs a fresh interpreter.
+"""Per-evaluation overhead of the sandbox: warm fork server vs a fresh interpreter, and
+what each level of isolation costs.
 
 Prints JSON: latency (mean, p50, p95, in ms) of a trivial program, evaluated one after the
 other, through a warm :class:`~aster_nb.executors.LocalExecutor` with
-``preload=["numpy", "scipy"]`` and through :func:`~aster_nb.executors.evaluate_cold` (a new
-interpreter that imports numpy and scipy per evaluation); then throughput of both with
-concurrency = number of cores.
+``preload=["numpy", "scipy"]`` at each isolation level (``full``: bubblewrap plus
+per-evaluation namespaces, no capabilities and seccomp; ``pid-namespace``: the PID
+namespace of earlier versions; ``none``: a plain process) and through
+:func:`~aster_nb.executors.evaluate_cold` (a new interpreter that imports numpy and scipy
+per evaluation); then throughput of each with concurrency = number of cores.
 
     python benchmarks/sandbox_overhead.py [--warm 100] [--cold 20]
 """
@@ -105,21 +108,29 @@ async def bench(n_warm: int, n_cold: int, evaluator: Path) -> dict[str, Any]:
         "preload": list(PRELOAD),
         "python": sys.version.split()[0],
     }
-    t0 = time.perf_counter()
-    async with LocalExecutor(
-        evaluator=evaluator, limits=LIMITS, preload=PRELOAD, concurrency=cores
-    ) as ex:
-        out["warm_server_start_ms"] = round((time.perf_counter() - t0) * 1000, 1)
-        out["preload_import_s"] = ex.server_info["preload"]
-        out["fork_limit"] = ex.stats["fork_limit"]
-        await ex.submit(program(-1))  # first fork pays for page-table set-up; not counted
-        out["warm_sequential"] = await sequential(ex.submit, n_warm, 0)
-        out["warm_throughput"] = await throughput(ex.submit, n_warm, 10**6, cores)
+    levels: dict[str, bool | str] = {"full": True, "pid-namespace": "pid-namespace", "none": False}
+    out["warm"] = {}
+    for name, isolate in levels.items():
+        t0 = time.perf_counter()
+        async with LocalExecutor(
+            evaluator=evaluator, limits=LIMITS, preload=PRELOAD, concurrency=cores, isolate=isolate
+        ) as ex:
+            level: dict[str, Any] = {
+                "server_start_ms": round((time.perf_counter() - t0) * 1000, 1),
+                "isolation": ex.stats["isolation"],
+                "launcher": ex.stats["launcher"],
+                "fork_limit": ex.stats["fork_limit"],
+                "preload_import_s": ex.server_info["preload"],
+            }
+            await ex.submit(program(-1))  # first fork pays for page-table set-up; not counted
+            level["sequential"] = await sequential(ex.submit, n_warm, 0)
+            level["throughput"] = await throughput(ex.submit, n_warm, 10**6, cores)
+        out["warm"][name] = level
+    full, bare = out["warm"]["full"]["sequential"], out["warm"]["none"]["sequential"]
+    out["isolation_cost_mean_ms"] = round(full["mean_ms"] - bare["mean_ms"], 2)
     out["cold_sequential"] = await sequential(cold, n_cold, 2 * 10**6)
     out["cold_throughput"] = await throughput(cold, n_cold, 3 * 10**6, cores)
-    out["speedup_mean"] = round(
-        out["cold_sequential"]["mean_ms"] / out["warm_sequential"]["mean_ms"], 1
-    )
+    out["speedup_mean"] = round(out["cold_sequential"]["mean_ms"] / full["mean_ms"], 1)
     return out
 
 
