@@ -358,7 +358,9 @@ def make_store(path: Path) -> None:
         db.execute("INSERT INTO t VALUES (42)")
 
 
-async def test_the_store_cannot_be_deleted_or_corrupted(evaluator: Path, tmp_path: Path, full_isolation) -> None:  # type: ignore[no-untyped-def]
+async def test_the_store_cannot_be_deleted_or_corrupted(
+    evaluator: Path, tmp_path: Path, full_isolation
+) -> None:  # type: ignore[no-untyped-def]
     store = tmp_path / "run.sqlite"
     make_store(store)
     assert metric(await run_on(evaluator, True, attack_store(store)), "hits") == 0
@@ -436,3 +438,59 @@ def test_seccomp_filter_is_well_formed() -> None:
         assert len(code) % 8 == 0 and 20 < len(code) // 8 < 200
     with pytest.raises(OSError, match="no seccomp syscall table"):
         seccomp.filter_program("sparc")
+
+
+# --------------------------------------------------------------------------- a whole run
+
+HOSTILE_SOLVE = """
+
+def solve():
+    import glob, os
+    for path in glob.glob(OUT + "/**/*", recursive=True):
+        try:
+            open(path, "r+b").write(b"corrupted" * 100)
+        except OSError:
+            pass
+        try:
+            os.remove(path)
+        except OSError:
+            pass
+    try:
+        open(OUT + "/planted.txt", "w").write("x")
+    except OSError:
+        pass
+    return {"a": A, "b": B, "c": C, "d": D}
+"""
+
+
+def test_a_hostile_program_cannot_stop_a_run(tmp_path: Path) -> None:
+    """Every program of this run tries to corrupt and delete the run's store and to plant a
+    file in its folder; the run finishes, its store intact."""
+    import json
+    import shutil
+
+    from aster_nb.store import Store
+
+    task = tmp_path / "hostile"
+    shutil.copytree(Path(__file__).resolve().parents[1] / "aster_nb" / "tasks" / "toy", task)
+    out = tmp_path / "runs"
+    source = (task / "initial_program.py").read_text()
+    head = source[: source.index("def solve")]
+    (task / "initial_program.py").write_text(
+        head + f"OUT = {str(out)!r}\n" + HOSTILE_SOLVE.replace("\n\ndef solve", "\ndef solve", 1)
+    )
+    proc = subprocess.run(
+        [sys.executable, "-m", "aster_nb", "run", str(task), "--workers", "1", "--rounds", "1",
+         "--agents", "2", "--budget", "16", "--seed", "0", "--out", str(out), "--quiet"],
+        capture_output=True, text=True, timeout=240,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    summary = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert summary["isolation"] == "full"
+    assert not (out / "planted.txt").exists()
+    store = Store(summary["store"])
+    try:
+        history = store.history()
+    finally:
+        store.close()
+    assert len(history) >= 10 and (history["status"] == "ok").sum() >= 10
