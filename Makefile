@@ -5,7 +5,22 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint bench clean
+.PHONY: demo test lint bench clean sandbox-tools browser
+
+# Debian packages the sandbox (bubblewrap) and the browser tests (chromium) use; installed
+# when missing and apt-get can run (root), else a note: the sandbox then says what it lacks.
+APT_INSTALL = DEBIAN_FRONTEND=noninteractive apt-get install -y -qq
+define apt_need
+	@command -v $(1) >/dev/null || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null \
+		&& { $(APT_INSTALL) $(2) >/dev/null 2>&1 || { apt-get update -qq && $(APT_INSTALL) $(2); }; } \
+		|| echo "note: $(2) is not installed and cannot be installed here ($(3))"; }
+endef
+
+sandbox-tools:
+	$(call apt_need,bwrap,bubblewrap,the sandbox will be less isolated)
+
+browser:
+	$(call apt_need,chromium,chromium,browser and PNG export tests will fail)
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV) || python3 -m venv $(VENV)
@@ -14,10 +29,10 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[llm,notebook,ml,dev]'
 	touch $(STAMP)
 
-demo: $(STAMP)
+demo: $(STAMP) sandbox-tools
 	$(BIN)/python -m aster_nb run circle_packing --workers 3 --rounds 4 --budget 1600 --agents 8 --seed 0 --out runs/demo
 
-test: $(STAMP)
+test: $(STAMP) sandbox-tools browser
 	$(BIN)/python -m pytest -q
 
 lint: $(STAMP)
