@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 from . import linux, seccomp
@@ -155,18 +155,43 @@ def prepare() -> None:
 
 
 def probe(want: Confinement) -> Confinement:
-    """Which of ``want``'s steps this server can apply: a child tries them all, then tries
-    to unmount ``/proc``, and reports. Steps that failed are turned off, with the reason
-    in ``detail``."""
+    """The strongest part of ``want`` this server can apply: children try it, then try to
+    mount something (which must fail). Without the privilege for namespaces (an ordinary
+    user with no bubblewrap) the capability drop and the seccomp filter still hold; the
+    reason for each step given up is in ``detail``."""
+    fallbacks = [
+        want,
+        replace(want, user_ns=False),  # some kernels refuse nested user namespaces
+        replace(want, pid_ns=False, mount_ns=False, user_ns=False),
+    ]
+    notes: list[str] = []
+    for conf in dict.fromkeys(fallbacks):
+        if not (conf.pid_ns or conf.mount_ns or conf.user_ns or conf.caps or conf.seccomp):
+            continue
+        error = _try(conf)
+        if error is None:
+            return replace(conf, detail="; ".join(notes))
+        notes.append(f"{_describe(conf)} failed: {error}")
+    return Confinement(detail="; ".join(notes) or "nothing to apply")
+
+
+def _describe(conf: Confinement) -> str:
+    steps = [s for s in ("pid_ns", "mount_ns", "user_ns", "caps", "seccomp") if getattr(conf, s)]
+    return "+".join(steps)
+
+
+def _try(conf: Confinement) -> str | None:
+    """Apply ``conf`` in a throwaway child; None if it held, else what went wrong."""
     r, w = os.pipe()
     pid = -1
-    pidns_fd = enter_pid_namespace() if want.pid_ns else None
+    pidns_fd = None
     try:
+        pidns_fd = enter_pid_namespace() if conf.pid_ns else None
         pid = os.fork()
     except OSError as e:
         os.close(r)
         os.close(w)
-        return Confinement(detail=f"probe could not fork: {e}")
+        return str(e)
     finally:
         if pidns_fd is not None and pid != 0:
             leave_pid_namespace(pidns_fd)
@@ -174,32 +199,24 @@ def probe(want: Confinement) -> Confinement:
         if pidns_fd is not None:
             os.close(pidns_fd)
         os.close(r)
-        msg = b"ok"
+        msg = b""
         try:
-            apply(want, code=b"", tmp_mb=1)
-            try:
-                linux.mount(None, "/proc", None, 0)  # any mount call must now fail
-                msg = b"mount still allowed after confinement"
-            except OSError:
-                pass
+            apply(conf, code=b"", tmp_mb=1)
+            if conf.caps or conf.seccomp:
+                try:
+                    linux.mount(None, "/proc", None, 0)  # any mount call must now fail
+                    msg = b"mount still allowed after confinement"
+                except OSError:
+                    pass
         except BaseException as e:
-            msg = str(e).encode()[:500]
+            msg = str(e).encode()[:500] or repr(e).encode()[:500]
         os.write(w, msg)
         os._exit(0)
     os.close(w)
     with os.fdopen(r, "rb") as f:
         msg = f.read().decode("utf-8", "replace")
     os.waitpid(pid, 0)
-    if msg == "ok":
-        return want
-    if want.user_ns:  # some kernels refuse nested user namespaces; the rest still holds
-        fewer = Confinement(**{**want.to_dict(), "user_ns": False, "detail": ""})
-        got = probe(fewer)
-        detail = f"no user namespace per evaluation ({msg})"
-        return Confinement(
-            **{**got.to_dict(), "detail": "; ".join(filter(None, [detail, got.detail]))}
-        )
-    return Confinement(detail=f"per-evaluation confinement failed: {msg}")
+    return msg or None
 
 
 def enter_pid_namespace() -> int:

@@ -83,6 +83,14 @@ def set_dumpable(on: bool) -> None:
     check(libc().prctl(_PR_SET_DUMPABLE, ctypes.c_ulong(int(on)), 0, 0, 0), "dumpable")
 
 
+def _permitted_capabilities() -> int:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("CapPrm:"):
+                return int(line.split()[1], 16)
+    return -1
+
+
 @functools.cache
 def last_capability() -> int:
     """The highest capability number this kernel knows (read once, before any fork)."""
@@ -95,9 +103,13 @@ def drop_capabilities() -> None:
     locked securebits, an empty bounding set, no ambient, permitted, effective or
     inheritable capabilities."""
     lib, ulong = libc(), ctypes.c_ulong
-    check(lib.prctl(_PR_SET_SECUREBITS, ulong(_SECUREBITS_LOCKED), 0, 0, 0), "securebits")
-    for cap in range(last_capability() + 1):
-        check(lib.prctl(_PR_CAPBSET_DROP, ulong(cap), 0, 0, 0), f"drop capability {cap}")
+    if lib.prctl(_PR_SET_SECUREBITS, ulong(_SECUREBITS_LOCKED), 0, 0, 0) == 0:
+        for cap in range(last_capability() + 1):
+            check(lib.prctl(_PR_CAPBSET_DROP, ulong(cap), 0, 0, 0), f"drop capability {cap}")
+    elif _permitted_capabilities() != 0:
+        check(-1, "securebits")
+    # else: an ordinary user's process, with nothing to drop; no_new_privs (set with the
+    # seccomp filter) keeps setuid programs from granting any
     check(lib.prctl(_PR_CAP_AMBIENT, ulong(_PR_CAP_AMBIENT_CLEAR_ALL), 0, 0, 0), "ambient")
     header = (ctypes.c_uint32 * 2)(_CAPABILITY_VERSION_3, 0)
     data = (ctypes.c_uint32 * 6)()  # effective, permitted, inheritable; two 32-bit words
