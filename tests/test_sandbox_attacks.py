@@ -424,6 +424,7 @@ async def test_no_network_unless_the_task_asks(evaluator: Path, full_isolation) 
         assert metric(await run_on(evaluator, False, code), "connected") == 1
         async with LocalExecutor(evaluator=evaluator, limits=LIMITS, network=True) as ex:
             assert ex.stats["network"] is True
+            assert "network access" in (ex.isolation_warning or "")
             assert metric(await ex.submit(code), "connected") == 1
     finally:
         listener.close()

@@ -199,6 +199,8 @@ def warning_for(launcher: Launcher, confinement: dict[str, object] | None) -> st
     if steps:
         why = conf.get("detail") or "not supported here"
         missing.append(f"per-evaluation {', '.join(steps)} off ({why})")
+    if launcher.kind == "bubblewrap" and launcher.network:
+        missing.append("evaluations have network access (the task asked for it)")
     if not missing:
         return None
     return (
