@@ -125,8 +125,11 @@ class SandboxServer:
         self._timings["<evaluator>"] = round(time.perf_counter() - t0, 4)
         if self.confinement != confine.NONE:
             t0 = time.perf_counter()
-            confine.prepare()
-            self.confinement = confine.probe(self.confinement)
+            try:
+                confine.prepare()
+                self.confinement = confine.probe(self.confinement)
+            except OSError as e:  # not Linux, or no /proc: run, and say why unconfined
+                self.confinement = confine.Confinement(detail=f"not available here: {e}")
             self._timings["<confinement probe>"] = round(time.perf_counter() - t0, 4)
         # children then share these objects copy-on-write: the GC never touches them again
         gc.collect()
