@@ -1,7 +1,8 @@
 """A Messages-API server on 127.0.0.1 for tests: the real SDK talks to it over real HTTP.
 
 It speaks just enough HTTP/1.1 (keep-alive included, since the SDK's client reuses
-connections) to serve ``POST /v1/messages``. What it answers comes from a handler the test
+connections) to serve ``POST /v1/messages``, and ``GET /v1/models`` and ``GET
+/v1/models/{id}`` (a run's preflight asks the latter; never faulted). What it answers comes from a handler the test
 passes (``handler(request_json) -> reply``, sync or async); the server fills in what the
 handler leaves out (id, model, stop reason, usage) so replies are valid Messages JSON.
 Usage is plausible: ~4 characters a token, and a system block marked ``cache_control``
@@ -37,6 +38,7 @@ Handler = Callable[[dict[str, Any]], Reply | Awaitable[Reply]]
 REASONS = {
     200: "OK",
     400: "Bad Request",
+    401: "Unauthorized",
     404: "Not Found",
     429: "Too Many Requests",
     500: "Internal Server Error",
@@ -44,6 +46,7 @@ REASONS = {
 }
 ERRORS = {
     400: ("invalid_request_error", "messages: the request is invalid"),
+    401: ("authentication_error", "invalid x-api-key"),
     404: ("not_found_error", "not found"),
     429: ("rate_limit_error", "Number of requests has exceeded your rate limit"),
     500: ("api_error", "Internal server error"),
@@ -154,6 +157,8 @@ class MessagesServer:
         record: keep every :class:`Seen` request (off for benchmarks).
         host: the address to listen on.
         port: the port; 0 picks a free one.
+        keys: if given, the only API keys accepted (others get 401 on every path).
+        models: if given, the only model ids ``GET /v1/models/{id}`` knows (others: 404).
     """
 
     def __init__(
@@ -171,6 +176,8 @@ class MessagesServer:
         record: bool = True,
         host: str = "127.0.0.1",
         port: int = 0,
+        keys: Sequence[str] | None = None,
+        models: Sequence[str] | None = None,
     ) -> None:
         self.handler = handler
         self.latency = latency
@@ -185,6 +192,8 @@ class MessagesServer:
         self.record = record
         self.host = host
         self.port = port
+        self.keys = None if keys is None else frozenset(keys)
+        self.models = None if models is None else tuple(models)
         self.requests = 0
         self.statuses: Counter[int | str] = Counter()  # status code, or "drop"
         self.seen: list[Seen] = []
@@ -291,7 +300,12 @@ class MessagesServer:
         self.in_flight += 1
         self.max_in_flight = max(self.max_in_flight, self.in_flight)
         try:
-            if method != "POST" or target.split("?")[0] != "/v1/messages":
+            path = target.split("?")[0]
+            if self.keys is not None and seen.header("x-api-key") not in self.keys:
+                return await self._error(writer, seen, 401, n)
+            if method == "GET" and (path == "/v1/models" or path.startswith("/v1/models/")):
+                return await self._models(writer, seen, path, n)
+            if method != "POST" or path != "/v1/messages":
                 return await self._error(writer, seen, 404, n)
             try:
                 req = json.loads(body)
@@ -314,12 +328,41 @@ class MessagesServer:
         finally:
             self.in_flight -= 1
 
+    async def _models(self, writer: asyncio.StreamWriter, seen: Seen, path: str, n: int) -> bool:
+        def info(model: str) -> dict[str, Any]:
+            return {
+                "type": "model",
+                "id": model,
+                "display_name": model,
+                "created_at": "2025-01-01T00:00:00Z",
+            }
+
+        if path == "/v1/models":
+            ids = self.models if self.models is not None else ("claude-haiku-4-5",)
+            page = {
+                "data": [info(m) for m in ids],
+                "has_more": False,
+                "first_id": ids[0] if ids else None,
+                "last_id": ids[-1] if ids else None,
+            }
+            return await self._send(writer, seen, 200, json.dumps(page).encode(), n)
+        model = path.removeprefix("/v1/models/")
+        if self.models is not None and model not in self.models:
+            return await self._error(writer, seen, 404, n, message=f"model: {model}")
+        return await self._send(writer, seen, 200, json.dumps(info(model)).encode(), n)
+
     async def _error(
-        self, writer: asyncio.StreamWriter, seen: Seen, status: int, n: int, f: Fault | None = None
+        self,
+        writer: asyncio.StreamWriter,
+        seen: Seen,
+        status: int,
+        n: int,
+        f: Fault | None = None,
+        *,
+        message: str | None = None,
     ) -> bool:
-        kind, message = ERRORS[status]
-        if f is not None and f.message is not None:
-            message = f.message
+        kind, default = ERRORS[status]
+        message = message or (f.message if f is not None else None) or default
         extra = {}
         if f is not None and f.retry_after is not None:
             extra["retry-after"] = f"{f.retry_after:g}"
@@ -440,6 +483,9 @@ async def _main(argv: list[str]) -> None:
     ap.add_argument("--latency", type=float, default=0.0)
     ap.add_argument("--lifetime", type=float, default=600.0)
     ap.add_argument("--fault-rate", type=float, default=0.0)
+    ap.add_argument(
+        "--fault-kinds", default="429,529,500,drop", help="comma-separated kinds drawn by rate"
+    )
     ap.add_argument("--offline", action="store_true", help="answer with the offline model")
     a = ap.parse_args(argv)
     srv = MessagesServer(
@@ -447,6 +493,7 @@ async def _main(argv: list[str]) -> None:
         latency=a.latency,
         lifetime=a.lifetime,
         fault_rate=a.fault_rate,
+        fault_kinds=a.fault_kinds.split(","),
         record=False,
     )
     async with srv:

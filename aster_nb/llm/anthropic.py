@@ -26,6 +26,7 @@ from typing import Any
 import anthropic
 from anthropic.resources.messages import AsyncMessages
 
+from ..errors import UserInputError
 from .base import Request, Response, ToolCall, Usage
 from .pricing import Prices, cost, prices_for
 from .spend import BudgetExceeded, Reservation, Spend, Tags, input_token_bound
@@ -242,6 +243,44 @@ class AnthropicModel:
 
     async def __aexit__(self, *exc: object) -> None:
         await self.aclose()
+
+    async def preflight(self, *, timeout: float = 10.0) -> None:
+        """Check what would otherwise fail every call of a run, before the run starts.
+
+        A key must be set, and the API must answer one cheap request (``GET
+        /v1/models/{model}``: free, unmetered, no retries) within ``timeout`` seconds.
+        Any answer but an authentication error counts as reachable: a gateway may not
+        serve ``/v1/models`` (404), and a 429 or 5xx passes (calls retry those).
+
+        Raises:
+            UserInputError: no key; the API at the base URL did not answer; or it
+                refused the key. The message names what to set.
+        """
+        client = self._clients[0]
+        if not (client.api_key or client.auth_token):
+            raise UserInputError(
+                f"no API key for model {self.model!r}: set ANTHROPIC_API_KEY (or pass "
+                "api_key=), or use the offline model (--model offline), which needs none"
+            )
+        url = self._safe_base_url()
+        failure: _Failure | None = None
+        try:
+            await client.models.retrieve(self.model, timeout=timeout)
+        except anthropic.AnthropicError as e:
+            failure = self._failure(e)  # plain data: no SDK object leaves this block
+        if failure is None:
+            return
+        if failure.kind in ("timeout", "connection"):
+            raise UserInputError(
+                f"cannot reach the Anthropic API at {url} ({failure.message}): check "
+                "ANTHROPIC_BASE_URL and the network, or use the offline model (--model offline)"
+            )
+        if failure.kind in ("auth", "permission"):
+            raise UserInputError(
+                f"the Anthropic API at {url} refused the key for model {self.model!r} "
+                f"({failure.message}): check ANTHROPIC_API_KEY"
+            )
+        log.warning("preflight of %s at %s: %s (going ahead)", self.model, url, failure.message)
 
     # -- the protocol --------------------------------------------------------------------
 

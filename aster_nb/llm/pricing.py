@@ -8,9 +8,11 @@ differ, or for batch, regional or long-context rates, which this table does not 
 
 from __future__ import annotations
 
+import difflib
 import re
 from dataclasses import dataclass
 
+from ..errors import UserInputError
 from .base import Usage
 
 
@@ -71,8 +73,25 @@ _SUFFIX = re.compile(r"^(?:[-@]\d{8})?(?:-latest)?(?:-v\d+(?::\d+)?)?$")
 _BEDROCK = re.compile(r"^(?:[a-z]+\.)?anthropic\.")
 
 
-class UnknownModelError(LookupError):
-    """A model name with no entry in :data:`PRICES`."""
+class UnknownModelError(UserInputError, LookupError):
+    """A model name with no entry in :data:`PRICES` (a typo, most often: the message names
+    the closest known names)."""
+
+
+def close_models(name: str, known: list[str] | None = None, n: int = 3) -> list[str]:
+    """The known model names closest to ``name`` (say ``claude-sonnet-4-5`` for the typo
+    ``claude-sonet-4-5``), best first; empty when nothing is close."""
+    pool = sorted(PRICES) if known is None else known
+    return difflib.get_close_matches(name.strip().lower(), pool, n=n, cutoff=0.6)
+
+
+def did_you_mean(name: str, known: list[str] | None = None) -> str:
+    """``"did you mean 'a' or 'b'? "`` for a mistyped model name, or ``""``."""
+    close = close_models(name, known)
+    if not close:
+        return ""
+    others = f" (or {', '.join(repr(c) for c in close[1:])})" if close[1:] else ""
+    return f"did you mean {close[0]!r}{others}? "
 
 
 def prices_for(model: str) -> Prices:
@@ -89,8 +108,9 @@ def prices_for(model: str) -> Prices:
     best = max(matches, key=len, default=None)
     if best is None:
         raise UnknownModelError(
-            f"no list prices for model {model!r}; known: {', '.join(sorted(PRICES))}. "
-            "Pass prices=Prices(input=..., output=..., cache_write=..., cache_read=...) "
+            f"unknown model {model!r}: {did_you_mean(model)}known: {', '.join(sorted(PRICES))}, "
+            "or 'offline'. For a Claude model missing from this table, pass "
+            "prices=Prices(input=..., output=..., cache_write=..., cache_read=...) "
             "(USD per million tokens)"
         )
     return PRICES[best]
