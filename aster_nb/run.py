@@ -23,7 +23,7 @@ from .archive import Archive
 from .control import Control
 from .events import Event, EventBus, ProgramEvaluated, RoundFinished, RunStateChanged
 from .executors import LocalExecutor
-from .llm import Model, Spend, make_model
+from .llm import FailureWatch, Model, ModelsFailing, Spend, Watched, aclose, make_model, preflight
 from .program import Program, code_hash
 from .store import Store
 from .task import Task
@@ -58,6 +58,8 @@ class RunConfig:
         agent: ``edit`` (one reply with SEARCH/REPLACE blocks) or ``tools`` (a tool session).
         max_usd: the run's spending cap in dollars (no new model call starts past it).
         max_tokens: the run's cap in tokens.
+        max_model_failures: model calls failing in a row (any model of the run, any
+            purpose) that end the run ``failed``; ``None`` never ends it.
     """
 
     task: str
@@ -76,6 +78,7 @@ class RunConfig:
     agent: str = "edit"
     max_usd: float | None = None
     max_tokens: int | None = None
+    max_model_failures: int | None = 20
 
     def __post_init__(self) -> None:
         if self.agent not in ("edit", "tools"):
@@ -85,6 +88,10 @@ class RunConfig:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.evaluations is None and self.seconds is None:
             raise ValueError("a round needs evaluations and/or seconds per worker; got neither")
+        if self.max_model_failures is not None and self.max_model_failures < 1:
+            raise ValueError(
+                f"max_model_failures must be >= 1 or None, got {self.max_model_failures}"
+            )
 
     @property
     def budget(self) -> Budget:
@@ -105,6 +112,7 @@ class RunStatus:
         reason: why it stopped by itself (a spending cap), when it did.
         usd: dollars spent on model calls in this session.
         tokens: tokens spent on model calls in this session.
+        model_failures: model calls that failed in this session (every purpose).
     """
 
     state: str
@@ -116,6 +124,50 @@ class RunStatus:
     reason: str = ""
     usd: float = 0.0
     tokens: int = 0
+    model_failures: int = 0
+
+
+@dataclass(slots=True)
+class _Models:
+    """A run's models, every call reported to one failure watch and one spending ledger."""
+
+    agents: Model
+    planners: Model
+    spend: Spend
+    watch: FailureWatch
+
+    @classmethod
+    async def ready(cls, cfg: RunConfig, undo: contextlib.AsyncExitStack) -> _Models:
+        """Make the models of ``cfg`` and check them (key, address) before a run starts.
+
+        Raises:
+            UserInputError: an unknown model name, a missing key, an unreachable API.
+        """
+        spend = Spend(max_usd=cfg.max_usd, max_tokens=cfg.max_tokens)
+        watch = FailureWatch(limit=cfg.max_model_failures)
+        agents: Model = Watched(
+            make_model(cfg.model, seed=cfg.seed, latency=cfg.latency, spend=spend), watch
+        )
+        undo.push_async_callback(aclose, agents)
+        planners = agents
+        if cfg.planner_model:
+            planners = Watched(make_model(cfg.planner_model, seed=cfg.seed, spend=spend), watch)
+            undo.push_async_callback(aclose, planners)
+        await preflight(agents)
+        if planners is not agents:
+            await preflight(planners)
+        return cls(agents, planners, spend, watch)
+
+    async def aclose(self) -> None:
+        await aclose(self.agents)
+        if self.planners is not self.agents:
+            await aclose(self.planners)
+
+
+def _remove_store(path: Path) -> None:
+    """Delete a store file made by a create that failed (with SQLite's side files)."""
+    for f in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
+        f.unlink(missing_ok=True)
 
 
 def build(
@@ -189,6 +241,8 @@ class Run:
         self.planner, self.bus, self.control = planner, bus, control
         self._state = "idle"
         self.spend: Spend | None = None  # the ledger every model of the run reports to
+        self.watch = FailureWatch(limit=None)  # model failures in a row (set by _assemble)
+        self._models: _Models | None = None
         self.error: BaseException | None = None
         self._runner: asyncio.Task[None] | None = None
         self._evaluations = store.count()
@@ -223,12 +277,21 @@ class Run:
             raise FileExistsError(
                 f"{path} exists: open it with Run.open({str(path)!r}) to continue it"
             )
-        store = Store(path)
-        store.set_meta("run", asdict(cfg))
-        run = await cls._assemble(cfg, t, store)
-        run.planner.best = Program(code=t.initial_code)
-        if t.surface_areas:
-            run.planner.assign_goals()  # else the planner's model proposes goals in round 0
+        # Whatever fails below undoes what was started before it (models, store file,
+        # sandbox server): a failed create leaves no process and no file behind.
+        async with contextlib.AsyncExitStack() as undo:
+            # The models first: a typo'd name, a missing key or an unreachable API is
+            # reported before a store or a sandbox server exists.
+            models = await _Models.ready(cfg, undo)
+            store = Store(path)
+            undo.callback(_remove_store, path)  # after the close below (last in, first out)
+            undo.callback(store.close)
+            store.set_meta("run", asdict(cfg))
+            run = await cls._assemble(cfg, t, store, models, undo)
+            run.planner.best = Program(code=t.initial_code)
+            if t.surface_areas:
+                run.planner.assign_goals()  # else the planner's model proposes goals in round 0
+            undo.pop_all()
         return run
 
     @classmethod
@@ -244,21 +307,45 @@ class Run:
             raise ValueError(
                 f"{path} is not a run store (no 'run' configuration in its meta table)"
             )
-        if concurrency is not None:
-            raw["concurrency"] = concurrency
-        cfg = RunConfig(**raw)
-        run = await cls._assemble(cfg, Task.load(cfg.task), store)
-        run._restore()
+        async with contextlib.AsyncExitStack() as undo:
+            undo.callback(store.close)
+            if concurrency is not None:
+                raw["concurrency"] = concurrency
+            cfg = RunConfig(**raw)
+            task = Task.load(cfg.task)
+            models = await _Models.ready(cfg, undo)
+            run = await cls._assemble(cfg, task, store, models, undo)
+            run._restore()
+            undo.pop_all()
         return run
 
     @classmethod
-    async def _assemble(cls, cfg: RunConfig, task: Task, store: Store) -> Run:
+    async def _assemble(
+        cls,
+        cfg: RunConfig,
+        task: Task,
+        store: Store,
+        models: _Models,
+        undo: contextlib.AsyncExitStack,
+    ) -> Run:
         executor = LocalExecutor.from_task(task, concurrency=cfg.concurrency)
+        undo.push_async_callback(executor.close)
         await executor.start()
         bus, control = EventBus(), Control()
-        spend = Spend(max_usd=cfg.max_usd, max_tokens=cfg.max_tokens)
+        # Too many failed model calls in a row: start no new attempt (the round ends and
+        # the run fails, see _round). No stop reason: that is for stops that last (a
+        # spending cap), and the next step or start tries the model again.
+        models.watch.on_trip = lambda _reason: control.stop()
         planner = build(
-            cfg, task=task, executor=executor, store=store, bus=bus, control=control, spend=spend
+            cfg,
+            task=task,
+            executor=executor,
+            store=store,
+            bus=bus,
+            control=control,
+            model=models.agents,
+            planner_model=models.planners,
+            spend=models.spend,
         )
         run = cls(
             cfg=cfg,
@@ -269,7 +356,7 @@ class Run:
             bus=bus,
             control=control,
         )
-        run.spend = spend
+        run.spend, run.watch, run._models = models.spend, models.watch, models
         return run
 
     def _restore(self) -> None:
@@ -342,6 +429,9 @@ class Run:
         t0 = time.monotonic()
         try:
             result = await self.planner.round(self.cfg.budget)
+            if self.watch.tripped:
+                # The round ended early and what it did is stored; the run failed all the same.
+                raise ModelsFailing(self.watch.reason)
         except BaseException as e:
             self._fail(e)
             raise
@@ -394,8 +484,12 @@ class Run:
         """Stop, then release the sandbox server and the store."""
         if self._runner is not None and not self._runner.done():
             await self.stop()
-        await self.executor.close()
-        self.store.close()
+        try:
+            await self.executor.close()
+            if self._models is not None:
+                await self._models.aclose()
+        finally:
+            self.store.close()
 
     async def __aenter__(self) -> Run:
         return self
@@ -420,6 +514,7 @@ class Run:
             reason=self.control.reason,
             usd=self.spend.usd if self.spend is not None else 0.0,
             tokens=self.spend.tokens if self.spend is not None else 0,
+            model_failures=self.watch.failures,
         )
 
     @property
@@ -453,6 +548,10 @@ class Run:
             self.best_round = e.round
 
     def _reset_control(self) -> None:
+        if self.watch.tripped:
+            # Asking for another round after the model failures ended one tries again: the
+            # cause (a network, a gateway, a key) may have been fixed meanwhile.
+            self.watch.reset()
         if self.control.stopping and not self.control.reason:  # a spending cap stays reached
             self.control.stopping = False
             self.control.resume()

@@ -21,7 +21,7 @@ import hashlib
 import time
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Protocol
 
 import numpy as np
@@ -34,6 +34,7 @@ from ..events import AttemptFailed, BestImproved, EventBus, HandoffReceived, Pro
 from ..features import describe
 from ..llm.base import Model, Request, Response, user
 from ..llm.spend import BudgetExceeded
+from ..llm.watch import Watched
 from ..program import EvalResult, Program
 from ..store import AttemptRecord, Store
 from ..task import Task, TaskError
@@ -216,11 +217,22 @@ class Worker:
         self._system = system_prompt(task)
         self._salt = int.from_bytes(hashlib.sha256(name.encode()).digest()[:4], "little")
         self.attempts_total = 0  # attempt numbers continue across runs
+        # Per round: evaluations already made and the best of them, by a session killed in
+        # that round (see restore); that round, resumed, spends only the rest of its budget.
+        self._carried: dict[int, tuple[int, Program | None]] = {}
 
     # -- public --------------------------------------------------------------------------
 
     async def run(self, goal: str, base: Program, budget: Budget, *, round: int = 0) -> Handoff:
-        """Search from ``base`` toward ``goal`` until ``budget`` is spent."""
+        """Search from ``base`` toward ``goal`` until ``budget`` is spent.
+
+        A round that a killed session began (see :meth:`restore`) goes on where it
+        stopped: the evaluations it stored count against ``budget``, and its best program
+        can be this round's best.
+        """
+        carried, carried_best = self._carried.pop(round, (0, None))
+        if carried and budget.evaluations is not None:
+            budget = replace(budget, evaluations=max(0, budget.evaluations - carried))
         base = await self._ensure_evaluated(base, round)
         focus = focus_from_goal(goal, self.task.area_names)
         first = self.attempts_total
@@ -233,6 +245,7 @@ class Worker:
         )
         state = _RunState(goal, focus, base, budget, round, seq, deadline, max_attempts, first, log)
         state.best_score = best_before.score if best_before is not None else None
+        state.best = carried_best
         try:
             async with asyncio.TaskGroup() as tg:
                 for slot in range(self.agents):
@@ -260,6 +273,11 @@ class Worker:
         # the archive log has the exact order of adds (and bases made by others); stores
         # written before it existed fall back to the worker's own programs in storage order
         replay = [self.store.get(i) for i in logged] if logged else mine
+        for p in mine:
+            n, best = self._carried.get(p.round, (0, None))
+            if p.ok and (best is None or p.score > best.score):
+                best = p
+            self._carried[p.round] = (n + 1, best)
         for p in replay:
             if p is not None and p.ok:
                 if p.features is None:
@@ -457,6 +475,10 @@ class Worker:
             _check_markers(parent.code, code)
         except TimeoutError:
             out.outcome, out.reason = "model_error", f"no reply within {self.model_timeout:g} s"
+            if isinstance(self.model, Watched):
+                # The timeout cancelled the call inside the wrapper, which counts no
+                # cancellation as a failure: this one is, so it is counted here.
+                self.model.watch.failed(out.reason)
             return out
         except BudgetExceeded as e:
             # The run's spending cap: nothing was spent on this call; start no more.
