@@ -110,6 +110,12 @@ def _parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParse
     run.add_argument("--max-usd", type=float, default=None, help="spending cap in dollars")
     run.add_argument("--max-tokens", type=int, default=None, help="spending cap in tokens")
     run.add_argument(
+        "--max-model-failures",
+        type=int,
+        default=20,
+        help="model calls failing in a row that end the run failed, exit code 1 (default 20)",
+    )
+    run.add_argument(
         "--latency", type=float, default=0.0, help="offline model's simulated latency, s"
     )
     run.add_argument(
@@ -173,6 +179,7 @@ def _command(args: argparse.Namespace) -> int:
         ("latency", args.latency, args.latency >= 0, ">= 0"),
         ("max-usd", args.max_usd, args.max_usd is None or args.max_usd > 0, "> 0"),
         ("max-tokens", args.max_tokens, args.max_tokens is None or args.max_tokens > 0, "> 0"),
+        ("max-model-failures", args.max_model_failures, args.max_model_failures >= 1, ">= 1"),
         ("seed", args.seed, args.seed >= 0, ">= 0"),  # numpy seeds are non-negative
     )
     shares = args.rounds * args.planners * args.workers
@@ -234,9 +241,13 @@ def _say(kind: str, text: str) -> None:
 
 
 def _finish(work: Coroutine[Any, Any, dict[str, Any]]) -> int:
-    """Run ``work`` and print its summary line; input errors (2) are raised to :func:`main`."""
+    """Run ``work`` and print its summary line. Exit code 1 when the run ended failed (say,
+    its model calls kept failing); input errors (2) are raised to :func:`main`."""
     summary = asyncio.run(work)
     print(json.dumps(summary), flush=True)
+    if summary["error"]:
+        _say("error", f"the run failed: {summary['error']}")
+        return 1
     return 0
 
 
@@ -262,6 +273,7 @@ async def _run(task: Task, args: argparse.Namespace) -> dict[str, Any]:
         planner_model=args.planner_model,
         max_usd=args.max_usd,
         max_tokens=args.max_tokens,
+        max_model_failures=args.max_model_failures,
         evaluations=per_worker,
         seconds=args.seconds,
         concurrency=args.concurrency,
@@ -321,6 +333,8 @@ def _sandbox(run: Any) -> dict[str, Any]:
 
 
 async def _drive(run: Any, rounds: int, *, quiet: bool) -> dict[str, Any]:
+    from .llm import ModelsFailing
+
     # results in attempt order unless the run was started with --unordered (kept on resume)
     ordered = bool(run.store.meta("ordered", True))
     for worker in run.workers.values():
@@ -333,7 +347,10 @@ async def _drive(run: Any, rounds: int, *, quiet: bool) -> dict[str, Any]:
     t0 = time.monotonic()
     try:
         for _ in range(rounds):
-            result = await run.step()
+            try:
+                result = await run.step()
+            except ModelsFailing:
+                break  # the run failed: the summary says why, the exit code is 1
             progress.round_line(result)
             if run.control.stopping:  # a spending cap was reached: the run ends cleanly
                 progress.note(f"stopped: {run.status.reason}")
@@ -370,6 +387,8 @@ def _summary(run: Any, seconds: float) -> dict[str, Any]:
         "usd": round(run.status.usd, 6),
         "tokens": run.status.tokens,
         "stopped": run.status.reason or None,
+        "model_failures": run.status.model_failures,
+        "error": run.status.error,
     }
 
 
