@@ -429,6 +429,7 @@ class Run:
         t0 = time.monotonic()
         try:
             result = await self.planner.round(self.cfg.budget)
+            self.rounds_done = self.planner.round_no
             if self.watch.tripped:
                 # The round ended early and what it did is stored; the run failed all the same.
                 raise ModelsFailing(self.watch.reason)
