@@ -301,7 +301,7 @@ class MessagesServer:
         self.max_in_flight = max(self.max_in_flight, self.in_flight)
         try:
             path = target.split("?")[0]
-            if self.keys is not None and seen.header("x-api-key") not in self.keys:
+            if self.keys is not None and _key(seen) not in self.keys:
                 return await self._error(writer, seen, 401, n)
             if method == "GET" and (path == "/v1/models" or path.startswith("/v1/models/")):
                 return await self._models(writer, seen, path, n)
@@ -450,6 +450,12 @@ class MessagesServer:
             "usage": usage,
             **{k: v for k, v in reply.items() if k not in ("content", "stop_reason")},
         }
+
+
+def _key(seen: Seen) -> str | None:
+    """The API key a request carries (SDK versions send ``x-api-key`` or a bearer token)."""
+    bearer = seen.header("authorization") or ""
+    return seen.header("x-api-key") or (bearer[7:] if bearer.startswith("Bearer ") else None)
 
 
 def _text_of(content: Any) -> str:

@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from aster_nb.agents import Budget, Worker
+from aster_nb.errors import UserInputError
 from aster_nb.executors import LocalExecutor
 from aster_nb.llm import Request, Usage, user
 from aster_nb.llm.anthropic import AnthropicModel, ModelCallError
@@ -292,6 +293,35 @@ async def test_key_from_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     assert any(KEY in v for _, v in srv.seen[0].headers)
 
 
+async def test_preflight(monkeypatch: pytest.MonkeyPatch) -> None:
+    """One free request checks the key and the address before a run; what the user must fix
+    is a UserInputError naming it, with no SDK object (or key) attached."""
+    for name in ("ANTHROPIC_API_KEY", "ANTHROPIC_AUTH_TOKEN"):
+        monkeypatch.delenv(name, raising=False)
+    async with MessagesServer(keys=[KEY], models=["claude-haiku-4-5"]) as srv:
+        async with make(srv) as m:
+            await m.preflight()
+        assert [(s.method, s.path) for s in srv.seen] == [("GET", "/v1/models/claude-haiku-4-5")]
+        # A gateway without /v1/models (404) or a busy API (429, 5xx) is reachable.
+        async with make(srv, model="claude-sonnet-4-5") as m:
+            await m.preflight()
+        async with make(srv, api_key="sk-ant-wrong-key") as m:
+            with pytest.raises(UserInputError, match=r"refused the key .*ANTHROPIC_API_KEY") as e:
+                await m.preflight()
+        assert e.value.__cause__ is None and e.value.__context__ is None
+        async with make(srv, api_key=None) as m:
+            n = srv.requests
+            with pytest.raises(UserInputError, match=r"no API key .*set ANTHROPIC_API_KEY"):
+                await m.preflight()
+            assert srv.requests == n, "nothing is sent without a key"
+    port = srv.port  # closed now
+    async with AnthropicModel(
+        model="claude-haiku-4-5", api_key=KEY, base_url=f"http://127.0.0.1:{port}"
+    ) as m:
+        with pytest.raises(UserInputError, match=f"cannot reach .* at http://127.0.0.1:{port}"):
+            await m.preflight(timeout=2.0)
+
+
 @pytest.mark.parametrize("limit", [5, 60])  # 60: spread over 3 SDK clients
 async def test_concurrency_limit_is_respected(limit: int) -> None:
     async with MessagesServer(latency=0.1) as srv, make(srv, max_concurrency=limit) as m:
@@ -319,6 +349,8 @@ def test_pricing() -> None:
     assert prices_for("claude-opus-4-1-20250805").output == 75.0
     with pytest.raises(UnknownModelError, match=r"known: .*claude-haiku-4-5"):
         prices_for("claude-opus-4-99")
+    with pytest.raises(UserInputError, match=r"unknown model 'claude-sonet-4-5': did you mean "):
+        prices_for("claude-sonet-4-5")  # a UserInputError: the command line says it in a line
     with pytest.raises(UnknownModelError):
         AnthropicModel(model="my-custom-model", api_key=KEY)
     AnthropicModel(model="my-custom-model", api_key=KEY, prices=p)  # own prices: fine
