@@ -9,7 +9,7 @@ never at import.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -39,13 +39,22 @@ class SyncRun:
 
     @classmethod
     def create(cls, task: Any, **kw: Any) -> SyncRun:
-        loop = _running_loop() or asyncio.new_event_loop()
-        return cls(_call(loop, Run.create(task, **kw)), loop)
+        return cls._make(lambda: Run.create(task, **kw))
 
     @classmethod
     def open(cls, path: str | Path, **kw: Any) -> SyncRun:
-        loop = _running_loop() or asyncio.new_event_loop()
-        return cls(_call(loop, Run.open(path, **kw)), loop)
+        return cls._make(lambda: Run.open(path, **kw))
+
+    @classmethod
+    def _make(cls, make: Callable[[], Coroutine[Any, Any, Run]]) -> SyncRun:
+        running = _running_loop()
+        loop = running or asyncio.new_event_loop()
+        try:
+            return cls(_call(loop, make()), loop)
+        except BaseException:
+            if running is None:
+                loop.close()  # the failed run released everything it started on it
+            raise
 
     def step(self) -> RoundResult:
         return _call(self._loop, self.run.step())

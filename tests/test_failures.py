@@ -195,6 +195,15 @@ async def test_failed_create_starts_nothing(
     assert _children() == before and not list(tmp_path.iterdir())
 
 
+def test_blocking_create_fails_the_same_way(tmp_path: Path) -> None:
+    from aster_nb.sync import SyncRun
+
+    before = _children()
+    with pytest.raises(UserInputError, match="did you mean 'offline'"):
+        SyncRun.create("toy", path=tmp_path / "r.sqlite", model="ofline")
+    assert _children() == before and not list(tmp_path.iterdir())
+
+
 async def test_create_interrupted_after_the_sandbox_started_cleans_up(tmp_path: Path) -> None:
     """A create cancelled once its sandbox server is running (Ctrl-C in a notebook cell)
     stops that server and removes the store it made."""
