@@ -485,12 +485,11 @@ class Run:
         """Stop, then release the sandbox server and the store."""
         if self._runner is not None and not self._runner.done():
             await self.stop()
-        try:
-            await self.executor.close()
+        async with contextlib.AsyncExitStack() as stack:  # each is released if another fails
+            stack.callback(self.store.close)
             if self._models is not None:
-                await self._models.aclose()
-        finally:
-            self.store.close()
+                stack.push_async_callback(self._models.aclose)
+            await self.executor.close()
 
     async def __aenter__(self) -> Run:
         return self
