@@ -35,7 +35,7 @@ from ..features import describe
 from ..llm.base import Model, Request, Response, user
 from ..llm.spend import BudgetExceeded
 from ..llm.watch import Watched
-from ..program import EvalResult, Program
+from ..program import EvalResult, Program, Status
 from ..store import AttemptRecord, Store
 from ..task import Task, TaskError
 from .handoff import Handoff, parse_sections
@@ -528,7 +528,9 @@ class Worker:
             out.outcome = "duplicate"
         improved = False
         if child is not None and out.outcome != "duplicate":
-            self.known.add(child.id)
+            if child.status is not Status.LOST:
+                # a lost evaluation says nothing about the program: it may be tried again
+                self.known.add(child.id)
             st.seq.evaluations += 1
             if child.ok:
                 improved = self._archive(len(child.features or ())).add(child)
@@ -654,7 +656,7 @@ class Worker:
             "attempts": len(log),
             "evaluations": st.seq.evaluations,
             "ok": counts["ok"],
-            "failed": sum(counts[k] for k in ("error", "timeout", "memory", "invalid")),
+            "failed": sum(counts[k] for k in ("error", "timeout", "memory", "invalid", "lost")),
             "edit_failed": counts["edit_failed"],
             "model_errors": counts["model_error"],
             "duplicates": counts["duplicate"],
