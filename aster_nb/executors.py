@@ -251,7 +251,9 @@ class LocalExecutor:
         self.limits = limits
         self.preload = tuple(preload)
         if isolate not in (None, True, False, "pid-namespace"):
-            raise TypeError(f"isolate must be None, True, False or 'pid-namespace', got {isolate!r}")
+            raise TypeError(
+                f"isolate must be None, True, False or 'pid-namespace', got {isolate!r}"
+            )
         if not isinstance(network, bool):
             raise TypeError(f"network must be True or False, got {network!r}")
         _check_passthrough(env)
