@@ -268,13 +268,16 @@ def run():
     for root in ('/sys/fs/cgroup/pids', '/sys/fs/cgroup/unified', '/sys/fs/cgroup'):
         if os.path.exists(root + '/cgroup.procs'):
             break
+    ready_r, ready_w = os.pipe()
     if os.fork() == 0:
         os.setsid()
         try:  # leave the evaluation's cgroup for the root one
             open(root + '/cgroup.procs', 'w').write('0')
         except OSError:
             pass
+        os.write(ready_w, b'x')
         os.execv('/bin/sh', ['/bin/sh', '-c', 'sleep 60; : MARKER'])
+    os.read(ready_r, 1)  # out of the process group before the evaluation ends
     return {'score': 0.0}
 """
 

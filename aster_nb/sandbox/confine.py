@@ -87,6 +87,9 @@ def apply(conf: Confinement, *, code: bytes, tmp_mb: int) -> Path | None:
         linux.unshare(linux.CLONE_NEWNS | linux.CLONE_NEWIPC)
         # nothing mounted here may propagate back to the server's view
         linux.mount(None, "/", None, linux.MS_REC | linux.MS_PRIVATE)
+        # what the server reads from under /tmp (a checkout or a task folder there) is
+        # bound again on top of the fresh /tmp, read-only
+        kept = [(path, os.open(path, os.O_PATH | os.O_CLOEXEC)) for path in _tmp_mounts()]
         for point in (_TMP, "/dev/shm"):  # nothing written survives to the next evaluation
             if point == _TMP or os.path.isdir(point):
                 linux.mount(
@@ -96,6 +99,15 @@ def apply(conf: Confinement, *, code: bytes, tmp_mb: int) -> Path | None:
                     linux.MS_NOSUID | linux.MS_NODEV,
                     f"size={tmp_mb}m,mode=1777",
                 )
+        for path, fd in kept:
+            if os.path.isdir(f"/proc/self/fd/{fd}"):
+                os.makedirs(path, exist_ok=True)
+            else:
+                os.makedirs(os.path.dirname(path), exist_ok=True)
+                open(path, "ab").close()
+            linux.mount(f"/proc/self/fd/{fd}", path, None, linux.MS_BIND | linux.MS_REC)
+            linux.remount_readonly(path)
+            os.close(fd)
         if conf.pid_ns:
             linux.mount("proc", "/proc", "proc", linux.MS_NOSUID | linux.MS_NODEV | linux.MS_NOEXEC)
             for path in _PROC_READONLY:
@@ -126,6 +138,27 @@ def _filter() -> bytes:
 
 
 _CGROUP_MOUNTS: list[str] | None = None
+_TMP_MOUNTS: list[str] | None = None
+#: the server's cgroup lock directory: bound under /tmp for the server, never for evaluations
+_LOCK_DIR = "/tmp/aster_nb-cgroups"
+
+
+def _mount_table() -> list[list[str]]:
+    with open("/proc/self/mounts") as f:
+        return [line.split() for line in f]
+
+
+def _tmp_mounts() -> list[str]:
+    """Mounts below /tmp, outermost first (read once, before the first fork)."""
+    global _TMP_MOUNTS
+    if _TMP_MOUNTS is None:
+        points = sorted({r[1] for r in _mount_table() if len(r) >= 2})
+        _TMP_MOUNTS = [
+            p
+            for p in points
+            if p.startswith(_TMP + "/") and not (p + "/").startswith(_LOCK_DIR + "/")
+        ]
+    return _TMP_MOUNTS
 
 
 def _cgroup_mounts() -> list[str]:
@@ -133,8 +166,7 @@ def _cgroup_mounts() -> list[str]:
     (read once, before the first fork: a child's mount table starts as a copy)."""
     global _CGROUP_MOUNTS
     if _CGROUP_MOUNTS is None:
-        with open("/proc/self/mounts") as f:
-            rows = [line.split() for line in f]
+        rows = _mount_table()
         _CGROUP_MOUNTS = [
             r[1]
             for r in rows
@@ -151,6 +183,7 @@ def prepare() -> None:
     count), so each child does not."""
     _filter()
     _cgroup_mounts()
+    _tmp_mounts()
     linux.last_capability()
 
 
