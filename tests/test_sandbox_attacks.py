@@ -25,19 +25,10 @@ from aster_nb.program import EvalResult, Status
 from aster_nb.sandbox import seccomp
 from aster_nb.task import Limits
 
+from .test_sandbox import EVALUATOR  # runs the program and reports what its run() returns
+
 LIMITS = Limits(timeout=5.0, memory_mb=1024, max_processes=32)
 CANARY = f"sk-ant-canary-{uuid.uuid4().hex}"
-
-# runs the program and reports what its run() returns
-EVALUATOR = """
-import importlib.util
-
-def evaluate(program_path):
-    spec = importlib.util.spec_from_file_location("candidate", program_path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.run()
-"""
 
 PRELUDE = """
 import ctypes, os
