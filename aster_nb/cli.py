@@ -7,8 +7,10 @@ a flag, a store file, a model name or key. Such an error is one line on stderr,
 shows the traceback instead. A mistyped flag prints the subcommand's usage and the error.
 
 Before a run spends anything, the sandbox must have imported the evaluator and the initial
-program must evaluate without crashing (see :func:`aster_nb.task.check_start`); an initial
-program the evaluator calls *invalid* is accepted, with a warning, for the agents to repair.
+program must evaluate without crashing (``Run.create`` checks it, see
+:func:`aster_nb.task.check_start`); an initial program the evaluator calls *invalid* is
+accepted, with a warning, for the agents to repair. ``Run.open`` checks a store file
+read-only before resuming it (:func:`aster_nb.store.check_run_store`).
 """
 
 from __future__ import annotations
@@ -26,8 +28,7 @@ from typing import Any
 
 from .errors import UserInputError
 from .program import Status
-from .store import check_run_store
-from .task import Task, TaskError, builtin_tasks, check_evaluator, check_start
+from .task import Task, builtin_tasks
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -151,13 +152,7 @@ def _command(args: argparse.Namespace) -> int:
                 ">= 1",
             ),
         )
-        cfg = check_run_store(args.store)  # read-only: a file that is no run stays as it was
-        _check_settings(args.store, cfg)
-        try:
-            Task.load(cfg["task"])
-        except TaskError as e:
-            raise TaskError(f"{args.store}: cannot load the run's task: {e}") from e
-        return _finish(_resume(args))
+        return _finish(_resume(args))  # Run.open checks the store file before writing to it
     _check_flags(
         ("budget", args.budget, args.budget is None or args.budget >= 1, ">= 1"),
         ("agents", args.agents, args.agents >= 1, ">= 1"),
@@ -195,20 +190,6 @@ def _command(args: argparse.Namespace) -> int:
     task = Task.load(args.task)
     _out_folder(args.out)
     return _finish(_run(task, args))
-
-
-def _check_settings(store: Path, cfg: dict[str, Any]) -> None:
-    """A store written by another aster_nb version may hold settings this one lacks."""
-    from dataclasses import fields
-
-    from .run import RunConfig
-
-    unknown = sorted(set(cfg) - {f.name for f in fields(RunConfig)})
-    if unknown:
-        raise UserInputError(
-            f"{store} was written by another aster_nb version: unknown run settings "
-            f"{unknown}; expected a run made by this version"
-        )
 
 
 def _check_flags(*checks: tuple[str, Any, bool, str]) -> None:
@@ -259,6 +240,8 @@ async def _run(task: Task, args: argparse.Namespace) -> dict[str, Any]:
     stamp = time.strftime("%Y%m%d-%H%M%S")
     # The pid keeps two runs started in the same second out of each other's file.
     path = args.out / f"{task.name}-{args.archive}-s{args.seed}-{stamp}-{os.getpid()}.sqlite"
+    # Run.create evaluates the initial program first: one that crashes is a TaskError, and
+    # nothing (no store file, no sandbox) is left behind.
     run = await Run.create(
         task,
         path=path,
@@ -278,14 +261,8 @@ async def _run(task: Task, args: argparse.Namespace) -> dict[str, Any]:
         seconds=args.seconds,
         concurrency=args.concurrency,
     )
-    try:
-        first = await check_start(task, run.executor)
-    except BaseException:
-        # nothing ran: leave no store behind, only the error
-        await run.close()
-        _remove_store(path)
-        raise
-    if first.status is Status.INVALID:
+    first = run.initial_result
+    if first is not None and first.status is Status.INVALID:
         _say(
             "warning",
             f"the initial program is invalid ({first.error}); "
@@ -296,21 +273,10 @@ async def _run(task: Task, args: argparse.Namespace) -> dict[str, Any]:
     return await _drive(run, args.rounds, quiet=args.quiet)
 
 
-def _remove_store(path: Path) -> None:
-    """Delete the store of a run that never started (with SQLite's side files)."""
-    for f in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
-        f.unlink(missing_ok=True)
-
-
 async def _resume(args: argparse.Namespace) -> dict[str, Any]:
     from .run import Run
 
-    run = await Run.open(args.store, concurrency=args.concurrency)
-    try:
-        check_evaluator(run.task, run.executor)  # the evaluator may have changed since
-    except BaseException:
-        await run.close()
-        raise
+    run = await Run.open(args.store, concurrency=args.concurrency)  # checks the evaluator too
     rounds = args.rounds
     if rounds is None:
         rounds = max(0, int(run.store.meta("rounds_target", 1)) - run.rounds_done)

@@ -4,6 +4,12 @@
 running loop, so notebook cells stay free; ``pause()``, ``resume()``, ``await stop()``;
 ``run.steer(worker, goal)`` changes a goal at that worker's next attempt. ``Run.open(path)``
 rebuilds everything from the store and continues with the next round.
+
+Before a run spends anything, ``Run.create`` checks that the sandbox imported the evaluator
+and that the initial program evaluates without crashing (:func:`aster_nb.task.check_start`);
+``Run.open`` checks the store file without writing to it (:func:`aster_nb.store.check_run_store`)
+and the evaluator. Either raises a one-line :class:`~aster_nb.errors.UserInputError`
+(``TaskError``, ``StoreError``) and leaves no process behind, nor the store file of a create.
 """
 
 from __future__ import annotations
@@ -13,7 +19,7 @@ import contextlib
 import logging
 import time
 import weakref
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -24,9 +30,9 @@ from .control import Control
 from .events import Event, EventBus, ProgramEvaluated, RoundFinished, RunStateChanged
 from .executors import LocalExecutor
 from .llm import FailureWatch, Model, ModelsFailing, Spend, Watched, aclose, make_model, preflight
-from .program import Program, code_hash
-from .store import Store
-from .task import Task
+from .program import EvalResult, Program, code_hash
+from .store import Store, StoreError, check_run_store
+from .task import Task, TaskError, check_evaluator, check_start
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -240,6 +246,9 @@ class Run:
         self.cfg, self.task, self.store, self.executor = cfg, task, store, executor
         self.planner, self.bus, self.control = planner, bus, control
         self._state = "idle"
+        # The initial program's first evaluation, checked by create (None for an opened run):
+        # ``invalid`` is accepted for the agents to repair.
+        self.initial_result: EvalResult | None = None
         self.spend: Spend | None = None  # the ledger every model of the run reports to
         self.watch = FailureWatch(limit=None)  # model failures in a row (set by _assemble)
         self._models: _Models | None = None
@@ -264,6 +273,19 @@ class Run:
 
         ``config`` takes the fields of :class:`RunConfig` (``planners``, ``workers``,
         ``agents``, ``archive``, ``seed``, ``evaluations`` per worker per round, ...).
+
+        The initial program is evaluated once before this returns; its result is
+        :attr:`initial_result` (``invalid`` is accepted: the first agents repair it).
+
+        Raises:
+            FileExistsError: ``path`` exists.
+            TaskError: the task does not load, the sandbox cannot import the evaluator or a
+                ``preload`` module, or the initial program raises, times out, runs out of
+                memory or returns the wrong number of features (see
+                :func:`aster_nb.task.check_start`).
+            UserInputError: a model name, key or API address is wrong.
+
+        A create that fails leaves no sandbox process and no store file behind.
         """
         t = task if isinstance(task, Task) else Task.load(task)
         cfg = RunConfig(task=str(t.root), **config)
@@ -288,6 +310,8 @@ class Run:
             undo.callback(store.close)
             store.set_meta("run", asdict(cfg))
             run = await cls._assemble(cfg, t, store, models, undo)
+            # Evaluated through the executor's cache: round 0 reuses the result.
+            run.initial_result = await check_start(t, run.executor)
             run.planner.best = Program(code=t.initial_code)
             if t.surface_areas:
                 run.planner.assign_goals()  # else the planner's model proposes goals in round 0
@@ -296,25 +320,40 @@ class Run:
 
     @classmethod
     async def open(cls, path: str | Path, *, concurrency: int | None = None) -> Run:
-        """Reopen a stored run: archives, memories, goals and the current best are rebuilt."""
+        """Reopen a stored run: archives, memories, goals and the current best are rebuilt.
+
+        Raises:
+            StoreError: ``path`` is missing, not a run store, damaged, or written by another
+                aster_nb version; the file is left as it was (checked read-only first).
+            TaskError: the run's task no longer loads, or the sandbox cannot import its
+                evaluator (it may have changed since).
+            UserInputError: a model name, key or API address is wrong.
+
+        An open that fails leaves no sandbox process behind and the store closed.
+        """
         path = Path(path)
-        if not path.is_file():
-            raise FileNotFoundError(f"no run store at {path}")
-        store = Store(path)
-        raw = store.meta("run")
-        if raw is None:
-            store.close()
-            raise ValueError(
-                f"{path} is not a run store (no 'run' configuration in its meta table)"
+        raw = check_run_store(path)  # read-only: a file that is no run stays as it was
+        unknown = sorted(set(raw) - {f.name for f in fields(RunConfig)})
+        if unknown:
+            raise StoreError(
+                f"{path} was written by another aster_nb version: unknown run settings "
+                f"{unknown}; expected a run made by this version"
             )
-        async with contextlib.AsyncExitStack() as undo:
-            undo.callback(store.close)
-            if concurrency is not None:
-                raw["concurrency"] = concurrency
-            cfg = RunConfig(**raw)
+        if concurrency is not None:
+            raw["concurrency"] = concurrency
+        cfg = RunConfig(**raw)
+        try:
             task = Task.load(cfg.task)
+        except TaskError as e:
+            raise TaskError(f"{path}: cannot load the run's task: {e}") from e
+        async with contextlib.AsyncExitStack() as undo:
+            # The models first: a missing key is reported before the store is opened for
+            # writing or a sandbox server exists.
             models = await _Models.ready(cfg, undo)
+            store = Store(path)
+            undo.callback(store.close)
             run = await cls._assemble(cfg, task, store, models, undo)
+            check_evaluator(task, run.executor)  # the evaluator may have changed since
             run._restore()
             undo.pop_all()
         return run

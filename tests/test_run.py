@@ -3,14 +3,19 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import sqlite3
 import time
 from pathlib import Path
 
 import pytest
 
 from aster_nb.events import Event, GoalChanged, RunStateChanged
+from aster_nb.program import Status
 from aster_nb.run import Run
+from aster_nb.store import StoreError
 from aster_nb.sync import SyncRun
+from aster_nb.task import TaskError
 
 from .conftest import write_task
 
@@ -137,13 +142,14 @@ async def test_start_twice_is_one_runner_and_stop_ends_it(tmp_path: Path) -> Non
 
 
 async def test_background_failure_is_an_event_and_a_status(tmp_path: Path) -> None:
+    # The initial program passes create's check; the first edited one breaks the task's rule.
     task = write_task(
         tmp_path / "bad",
         program="# EVOLVE-BLOCK-START k\nX = 1.0\n# EVOLVE-BLOCK-END\n",
         evaluator=(
-            "import importlib.util\n"
             "def evaluate(path):\n"
-            "    return {'score': 1.0, 'features': [1.0]}\n"
+            "    first = 'X = 1.0\\n' in open(path).read()\n"
+            "    return {'score': 1.0, 'features': [1.0, 2.0] if first else [1.0]}\n"
         ),
         toml='name = "bad"\n[features]\nnames = ["a", "b"]\n[surface_areas]\nk = "X."\n',
     )
@@ -258,3 +264,85 @@ async def test_spending_cap_stops_the_run_cleanly(tmp_path: Path) -> None:
     await asyncio.sleep(0.2)
     assert run.store.count("attempts") == n, "no call starts after the cap"
     await run.close()
+
+
+# -- create and open check their input and leave nothing behind ------------------------------
+
+_LOADS_PROGRAM = (
+    "import importlib.util\n"
+    "def evaluate(path):\n"
+    "    spec = importlib.util.spec_from_file_location('p', path)\n"
+    "    m = importlib.util.module_from_spec(spec)\n"
+    "    spec.loader.exec_module(m)\n"
+    "    if not isinstance(m.X, float):\n"
+    "        return {'score': 0.0, 'valid': False, 'reason': 'X must be a float'}\n"
+    "    return {'score': m.X}\n"
+)
+
+
+def _children() -> set[int]:
+    """Live child processes of this process (zombies excluded)."""
+    me, out = os.getpid(), set()
+    for d in Path("/proc").iterdir():
+        if not d.name.isdigit():
+            continue
+        try:
+            stat = (d / "stat").read_text()
+        except OSError:
+            continue
+        state, ppid = stat.rsplit(")", 1)[1].split()[:2]  # "pid (comm) state ppid ..."
+        if int(ppid) == me and state != "Z":
+            out.add(int(d.name))
+    return out
+
+
+async def test_create_refuses_an_initial_program_that_raises(tmp_path: Path) -> None:
+    task = write_task(
+        tmp_path / "raises",
+        program="X = 1.0\nraise RuntimeError('boom at import')\n",
+        evaluator=_LOADS_PROGRAM,
+        toml='name = "raises"\n',
+    )
+    runs = tmp_path / "runs"
+    runs.mkdir()
+    before = _children()
+    with pytest.raises(TaskError, match="fails its first evaluation: RuntimeError: boom at import"):
+        await Run.create(task, path=runs / "r.sqlite", workers=1, agents=1, evaluations=2)
+    assert list(runs.iterdir()) == [], "the store of the failed create (and its side files)"
+    deadline = time.monotonic() + 5
+    while (left := _children() - before) and time.monotonic() < deadline:
+        await asyncio.sleep(0.05)
+    assert not left, f"sandbox processes left running: {sorted(left)}"
+
+
+async def test_create_accepts_an_invalid_initial_program(tmp_path: Path) -> None:
+    task = write_task(
+        tmp_path / "invalid",
+        program="X = 1\n",
+        evaluator=_LOADS_PROGRAM,
+        toml='name = "invalid"\n',
+    )
+    async with await Run.create(
+        task, path=tmp_path / "r.sqlite", workers=1, agents=1, evaluations=2
+    ) as run:
+        assert run.initial_result is not None and run.initial_result.status is Status.INVALID
+        assert run.initial_result.error == "X must be a float"
+    async with await Run.create("toy", path=tmp_path / "t.sqlite", evaluations=2) as run:
+        assert run.initial_result is not None and run.initial_result.ok
+    async with await Run.open(tmp_path / "t.sqlite") as run:
+        assert run.initial_result is None, "an opened run does not evaluate it again"
+
+
+async def test_open_refuses_a_foreign_sqlite_file_and_changes_nothing(tmp_path: Path) -> None:
+    path = tmp_path / "contacts.sqlite"
+    with sqlite3.connect(path) as db:
+        db.execute("CREATE TABLE people (name TEXT, phone TEXT)")
+        db.execute("INSERT INTO people VALUES ('Ada', '555-0100')")
+    db.close()
+    before = path.read_bytes()
+    children = _children()
+    with pytest.raises(StoreError, match="is an SQLite database but not an aster_nb run"):
+        await Run.open(path)
+    assert path.read_bytes() == before, "the rejected file was written to"
+    assert [p.name for p in tmp_path.iterdir()] == ["contacts.sqlite"], "no -wal/-shm files"
+    assert _children() == children, "no sandbox started"
