@@ -410,7 +410,16 @@ class Store:
         q = "SELECT program_id FROM archive_log WHERE worker=?"
         args: tuple[object, ...] = (worker,)
         if upto is not None:
-            q, args = q + " AND programs<=?", (*args, upto)
+            if upto <= 0:
+                return []
+            # Entries record MAX(seq) (cheap to read at every add), and seq skips values
+            # (an upsert that hits an existing id uses one up), so the bound is the seq of
+            # the upto-th program, not upto itself; past the last program, no bound.
+            last = self._db.execute(
+                "SELECT seq FROM programs ORDER BY seq LIMIT 1 OFFSET ?", (upto - 1,)
+            ).fetchone()
+            if last is not None:
+                q, args = q + " AND programs<=?", (*args, last[0])
         return [r[0] for r in self._db.execute(q + " ORDER BY seq", args)]
 
     def add_round(
