@@ -1,6 +1,25 @@
 """Behaviour descriptors for the archives.
 
-Which descriptor a program gets (:func:`describe`):
+An archive's cells are regions of a descriptor space, so the descriptor decides what
+"different programs" means. ``task.toml`` chooses it with ``descriptor = "..."``
+(:data:`DESCRIPTORS`):
+
+=============  =============================================================================
+``features``   the evaluator's ``features``, named in ``task.toml`` ``[features]``;
+``metrics``    the evaluator's ``metrics``, every valid program's in sorted key order
+               (:class:`MetricsDescriptor`);
+``embedding``  a code embedding fit on the run's history, which sees every changed
+               constant (:class:`~aster_nb.embedding.CodeEmbedding`);
+``code``       :func:`code_features`, two numbers from the source text;
+``auto``       (the default) ``features`` when ``task.toml`` names them, else
+               :data:`DEFAULT_DESCRIPTOR`.
+=============  =============================================================================
+
+:func:`archive_descriptor` resolves the choice once per run and records it in the
+store's meta (``"descriptor"``), so a resumed run and a replay use the same one; an
+archive built with :func:`make_descriptor`'s object computes descriptors itself, from each
+program's code or result. The ``descriptor`` stored with each program
+(:func:`describe`) stays what it always was, the evaluator's features or else the code's:
 
 1. the evaluator's ``features`` (``EvalResult.features``) whenever it reports them -- the
    task knows what "different behaviour" means, and its ``[features]`` table in
@@ -34,10 +53,21 @@ import io
 import math
 import re
 import tokenize
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any, Protocol
 
-from .program import EvalResult
+import numpy as np
+
+from .program import EvalResult, Program
+
+if TYPE_CHECKING:
+    from .task import Task
 
 CODE_FEATURE_NAMES: tuple[str, str] = ("size", "numeric")
+DESCRIPTORS: tuple[str, ...] = ("auto", "features", "metrics", "embedding", "code")
+DEFAULT_DESCRIPTOR = "embedding"
+"""What ``auto`` means when the task names no features: chosen by ``benchmarks/archives.py``
+(see the README's table)."""
 
 # Median AST nodes per non-blank line of Python source, used when the code does not parse.
 _NODES_PER_LINE = 5.0
@@ -91,3 +121,159 @@ def _numeric_fraction(code: str) -> float:
             total = len(toks)
             numbers = sum(1 for t in toks if _ROUGH_NUMBER.match(t))
     return numbers / total if total else 0.0
+
+
+# -- descriptors an archive computes itself ---------------------------------------------------
+
+
+class Descriptor(Protocol):
+    """What an archive needs of a descriptor it computes itself.
+
+    Attributes:
+        kind: one of :data:`DESCRIPTORS` (not ``auto``).
+        scaled: ``True`` when all dimensions are in one unit already, so an archive must
+            not standardize them (an embedding's components); ``False`` when they are in
+            unrelated units and should be.
+    """
+
+    kind: str
+    scaled: bool
+
+    def __call__(self, program: Program) -> np.ndarray:
+        """The descriptor of ``program``, the next history row (an adaptive descriptor
+        remembers it)."""
+        ...
+
+    def due(self) -> bool:
+        """Whether :meth:`refit` should run now (never, for a fixed descriptor)."""
+        ...
+
+    def refit(self) -> np.ndarray:
+        """Refit on the history; every row's new descriptor, ``(rows, dims)``."""
+        ...
+
+    def axis_names(self) -> tuple[str, ...]:
+        """A name per dimension."""
+        ...
+
+
+class _Fixed:
+    """A descriptor that never changes once computed: nothing to refit."""
+
+    kind = ""
+    scaled = False
+
+    def due(self) -> bool:
+        return False
+
+    def refit(self) -> np.ndarray:
+        raise NotImplementedError(f"the {self.kind} descriptor is fixed; it has nothing to refit")
+
+
+class CodeDescriptor(_Fixed):
+    """:func:`code_features` of the program's code: ``(size, numeric)``."""
+
+    kind = "code"
+
+    def __call__(self, program: Program) -> np.ndarray:
+        return np.asarray(code_features(program.code), dtype=float)
+
+    def axis_names(self) -> tuple[str, ...]:
+        return CODE_FEATURE_NAMES
+
+
+class MetricsDescriptor(_Fixed):
+    """The evaluator's metrics as a vector: the keys of the first program, sorted.
+
+    A later program missing one of those keys gets 0.0 for it and keys the first program
+    did not have are ignored, so the length never changes; evaluators that report the same
+    metrics for every valid program (the usual case) are described exactly. The first
+    program of a replay or a resumed run is the same one, so are the keys.
+
+    Raises (when called):
+        ValueError: the first program reports no metrics.
+    """
+
+    kind = "metrics"
+
+    def __init__(self) -> None:
+        self.keys: tuple[str, ...] | None = None
+
+    def __call__(self, program: Program) -> np.ndarray:
+        metrics: Mapping[str, float] = program.result.metrics if program.result else {}
+        if self.keys is None:
+            if not metrics:
+                raise ValueError(
+                    f"descriptor 'metrics' needs an evaluator that reports metrics; program "
+                    f'{program.id} has none (choose descriptor = "embedding" in task.toml)'
+                )
+            self.keys = tuple(sorted(metrics))
+        values = [float(metrics.get(k, 0.0)) for k in self.keys]
+        return np.nan_to_num(np.asarray(values), nan=0.0, posinf=0.0, neginf=0.0)
+
+    def axis_names(self) -> tuple[str, ...]:
+        return self.keys or ()
+
+
+def resolve_descriptor(choice: str, *, has_features: bool) -> str:
+    """The descriptor ``choice`` (from :data:`DESCRIPTORS`) stands for.
+
+    Args:
+        choice: ``task.toml``'s ``descriptor``.
+        has_features: whether the task names evaluator features.
+
+    Raises:
+        ValueError: ``choice`` is not in :data:`DESCRIPTORS`, or it is ``features`` and
+            the task names none.
+    """
+    if choice not in DESCRIPTORS:
+        raise ValueError(f"descriptor must be one of {', '.join(DESCRIPTORS)}; got {choice!r}")
+    if choice == "auto":
+        return "features" if has_features else DEFAULT_DESCRIPTOR
+    if choice == "features" and not has_features:
+        raise ValueError(
+            'descriptor = "features" needs the evaluator\'s features named in task.toml '
+            "[features] names"
+        )
+    return choice
+
+
+def make_descriptor(kind: str) -> Descriptor | None:
+    """A fresh descriptor object for ``kind``; ``None`` for ``features``, which archives
+    read from ``program.features`` as they always have.
+
+    Raises:
+        ValueError: ``kind`` is not one of :data:`DESCRIPTORS` other than ``auto``.
+    """
+    from .embedding import CodeEmbedding
+
+    if kind == "features":
+        return None
+    if kind == "metrics":
+        return MetricsDescriptor()
+    if kind == "code":
+        return CodeDescriptor()
+    if kind == "embedding":
+        return CodeEmbedding()
+    raise ValueError(
+        f"descriptor kind must be one of features, metrics, embedding, code; got {kind!r}"
+    )
+
+
+class _Meta(Protocol):
+    def meta(self, key: str, default: Any = None) -> Any: ...
+
+    def set_meta(self, key: str, value: Any) -> None: ...
+
+
+def archive_descriptor(task: Task, store: _Meta) -> str:
+    """The descriptor kind of a run's archives: the one its store records, else the task's
+    choice resolved (and then recorded as ``{"kind", "choice"}`` under meta
+    ``"descriptor"``), so every worker, a resumed run and a replay agree."""
+    stored = store.meta("descriptor")
+    if isinstance(stored, dict) and stored.get("kind") in DESCRIPTORS[1:]:
+        return str(stored["kind"])
+    choice = getattr(task, "descriptor", "auto")
+    kind = resolve_descriptor(choice, has_features=bool(task.feature_names))
+    store.set_meta("descriptor", {"kind": kind, "choice": choice})
+    return kind

@@ -18,6 +18,7 @@ It runs inside the sandbox, never in the caller's process.
     name = "circle_packing"
     preload = ["numpy"]          # modules the warm sandbox server imports once
     target = 2.5                 # optional: score that counts as "reached" in benchmarks
+    descriptor = "auto"          # optional: what the archive's cells separate (below)
     noise = 0.0                  # optional: std. dev. of the score between re-evaluations
     [limits]                     # optional; see Limits
     timeout = 30
@@ -30,6 +31,12 @@ It runs inside the sandbox, never in the caller's process.
     env = ["DATA_DIR"]           # environment variables passed through to evaluations
     [surface_areas]              # one line per EVOLVE-BLOCK name in initial_program.py
     layout = "Where the circles start."
+
+``descriptor`` is ``"features"`` (the evaluator's, named in ``[features]``), ``"metrics"``
+(the evaluator's metrics), ``"embedding"`` (a code embedding fit on the run's history, which
+sees every changed constant), ``"code"`` (code size and numeric share) or ``"auto"`` (the
+default: ``features`` when ``[features]`` names them, else the embedding); see
+:mod:`aster_nb.features`.
 
 Every key is checked when the task loads: an unknown key (a typo), a value of the wrong
 type, feature bounds that are not one ``[low, high]`` pair per name, EVOLVE-BLOCK markers
@@ -62,6 +69,7 @@ from typing import Any, Protocol
 
 from .blocks import BlockError, find_blocks
 from .errors import UserInputError, looks_like_credential
+from .features import DESCRIPTORS
 from .program import EvalResult, Status
 
 BUILTIN_DIR = Path(__file__).parent / "tasks"
@@ -126,6 +134,8 @@ class Task:
         feature_names: names of the evaluator's features, if it reports any.
         feature_bounds: ``(low, high)`` per feature, if known (used by grid archives).
         target: a score that counts as reaching the goal (benchmarks), if any.
+        descriptor: what the archives' cells separate: ``auto``, ``features``,
+            ``metrics``, ``embedding`` or ``code`` (see :mod:`aster_nb.features`).
         noise: standard deviation of the score between re-evaluations (0: deterministic).
         network: whether evaluations may use the network (``[sandbox] network``; default
             no network).
@@ -144,6 +154,7 @@ class Task:
     feature_names: tuple[str, ...] = ()
     feature_bounds: tuple[tuple[float, float], ...] | None = None
     target: float | None = None
+    descriptor: str = "auto"
     noise: float = 0.0
     network: bool = False
     env: tuple[str, ...] = ()
@@ -197,6 +208,7 @@ _KEYS = {
         "evaluator",
         "preload",
         "target",
+        "descriptor",
         "noise",
         "limits",
         "features",
@@ -371,6 +383,14 @@ def _load_folder(root: Path) -> Task:
             )
 
     target = cfg.get("target")
+    descriptor = cfg.get("descriptor", "auto")
+    if descriptor not in DESCRIPTORS:
+        raise toml.fail("descriptor", f"one of {', '.join(map(repr, DESCRIPTORS))}", descriptor)
+    if descriptor == "features" and not names:
+        raise TaskError(
+            f'{toml_path}: descriptor = "features" needs the evaluator\'s features named in '
+            '[features] names; or choose "metrics", "embedding" or "code"'
+        )
     noise = toml.number("noise", cfg.get("noise", 0.0))
     if noise < 0:
         raise toml.fail("noise", "a standard deviation >= 0", noise)
@@ -386,6 +406,7 @@ def _load_folder(root: Path) -> Task:
         feature_names=names,
         feature_bounds=bounds,
         target=None if target is None else toml.number("target", target),
+        descriptor=descriptor,
         noise=noise,
         network=network,
         env=env,

@@ -1,0 +1,421 @@
+"""A code embedding fit on a run's history: the default descriptor when the evaluator gives none.
+
+An archive's cells only matter if the descriptor moves when the search changes a program.
+Most edits of a tuned program -- the offline model's and an LLM's alike -- change a
+constant, which code size or the share of numeric tokens cannot see (measured: every
+archive then had one cell). So a program is described by what such edits change:
+
+* **each numeric literal, at its site.** A site is named by the tokens around the
+  literal with every number in them written ``#`` (``ITERATIONS = #``, ``clip ( centers ,
+  # , #`` ...) and the count of earlier sites with the same name, so changing one number
+  never renames another site. Its value enters as ``sign(x) * log(1 + |x| / 1e-3)``:
+  for ``|x|`` well above 1e-3 a change of ``x`` by a factor ``f`` moves it by ``log f``,
+  whatever the magnitude, which is how a multiplicative edit (the offline model's
+  perturbation, an LLM's "try 10x") steps. Two programs are then as far apart as the
+  number of such steps between them, so nearby values are near and orders of magnitude
+  are far. Zero sits at 0 and 1e-3 at ~0.7, so a constant switched on from 0 is a jump.
+* **the token pairs** (bigrams of names, operators, short strings, numbers as ``#``),
+  counted and entered as ``0.5 * log(1 + count)``: swapping ``min`` for ``max`` or ``+``
+  for ``-``, adding or deleting a line moves these. The weight makes one swapped operator
+  (about four pair counts changing by one) about as far as changing a constant by a
+  factor of 2.7; comments and layout are not tokens and move nothing.
+
+A program's row is the difference of its terms from those of the first program seen (the
+run's initial program): a handful of non-zero entries, hashed (CRC-32) into 2**20 columns,
+so the history is a sparse matrix that costs one row of a few entries per program.
+
+The embedding is principal component analysis (PCA) of that history, refit whenever the
+history has grown by ``growth`` (the same geometric schedule as Cluster-Elites'
+re-clustering, so the cost stays amortized) and with every row re-projected at each refit.
+The first ``dims`` components are the directions in which the run's programs actually
+differ; they keep the units above (PCA rotates, it does not rescale), so archives cluster
+them as they are, without standardizing. PCA is fit on at most ``fit_rows`` rows spread
+evenly over the history; projecting all rows is one sparse product.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import re
+import time
+import zlib
+from collections import Counter
+from dataclasses import dataclass
+
+import numpy as np
+import scipy.sparse as sp
+
+from .program import Program
+
+__all__ = ["CodeEmbedding", "code_terms"]
+
+_COLUMNS = 1 << 20
+_VALUE_EPS = 1e-3  # literals well above this move by log-ratios (see the module docs)
+_PAIR_WEIGHT = 0.5  # one swapped operator ~ a constant changed by a factor e (module docs)
+_CONTEXT = 3  # tokens before a literal that name its site (and one after)
+_MAX_STRING = 40  # longer string literals are one token "S": docstrings are not behaviour
+
+# One line's tokens; strings spanning lines (triple-quoted) are replaced beforehand.
+_TOKEN = re.compile(
+    r"""
+    (?P<comment>\#.*)
+  | (?P<string>[rRbBuUfF]{0,2}(?:"(?:\\.|[^"\\])*"|'(?:\\.|[^'\\])*'))
+  | (?P<number>0[xXoObB][0-9a-fA-F_]+
+              |(?:\d[\d_]*(?:\.[\d_]*)?|\.\d[\d_]*)(?:[eE][+-]?\d[\d_]*)?[jJ]?)
+  | (?P<name>[^\W\d]\w*)
+  | (?P<op>\*\*=?|//=?|>>=?|<<=?|->|:=|[-+*/%&|^@<>=!:]=|\S)
+    """,
+    re.VERBOSE,
+)
+_Line = tuple[tuple[str, ...], tuple[tuple[int, float], ...]]
+# Tokens of lines seen before: an edit changes a line or two, so a program's other lines
+# were tokenized for its parent. Cleared when full (a long run of rewrites).
+_LINES: dict[str, _Line] = {}
+_LINES_MAX = 65_536
+
+
+def _number(text: str) -> float | None:
+    """The value of a numeric literal, or ``None`` for a complex one."""
+    t = text.replace("_", "")
+    if t[-1] in "jJ":
+        return None
+    try:
+        return float(int(t, 0)) if t[:2].lower() in ("0x", "0o", "0b") else float(t)
+    except ValueError:
+        return None
+
+
+def _line(text: str) -> _Line:
+    hit = _LINES.get(text)
+    if hit is not None:
+        return hit
+    toks: list[str] = []
+    numbers: list[tuple[int, float]] = []  # (position in toks, value)
+    for m in _TOKEN.finditer(text):
+        kind = m.lastgroup
+        if kind == "comment":
+            break
+        tok = m.group()
+        if kind == "number":
+            value = _number(tok)
+            if value is not None and math.isfinite(value):
+                numbers.append((len(toks), value))
+            toks.append("#")
+        elif kind == "string":
+            toks.append(tok if len(tok) <= _MAX_STRING else "S")
+        else:
+            toks.append(tok)
+    if len(_LINES) >= _LINES_MAX:
+        _LINES.clear()
+    out = _LINES[text] = (tuple(toks), tuple(numbers))
+    return out
+
+
+def _strip_long_strings(code: str) -> str:
+    """``code`` with each triple-quoted string (docstrings) replaced by the token ``S``."""
+    if '"""' not in code and "'''" not in code:
+        return code
+    out: list[str] = []
+    i = 0
+    while True:
+        starts = [p for q in ('"""', "'''") if (p := code.find(q, i)) >= 0]
+        if not starts:
+            break
+        start = min(starts)
+        quote = code[start : start + 3]
+        end = code.find(quote, start + 3)
+        out += [code[i:start], "S"]
+        if end < 0:  # never closed: the rest is the string
+            return "".join(out)
+        i = end + 3
+    out.append(code[i:])
+    return "".join(out)
+
+
+def _terms(code: str) -> tuple[Counter[tuple[str, str]], dict[str, float]]:
+    """Token-pair counts and site values of ``code`` (see :func:`code_terms`)."""
+    toks: list[str] = []
+    numbers: list[tuple[int, float]] = []
+    for text in _strip_long_strings(code).splitlines():
+        line_toks, line_numbers = _line(text)
+        if line_numbers:
+            numbers.extend((len(toks) + i, v) for i, v in line_numbers)
+        toks.extend(line_toks)
+    sites: dict[str, float] = {}
+    seen: Counter[str] = Counter()
+    for i, value in numbers:
+        site = " ".join(toks[max(0, i - _CONTEXT) : i]) + " _ " + " ".join(toks[i + 1 : i + 2])
+        k = seen[site]
+        seen[site] += 1
+        sites[f"{site}@{k}"] = math.copysign(math.log1p(abs(value) / _VALUE_EPS), value)
+    return Counter(itertools.pairwise(toks)), sites
+
+
+def code_terms(code: str) -> dict[str, float]:
+    """The terms a program is described by (see the module docs), as one mapping.
+
+    Keys are ``"n:<site>"`` for numeric literals (value: the transformed literal) and
+    ``"p:<token> <token>"`` for token pairs (value: the weighted log count). Never raises:
+    code that does not tokenize as Python is read as far as the pattern matches, which is
+    all of it.
+    """
+    pairs, sites = _terms(code)
+    out = {f"p:{a} {b}": _pair_value(c) for (a, b), c in pairs.items()}
+    out.update((f"n:{k}", v) for k, v in sites.items())
+    return out
+
+
+def _pair_value(count: int) -> float:
+    return _PAIR_WEIGHT * math.log1p(count)
+
+
+def _column(key: str) -> int:
+    return zlib.crc32(key.encode("utf-8", "surrogatepass")) & (_COLUMNS - 1)
+
+
+def _difference(
+    terms: tuple[Counter[tuple[str, str]], dict[str, float]],
+    ref: tuple[Counter[tuple[str, str]], dict[str, float]],
+) -> dict[int, float]:
+    """Column -> value of ``terms`` minus ``ref``, only where they differ."""
+    diff: dict[int, float] = {}
+
+    def put(key: str, delta: float) -> None:
+        col = _column(key)
+        diff[col] = diff.get(col, 0.0) + delta
+
+    pairs, sites = terms
+    ref_pairs, ref_sites = ref
+    for pair, count in pairs.items():
+        if ref_pairs.get(pair, 0) != count:
+            put(f"p:{pair[0]} {pair[1]}", _pair_value(count) - _pair_value(ref_pairs.get(pair, 0)))
+    for pair, count in ref_pairs.items():
+        if pair not in pairs:
+            put(f"p:{pair[0]} {pair[1]}", -_pair_value(count))
+    for site, value in sites.items():
+        if ref_sites.get(site, 0.0) != value:
+            put(f"n:{site}", value - ref_sites.get(site, 0.0))
+    for site, value in ref_sites.items():
+        if site not in sites:
+            put(f"n:{site}", -value)
+    return diff
+
+
+@dataclass(frozen=True, slots=True)
+class Fit:
+    """One PCA fit of the history.
+
+    Attributes:
+        columns: the history's non-zero columns, sorted; the components are over these.
+        mean: mean of the fitted rows over ``columns``.
+        components: ``(dims, len(columns))``, orthonormal rows, zero rows past the rank.
+        variance: variance of the history along each component, shape ``(dims,)``.
+        total: total variance of the fitted rows (the sum over all directions).
+        rows: history rows when it was fit.
+    """
+
+    columns: np.ndarray
+    mean: np.ndarray
+    components: np.ndarray
+    variance: np.ndarray
+    total: float
+    rows: int
+
+    @property
+    def explained(self) -> np.ndarray:
+        """Fraction of the history's variance along each component, shape ``(dims,)``."""
+        return self.variance / self.total if self.total > 0 else np.zeros_like(self.variance)
+
+
+class CodeEmbedding:
+    """PCA of the run's programs' terms (see the module docs), refit as the history grows.
+
+    Args:
+        dims: number of components, the archive's descriptor length (default 16).
+        growth: refit when the history has grown by this factor since the last fit; must
+            be > 1 (default 1.25, Cluster-Elites' re-cluster schedule).
+        fit_rows: at most this many rows, spread evenly over the history, are used to
+            fit the components (default 2,048); every row is projected.
+        max_columns: the fit keeps at most this many columns, those of highest variance
+            on the fitted rows (default 2,048), which bounds its cost however many
+            different tokens a long run of rewrites produces.
+
+    Attributes:
+        fit: the current :class:`Fit`; ``None`` before the first.
+        fits: number of refits so far.
+        fit_seconds: total wall time spent refitting and re-projecting.
+    """
+
+    kind = "embedding"
+    scaled = True  # components share the terms' unit: archives must not rescale them
+
+    def __init__(
+        self, *, dims: int = 16, growth: float = 1.25, fit_rows: int = 2048, max_columns: int = 2048
+    ) -> None:
+        for name, value, low in (
+            ("dims", dims, 1),
+            ("fit_rows", fit_rows, 2),
+            ("max_columns", max_columns, 1),
+        ):
+            if isinstance(value, bool) or not isinstance(value, int) or value < low:
+                raise ValueError(f"{name} must be an int >= {low}, got {value!r}")
+        if not (isinstance(growth, int | float) and math.isfinite(growth) and growth > 1.0):
+            raise ValueError(
+                f"growth must be a finite number > 1 (a refit schedule), got {growth!r}"
+            )
+        self.dims = dims
+        self.growth = float(growth)
+        self.fit_rows = fit_rows
+        self.max_columns = max_columns
+        self.fit: Fit | None = None
+        self.fits = 0
+        self.fit_seconds = 0.0
+        self._reference: tuple[Counter[tuple[str, str]], dict[str, float]] | None = None
+        self._next_fit = 1
+        # The history as growable CSR buffers: row i is data[ptr[i]:ptr[i + 1]] at cols.
+        self._ptr = [0]
+        self._cols = np.empty(1024, dtype=np.int32)
+        self._data = np.empty(1024)
+
+    def __len__(self) -> int:
+        """Number of history rows."""
+        return len(self._ptr) - 1
+
+    # -- adding ---------------------------------------------------------------------------
+
+    def add(self, code: str) -> np.ndarray:
+        """Append ``code`` to the history; its embedding under the current fit, ``(dims,)``.
+
+        The first code added is the reference every row is a difference from.
+        """
+        terms = _terms(code)
+        if self._reference is None:
+            self._reference = terms
+        diff = _difference(terms, self._reference)
+        cols = np.fromiter(sorted(diff), dtype=np.int32, count=len(diff))
+        vals = np.fromiter((diff[c] for c in cols.tolist()), dtype=float, count=len(diff))
+        end = self._ptr[-1]
+        if end + len(cols) > len(self._cols):
+            size = max(2 * len(self._cols), end + len(cols))
+            self._cols = np.resize(self._cols, size)
+            self._data = np.resize(self._data, size)
+        self._cols[end : end + len(cols)] = cols
+        self._data[end : end + len(cols)] = vals
+        self._ptr.append(end + len(cols))
+        return self._project_one(cols, vals)
+
+    def __call__(self, program: Program) -> np.ndarray:
+        """:meth:`add` the program's code (the descriptor protocol of the archives)."""
+        return self.add(program.code)
+
+    def due(self) -> bool:
+        """Whether the history has grown enough since the last fit to refit now."""
+        return len(self) >= self._next_fit
+
+    # -- fitting --------------------------------------------------------------------------
+
+    def refit(self) -> np.ndarray:
+        """Fit the components on the history and re-project every row, ``(rows, dims)``."""
+        t0 = time.perf_counter()
+        n = len(self)
+        x = self._matrix()
+        columns = np.unique(x.indices) if x.nnz else np.empty(0, dtype=np.int32)
+        sample = np.unique(np.linspace(0, n - 1, min(n, self.fit_rows)).round().astype(np.int64))
+        local = x[:, columns] if len(columns) else sp.csr_matrix((n, 0))
+        fitted = local[sample].toarray()
+        mean = fitted.mean(axis=0) if len(sample) else np.zeros(len(columns))
+        centred = fitted - mean
+        var = (centred**2).sum(axis=0)
+        if len(columns) > self.max_columns:  # keep the most varied columns
+            keep = np.sort(np.argsort(-var, kind="stable")[: self.max_columns])
+            columns, mean, centred, var = columns[keep], mean[keep], centred[:, keep], var[keep]
+            local = local[:, keep]
+        total = float(var.sum()) / max(len(sample), 1)
+        components, variance = _principal(centred, self.dims)
+        prev = self.fit
+        if prev is not None:
+            components = _align(components, columns, prev)
+        self.fit = Fit(columns, mean, components, variance, total, n)
+        out = np.zeros((n, self.dims))
+        if len(columns):
+            out[:] = local @ components.T - mean @ components.T
+        self.fits += 1
+        self._next_fit = max(n + 1, math.ceil(n * self.growth))
+        self.fit_seconds += time.perf_counter() - t0
+        return out
+
+    def _matrix(self) -> sp.csr_matrix:
+        end = self._ptr[-1]
+        return sp.csr_matrix(
+            (self._data[:end], self._cols[:end], np.asarray(self._ptr, dtype=np.int64)),
+            shape=(len(self), _COLUMNS),
+        )
+
+    def _project_one(self, cols: np.ndarray, vals: np.ndarray) -> np.ndarray:
+        fit = self.fit
+        if fit is None or len(fit.columns) == 0:
+            return np.zeros(self.dims)
+        pos = np.searchsorted(fit.columns, cols)
+        pos = np.minimum(pos, len(fit.columns) - 1)
+        known = fit.columns[pos] == cols
+        row = np.zeros(len(fit.columns))
+        row[pos[known]] = vals[known]
+        return fit.components @ (row - fit.mean)
+
+    # -- describing -----------------------------------------------------------------------
+
+    def explained(self) -> float:
+        """Fraction of the history's variance the ``dims`` components keep (0 before a fit)."""
+        return float(self.fit.explained.sum()) if self.fit is not None else 0.0
+
+    def axis_names(self) -> tuple[str, ...]:
+        """One name per dimension, with the share of the history's variance along it."""
+        shares = self.fit.explained if self.fit is not None else np.zeros(self.dims)
+        return tuple(f"code PC{i + 1} ({s:.0%} of variance)" for i, s in enumerate(shares))
+
+
+def _principal(centred: np.ndarray, dims: int) -> tuple[np.ndarray, np.ndarray]:
+    """The top ``dims`` principal directions of ``centred`` rows and the variance along each.
+
+    From the eigenvectors of the smaller of the covariance and Gram matrices; zero rows
+    past the rank. Each direction's sign is fixed so its largest-magnitude entry is positive.
+    """
+    m, c = centred.shape
+    components = np.zeros((dims, c))
+    variance = np.zeros(dims)
+    if m < 2 or c == 0:
+        return components, variance
+    if c <= m:
+        w, v = np.linalg.eigh(centred.T @ centred)
+        order = np.argsort(-w, kind="stable")[:dims]
+        vecs = v[:, order].T
+        vals = w[order]
+    else:
+        w, u = np.linalg.eigh(centred @ centred.T)
+        order = np.argsort(-w, kind="stable")[:dims]
+        vals = w[order]
+        keep = vals > 0
+        vecs = np.zeros((len(order), c))
+        vecs[keep] = (centred.T @ u[:, order[keep]] / np.sqrt(vals[keep])).T
+    tol = max(float(vals.max(initial=0.0)), 0.0) * 1e-10
+    good = vals > tol
+    vecs, vals = vecs[good], vals[good]
+    big = np.argmax(np.abs(vecs), axis=1)
+    vecs *= np.sign(vecs[np.arange(len(vecs)), big])[:, None]
+    components[: len(vecs)] = vecs
+    variance[: len(vals)] = vals / m
+    return components, variance
+
+
+def _align(components: np.ndarray, columns: np.ndarray, prev: Fit) -> np.ndarray:
+    """Flip components that point against the previous fit's, so axes keep their direction."""
+    common, a, b = np.intersect1d(columns, prev.columns, return_indices=True)
+    if len(common) == 0:
+        return components
+    dots = components[:, a] @ prev.components[:, b].T
+    k = min(len(components), len(prev.components))
+    flip = np.diag(dots[:k, :k]) < 0
+    out = components.copy()
+    out[:k][flip] *= -1
+    return out
