@@ -16,6 +16,7 @@ from aster_nb.archive import (
     GridElites,
     make_archive,
 )
+from aster_nb.features import make_descriptor
 from aster_nb.program import EvalResult, Program, Status
 
 _counter = iter(range(10**9))
@@ -184,7 +185,7 @@ def test_sample_is_reproducible(kind: str) -> None:
 
 
 def test_explore_one_is_uniform_and_zero_favours_the_best() -> None:
-    a = GridElites(dims=2, bins=10, bounds=[(0, 1), (0, 1)], tournament=4)
+    a = GridElites(dims=2, bins=10, bounds=[(0, 1), (0, 1)], tournament=4, selection="tournament")
     for i in range(10):  # ten cells, scores 0..9
         a.add(prog(float(i), (i / 10 + 0.05, 0.5)))
     rng = np.random.default_rng(0)
@@ -400,3 +401,151 @@ def test_make_archive() -> None:
     assert isinstance(make_archive("greedy", dims=2, seed=0, bounds=[(0, 1), (0, 1)]), Greedy)
     with pytest.raises(ValueError, match="cluster, grid, greedy"):
         make_archive("tree", dims=2, seed=0)
+
+
+# -- archives that describe programs themselves ------------------------------------------------
+
+TUNED = "A = {a!r}\nB = {b!r}\n\n\ndef solve():\n    return A * B\n"
+
+
+def tuned(a: float, b: float, score: float, parent: Program | None = None) -> Program:
+    """An ok program that differs from the others only in its two constants."""
+    p = Program(code=TUNED.format(a=a, b=b), parents=(parent.id,) if parent else ())
+    return p.evaluated(EvalResult(status=Status.OK, score=score))
+
+
+def constant_walk(n: int, seed: int = 0) -> list[Program]:
+    rng = np.random.default_rng(seed)
+    a, b = 1.0, 1.0
+    out = []
+    for _ in range(n):
+        a, b = a * float(np.exp(0.5 * rng.normal())), b * float(np.exp(0.5 * rng.normal()))
+        out.append(tuned(round(a, 6), round(b, 6), float(rng.random())))
+    return out
+
+
+@pytest.mark.parametrize("kind", ["cluster", "grid", "greedy"])
+def test_embedding_archives_see_changed_constants(kind: str) -> None:
+    a = make_archive(kind, dims=None, seed=0, descriptor="embedding")
+    progs = constant_walk(120)
+    for p in progs:
+        a.add(p)
+    assert a.dims == 16 and a.descriptor is not None and a.descriptor.kind == "embedding"
+    programs, descs = a.history()
+    assert [p.id for p in programs] == [p.id for p in progs] and descs.shape == (120, 16)
+    assert np.ptp(descs[:, 0]) > 1.0  # the constants moved the descriptor
+    if kind == "cluster":
+        assert a.cells == a.target_k(120) == 16 and a.coverage() == 1.0
+    if kind == "grid":
+        # 2 bins per dimension, and only two components vary: four quadrants are filled
+        assert a.cells == 2**16 and len(a) == 4
+
+
+def test_code_size_descriptor_collapses_what_the_embedding_separates() -> None:
+    code = make_archive("cluster", dims=None, seed=0, descriptor="code")
+    emb = make_archive("cluster", dims=None, seed=0, descriptor="embedding")
+    for p in constant_walk(60):
+        code.add(p)
+        emb.add(p)
+    assert code.cells == 1  # every program has the same size and numeric share
+    assert emb.cells == emb.target_k(60) > 1
+
+
+def test_embedding_refit_reclusters_everything_and_replays_exactly() -> None:
+    one = ClusterElites(dims=None, seed=3, descriptor=make_descriptor("embedding"))
+    other = ClusterElites(dims=None, seed=3, descriptor=make_descriptor("embedding"))
+    progs = constant_walk(200, seed=1)
+    for p in progs:
+        one.add(p)
+        other.add(p)
+    assert one.descriptor is not None and one.descriptor.fits > 10  # type: ignore[attr-defined]
+    assert one.reclusters >= one.descriptor.fits  # type: ignore[attr-defined]
+    assert (one.labels() == other.labels()).all()
+    assert np.array_equal(one.centroids, other.centroids)
+    assert [p.id for p in one.elites()] == [p.id for p in other.elites()]
+    # every program sits in the cell of its nearest centroid, in the refit coordinates
+    _, x = one.history()
+    d = ((x[:, None, :] - one.centroids[None]) ** 2).sum(-1)
+    assert (d[np.arange(len(x)), one.labels()] <= d.min(axis=1) + 1e-9).all()
+    # the same programs added twice stay one program (the embedding gets no extra row)
+    assert one.add(progs[5]) is False and one.history_size == len(one.descriptor) == 200  # type: ignore[arg-type]
+
+
+def test_metrics_archive_learns_its_length_from_the_first_program() -> None:
+    a = make_archive("cluster", dims=None, seed=0, descriptor="metrics")
+    for i in range(10):
+        m = {"x": float(i), "y": float(i % 3)}
+        a.add(Program(code=f"x = {i}").evaluated(EvalResult(status=Status.OK, score=i, metrics=m)))
+    assert a.dims == 2 and a.descriptors().shape == (len(a), 2) and a.cells > 1
+    with pytest.raises(ValueError, match="reports metrics"):
+        make_archive("grid", dims=None, seed=0, descriptor="metrics").add(prog(1.0))
+
+
+def test_grid_bins_shrink_with_dimensions_and_too_many_cells_are_refused() -> None:
+    from aster_nb.archive.grid import default_bins
+
+    assert [default_bins(d) for d in (1, 2, 3, 4, 6, 7, 16)] == [100, 10, 5, 3, 2, 2, 2]
+    assert GridElites(dims=2).cells == 100 and GridElites(dims=16).cells == 2**16
+    with pytest.raises(ValueError, match=r"10 bins per dimension in 16 dimensions.*too many"):
+        GridElites(dims=16, bins=10)
+    with pytest.raises(ValueError, match="max_cells"):
+        GridElites(dims=2, bins=20, max_cells=100)
+    with pytest.raises(ValueError, match="learns its bounds"):
+        GridElites(dims=None, bounds=[(0, 1)], descriptor=make_descriptor("embedding"))
+
+
+# -- parent selection rules --------------------------------------------------------------------
+
+
+def test_adaptive_breeds_from_the_best_until_it_stalls_then_from_distinct_elites() -> None:
+    from aster_nb.archive.selection import STALL_WINDOW
+
+    a = GridElites(dims=2, bins=10, bounds=[(0, 1), (0, 1)], selection="adaptive")
+    for i in range(10):  # each add improves the best: the search is climbing
+        a.add(prog(float(i), (i / 10 + 0.05, 0.5)))
+    rng = np.random.default_rng(0)
+    assert all(a.sample(rng, explore=1.0)[0] is a.best() for _ in range(50))
+    best = a.best()
+    for i in range(STALL_WINDOW * 3):  # no improvement for a while: stalled
+        a.add(prog(0.5, (0.95, 0.05 + i / 100)))
+    assert a.best() is best
+    parents = [a.sample(rng, explore=0.0)[0] for _ in range(400)]
+    assert 0.05 < np.mean([p is best for p in parents]) < 0.95
+    # a significant improvement ends the stall
+    a.add(prog(100.0, (0.5, 0.95)))
+    assert all(a.sample(rng)[0].score == 100.0 for _ in range(20))
+
+
+def test_dns_prefers_the_elite_farthest_from_anything_better() -> None:
+    from aster_nb.archive.selection import dominated_novelty
+
+    x = np.array([[0.0, 0.0], [0.1, 0.0], [5.0, 5.0], [0.2, 0.1]])
+    scores = np.array([3.0, 2.0, 1.0, 0.5])
+    dns = dominated_novelty(x, scores, scaled=True)
+    assert dns[0] == np.inf  # nothing beats the best
+    assert dns[2] > dns[1] and dns[2] > dns[3]  # the far, mediocre one is the most distinct
+    a = GridElites(dims=2, bins=10, bounds=[(0, 10), (0, 10)], selection="dns", tournament=4)
+    for (u, v), s in zip(x, scores, strict=True):
+        a.add(prog(float(s), (float(u), float(v))))
+    rng = np.random.default_rng(1)
+    picks = [a.sample(rng, explore=0.0)[0].score for _ in range(2000)]
+    # with all 4 in the tournament the best wins; DNS ranks the far one next
+    assert picks.count(3.0) == 2000 or np.mean(np.asarray(picks) == 1.0) > np.mean(
+        np.asarray(picks) == 2.0
+    )
+
+
+def test_curiosity_counts_children_that_became_elites_per_parent_cell() -> None:
+    a = GridElites(dims=2, bins=2, bounds=[(0, 1), (0, 1)], selection="curiosity")
+    root = prog(1.0, (0.25, 0.25))
+    a.add(root)
+    child = prog(2.0, (0.25, 0.25))
+    child.parents = (root.id,)
+    a.add(child)  # became the elite of its cell: +1 for the parent's cell
+    loser = prog(0.0, (0.25, 0.25))
+    loser.parents = (root.id,)
+    a.add(loser)  # did not: -0.5
+    cell = a.cell_of(root.id)
+    assert a._curiosity == {cell: 0.5}
+    with pytest.raises(ValueError, match="selection must be one of"):
+        GridElites(dims=2, selection="roulette")

@@ -15,6 +15,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from ..features import make_descriptor
 from .base import Archive, ArchiveBase
 from .cluster import ClusterElites
 from .greedy import Greedy
@@ -40,21 +41,26 @@ ARCHIVES: dict[str, type[ArchiveBase]] = {
 def make_archive(
     kind: str,
     *,
-    dims: int,
+    dims: int | None,
     seed: int,
     bounds: Sequence[Sequence[float]] | None = None,
+    descriptor: str = "features",
     **kw: Any,
 ) -> Archive:
     """Build an archive by name.
 
     Args:
         kind: ``"cluster"``, ``"grid"`` or ``"greedy"``.
-        dims: descriptor length the archive validates ``program.features`` against.
+        dims: descriptor length the archive validates ``program.features`` against;
+            ignored unless ``descriptor`` is ``"features"``.
         seed: seed of the archive's own randomness (ClusterElites' k-means++ picks);
             the grid and greedy archives have none and ignore it.
         bounds: ``(low, high)`` per feature, e.g. a task's ``feature_bounds``; used by the
             grid (``None``: learned from the first programs), ignored by the others, which
-            need no bounds.
+            need no bounds. Only for ``descriptor="features"``.
+        descriptor: what the archive's descriptors are (:mod:`aster_nb.features`):
+            ``"features"`` reads ``program.features``; ``"metrics"``, ``"embedding"`` and
+            ``"code"`` make the archive compute its own from each program.
         **kw: further keyword arguments of the archive's constructor (e.g. ``k_max``,
             ``bins``, ``top_k``).
 
@@ -62,10 +68,14 @@ def make_archive(
         ValueError: unknown ``kind`` (the message lists the valid ones), or an invalid
             argument of the archive.
     """
+    if kind not in ARCHIVES:
+        raise ValueError(f"unknown archive kind {kind!r}; valid kinds: {', '.join(ARCHIVES)}")
+    computed = make_descriptor(descriptor)
+    if computed is not None:
+        dims, bounds = None, None
+        kw["descriptor"] = computed
     if kind == "cluster":
         return ClusterElites(dims=dims, seed=seed, **kw)
     if kind == "grid":
         return GridElites(dims=dims, bounds=bounds, **kw)
-    if kind == "greedy":
-        return Greedy(dims=dims, **kw)
-    raise ValueError(f"unknown archive kind {kind!r}; valid kinds: {', '.join(ARCHIVES)}")
+    return Greedy(dims=dims, **kw)

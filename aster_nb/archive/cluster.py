@@ -43,6 +43,7 @@ import time
 
 import numpy as np
 
+from ..features import Descriptor
 from .base import ArchiveBase
 
 # Rows of the (points x centroids) distance matrix computed at once: small enough to stay
@@ -72,8 +73,15 @@ class ClusterElites(ArchiveBase):
             same cells.
         max_iter: cap on Lloyd iterations per re-cluster (default 10); the warm start makes
             more rarely useful (see the module docs).
-        tournament: tournament size for fitness-based parent selection (see
+        tournament: entrants per parent tournament (see
             :meth:`~aster_nb.archive.base.ArchiveBase.sample`).
+        selection: the parent selection rule, one of
+            :data:`~aster_nb.archive.selection.SELECTIONS` (default ``adaptive``).
+        descriptor: computes descriptors instead of ``program.features`` (see
+            :class:`~aster_nb.archive.base.ArchiveBase`); with one, ``dims`` may be
+            ``None``. A ``scaled`` descriptor (the code embedding) is not standardized, and
+            when an adaptive one is refit, all history is re-clustered at once, warm-started
+            from each cell's members in the new coordinates.
 
     Attributes:
         reclusters: number of re-clusters done so far.
@@ -92,10 +100,14 @@ class ClusterElites(ArchiveBase):
         seed: int = 0,
         max_iter: int = 10,
         tournament: int = 8,
+        selection: str = "adaptive",
+        descriptor: Descriptor | None = None,
     ) -> None:
-        if dims is None:
+        if dims is None and descriptor is None:
             raise ValueError("ClusterElites needs dims: the length of the descriptors")
-        super().__init__(dims=dims, tournament=tournament)
+        super().__init__(
+            dims=dims, tournament=tournament, selection=selection, descriptor=descriptor
+        )
         if not isinstance(k_max, int) or k_max < 1:
             raise ValueError(f"k_max must be an int >= 1, got {k_max!r}")
         if not growth > 1.0:
@@ -112,13 +124,20 @@ class ClusterElites(ArchiveBase):
         self.recluster_seconds = 0.0
         self.last_iterations = 0
         self._rng = np.random.default_rng(seed)
-        self._mean = np.zeros(dims)
-        self._std = np.ones(dims)
-        self._centroids_z = np.empty((0, dims))
+        self._standardize = descriptor is None or not descriptor.scaled
         self._labels = np.empty(64, dtype=np.int64)
         self._elite = np.empty(0, dtype=np.int64)  # cell -> history row of its elite
         self._distinct: set[tuple[float, ...]] = set()
         self._next_recluster = 1
+        self._moved = False  # all descriptors changed since the last re-cluster
+        self._placed = 0  # rows [0, placed) have a cell
+        if dims is not None:
+            self._on_dims(dims)
+
+    def _on_dims(self, dims: int) -> None:
+        self._mean = np.zeros(dims)
+        self._std = np.ones(dims)
+        self._centroids_z = np.empty((0, dims))
 
     # -- protocol -------------------------------------------------------------------------
 
@@ -152,9 +171,15 @@ class ClusterElites(ArchiveBase):
 
     # -- adding ---------------------------------------------------------------------------
 
+    def _redescribed(self) -> None:
+        # Every row moved: re-cluster now, starting from each cell's members.
+        self._moved = True
+        self._next_recluster = 0
+
     def _add_ok(self, row: int, desc: np.ndarray | None) -> bool:
         assert desc is not None
-        self._distinct.add(tuple(desc.tolist()))
+        if not self._moved:  # after a refit the set is rebuilt from all rows
+            self._distinct.add(tuple(desc.tolist()))
         if row == len(self._labels):
             self._labels = np.resize(self._labels, 2 * row)
         n = row + 1
@@ -164,6 +189,7 @@ class ClusterElites(ArchiveBase):
         z = (desc - self._mean) / self._std
         cell = int(np.argmin(((self._centroids_z - z) ** 2).sum(axis=1)))
         self._labels[row] = cell
+        self._placed = row + 1
         if self._score_buf[row] > self._score_buf[self._elite[cell]]:
             self._elite[cell] = row
             return True
@@ -180,20 +206,36 @@ class ClusterElites(ArchiveBase):
         t0 = time.perf_counter()
         x = self._descs
         mean = x.mean(axis=0)
-        std = x.std(axis=0)
+        std = x.std(axis=0) if self._standardize else np.ones(x.shape[1])
         # A dimension with no spread yet is left unscaled rather than divided by ~0.
         std = np.where(std > 1e-12 * (1.0 + np.abs(mean)), std, 1.0)
         z = (x - mean) / std
+        if self._moved:
+            # Only "at least k_max distinct points" matters to k, so counting stops there.
+            self._distinct = set()
+            for point in map(tuple, x.tolist()):
+                self._distinct.add(point)
+                if len(self._distinct) >= self.k_max:
+                    break
+            # The old centroids mean nothing in the new coordinates; the old cells' members
+            # do: each cell starts at its members' new mean (rows added since are unplaced).
+            placed, cells = self._placed, len(self._elite)
+            old = self._labels[:placed]
+            counts = np.bincount(old, minlength=cells)
+            sums, _ = _means(z[:placed], old, cells)
+            init = sums[counts > 0] / counts[counts > 0, None]
+            self._moved = False
+        else:
+            # Warm start: the previous centroids, moved into the new standardization.
+            init = (self._centroids_z * self._std + self._mean - mean) / std
         k = min(self.target_k(n), len(self._distinct))
-
-        # Warm start: the previous centroids, moved into the new standardization.
-        init = (self._centroids_z * self._std + self._mean - mean) / std
         init = _kmeanspp_extend(z, init[:k], k, self._rng)
         centroids, labels, self.last_iterations = lloyd(z, init, max_iter=self.max_iter)
         centroids, labels = _fill_empty(z, centroids, labels)
 
         self._mean, self._std, self._centroids_z = mean, std, centroids
         self._labels[:n] = labels
+        self._placed = n
         self._elite = _best_per_cell(labels, self._scores, len(centroids))
         self._next_recluster = max(n + 1, math.ceil(n * self.growth))
         self.reclusters += 1

@@ -11,6 +11,7 @@ import bisect
 
 import numpy as np
 
+from ..features import Descriptor
 from ..program import Program
 from .base import ArchiveBase, _check_sample_args, _mix_top_and_random
 
@@ -23,12 +24,16 @@ class Greedy(ArchiveBase):
             ``None`` (default) accepts programs without features, since a single cell
             needs no descriptor (then :meth:`descriptors` has 0 columns).
         top_k: number of best programs kept as the inspiration pool (the best included).
+        descriptor: computes descriptors (see :class:`~aster_nb.archive.base.ArchiveBase`);
+            a single cell does not use them, but a map of the archive does.
     """
 
     name = "greedy"
 
-    def __init__(self, *, dims: int | None = None, top_k: int = 8) -> None:
-        super().__init__(dims=dims)
+    def __init__(
+        self, *, dims: int | None = None, top_k: int = 8, descriptor: Descriptor | None = None
+    ) -> None:
+        super().__init__(dims=dims, descriptor=descriptor)
         if not isinstance(top_k, int) or top_k < 1:
             raise ValueError(f"top_k must be an int >= 1, got {top_k!r}")
         self.top_k = top_k
