@@ -8,6 +8,12 @@ imports a plotting library.
 Replaying to evaluation ``t`` rebuilds the worker's archive from its first valid programs
 in store order, exactly as :meth:`~aster_nb.agents.worker.Worker.restore` does, so the map
 after ``t`` is the archive the worker had then (same seed, same order, same cells).
+
+The map's axes are the archive's descriptor (the store's meta ``"descriptor"`` says which,
+see :mod:`aster_nb.features`): the evaluator's features as they are in 1-2 dimensions,
+their first two principal components beyond; a code embedding's first two components,
+which already are principal components of the history; and a note says which, with the
+share of variance the plane shows.
 """
 
 from __future__ import annotations
@@ -19,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from .archive import Archive, ClusterElites, GridElites, make_archive
-from .features import CODE_FEATURE_NAMES
+from .features import CODE_FEATURE_NAMES, DESCRIPTORS
 from .program import Program
 from .store import Store
 from .task import Task
@@ -64,6 +70,10 @@ class MapSnapshot:
         evaluations: programs in the store (all workers) up to this snapshot.
         axes: axis titles: the feature names, or principal components of the
             standardized descriptors when there are more than two.
+        descriptor: what the archive's cells separate (``features``, ``metrics``,
+            ``embedding`` or ``code``; see :mod:`aster_nb.features`).
+        note: one line saying what the axes are (the descriptor, its dimensions, the share
+            of variance the plane shows).
         points: ``(n, 2)`` float32, every valid program of the worker, projected.
         point_scores: ``(n,)`` float32 scores of those programs.
         point_ids: their ids.
@@ -80,6 +90,8 @@ class MapSnapshot:
     point_ids: tuple[str, ...]
     cells: tuple[Cell, ...]
     bounds: tuple[tuple[float, float], tuple[float, float]]
+    descriptor: str = "features"
+    note: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,6 +122,7 @@ class _Source:
     archive_kind: str
     seed: int
     task: Task | None
+    descriptor: str  # the archive's descriptor kind, as the store recorded it
 
 
 _TASKS: dict[str, Task | None] = {}
@@ -124,6 +137,7 @@ def _source(source: Run | Store) -> _Source:
             archive_kind=str(cfg.get("archive", "cluster")),
             seed=int(cfg.get("seed", 0)),
             task=_load_task(cfg.get("task")),
+            descriptor=_descriptor_of(source),
         )
     store = getattr(source, "store", None)
     if not isinstance(store, Store):
@@ -134,7 +148,16 @@ def _source(source: Run | Store) -> _Source:
         archive_kind=source.cfg.archive,
         seed=source.cfg.seed,
         task=source.task,
+        descriptor=_descriptor_of(store),
     )
+
+
+def _descriptor_of(store: Store) -> str:
+    # stores from before the choice was recorded used the evaluator's or code features,
+    # stored with each program: the "features" path
+    meta = store.meta("descriptor")
+    kind = meta.get("kind") if isinstance(meta, dict) else None
+    return kind if kind in DESCRIPTORS[1:] else "features"
 
 
 def _load_task(path: object) -> Task | None:
@@ -207,12 +230,24 @@ def map_snapshot(source: Run | Store, worker: str, *, upto: int | None = None) -
     elif rows:
         archive = _replay(src, worker, ids)
 
-    descs = np.array([table.descriptor[i] for i in rows], dtype=float) if rows else np.empty((0, 0))
-    dims = descs.shape[1] if rows else 0
-    names_ = _feature_names(src, dims)
-    proj = _Projection.fit(descs, names_)
+    computed = src.descriptor != "features" and archive is not None
+    if computed:  # the archive describes its programs itself: map what it sees
+        assert archive is not None
+        programs, descs = archive.history()
+        ids = [p.id for p in programs]
+        scores = np.array([p.score for p in programs], dtype=float)
+    else:
+        descs = np.array([table.descriptor[i] for i in rows], dtype=float) if rows else None
+        scores = table.score[rows].astype(float)
+    if descs is None or len(descs) == 0:
+        descs = np.empty((0, 0))
+    names_ = _axis_names(src, archive, descs.shape[1])
+    proj = _Projection.fit(descs, names_, archive, src.descriptor)
+    note = proj.note
+    if archive is not None and archive.name == "greedy":  # one cell: the plane only places
+        note = note.replace("cells over", "programs placed by", 1)
     points = proj(descs)
-    cells = _cells(archive, proj) if archive is not None and rows else ()
+    cells = _cells(archive, proj) if archive is not None and len(ids) else ()
     every = np.vstack([points, *(np.array([c.center]) for c in cells), *(c.polygon for c in cells)])
     bounds = _bounds(every)
     return MapSnapshot(
@@ -221,10 +256,12 @@ def map_snapshot(source: Run | Store, worker: str, *, upto: int | None = None) -
         evaluations=total,
         axes=proj.axes,
         points=points.astype(np.float32),
-        point_scores=table.score[rows].astype(np.float32),
+        point_scores=scores.astype(np.float32),
         point_ids=tuple(ids),
         cells=_clip_all(cells, bounds),
         bounds=bounds,
+        descriptor=src.descriptor,
+        note=note,
     )
 
 
@@ -247,9 +284,14 @@ def _replay(src: _Source, worker: str, ids: list[str]) -> Archive | None:
         if p is None or not p.ok or not p.features:
             continue
         if archive is None:
-            bounds = src.task.feature_bounds if src.task is not None else None
+            features = src.descriptor == "features"
+            bounds = src.task.feature_bounds if src.task is not None and features else None
             archive = make_archive(
-                src.archive_kind, dims=len(p.features), seed=src.seed, bounds=bounds
+                src.archive_kind,
+                dims=len(p.features),
+                seed=src.seed,
+                bounds=bounds,
+                descriptor=src.descriptor,
             )
         archive.add(p)
     if archive is not None:
@@ -257,7 +299,12 @@ def _replay(src: _Source, worker: str, ids: list[str]) -> Archive | None:
     return archive
 
 
-def _feature_names(src: _Source, dims: int) -> tuple[str, ...]:
+def _axis_names(src: _Source, archive: Archive | None, dims: int) -> tuple[str, ...]:
+    descriptor = getattr(archive, "descriptor", None)
+    if descriptor is not None:
+        names = tuple(descriptor.axis_names())
+        if len(names) == dims:
+            return names
     names = src.task.feature_names if src.task is not None else ()
     if len(names) == dims:
         return tuple(names)
@@ -268,20 +315,43 @@ def _feature_names(src: _Source, dims: int) -> tuple[str, ...]:
 
 @dataclass(frozen=True, slots=True)
 class _Projection:
-    """Descriptors to the plane: as they are for 1-2 dimensions, else the first two
+    """Descriptors to the plane: as they are for 1-2 dimensions; a code embedding's first
+    two components (already principal components of the history); else the first two
     principal components of the standardized descriptors."""
 
     mean: np.ndarray
     scale: np.ndarray
     basis: np.ndarray | None  # (dims, 2), None: no projection
     axes: tuple[str, str]
+    note: str = ""
 
     @classmethod
-    def fit(cls, x: np.ndarray, names: tuple[str, ...]) -> _Projection:
+    def fit(
+        cls, x: np.ndarray, names: tuple[str, ...], archive: Archive | None, kind: str
+    ) -> _Projection:
         dims = x.shape[1] if x.ndim == 2 else 0
+        descriptor = getattr(archive, "descriptor", None)
+        what = {
+            "features": "the evaluator's features",
+            "metrics": "the evaluator's metrics",
+            "code": "code size and numeric share",
+            "embedding": "a code embedding (PCA of literal values and token pairs)",
+        }[kind]
         if dims <= 2:
             axes = (names[0] if dims else "", names[1] if dims == 2 else "")
-            return cls(np.zeros(dims), np.ones(dims), None, axes)
+            return cls(np.zeros(dims), np.ones(dims), None, axes, f"cells over {what}")
+        if descriptor is not None and descriptor.scaled:
+            # components sorted by variance: the plane is the first two, as they are
+            keep = float(descriptor.explained()) if hasattr(descriptor, "explained") else 1.0
+            shares = np.var(x, axis=0)
+            plane = float(shares[:2].sum() / shares.sum()) if shares.sum() > 0 else 0.0
+            note = (
+                f"cells over {what} in {dims} dimensions ({keep:.0%} of the history's "
+                f"variance); the plane shows its first two ({plane:.0%} of theirs)"
+            )
+            return cls(
+                np.zeros(dims), np.ones(dims), np.eye(dims)[:, :2], (names[0], names[1]), note
+            )
         mean = x.mean(axis=0)
         scale = x.std(axis=0)
         scale[scale == 0] = 1.0
@@ -289,8 +359,14 @@ class _Projection:
         _, s, vt = np.linalg.svd(z - z.mean(axis=0), full_matrices=False)
         var = s**2 / max(float(np.sum(s**2)), 1e-300)
         basis = vt[:2].T if vt.shape[0] >= 2 else np.eye(dims)[:, :2]
+        # a sign convention, so the map does not flip between redraws
+        basis = basis * np.sign(basis[np.argmax(np.abs(basis), axis=0), [0, 1]])
         axes = (f"PC1 ({var[0]:.0%} of variance)", f"PC2 ({var[1]:.0%} of variance)")
-        return cls(mean, scale, basis, axes)
+        note = (
+            f"cells over {what} in {dims} dimensions ({', '.join(names)}); the plane shows "
+            f"their first two principal components ({var[0] + var[1]:.0%} of the variance)"
+        )
+        return cls(mean, scale, basis, axes, note)
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
         x = np.asarray(x, dtype=float)
@@ -307,26 +383,28 @@ class _Projection:
 
 def _cells(archive: Archive, proj: _Projection) -> tuple[Cell, ...]:
     elites = archive.elites()
-    by_cell: dict[int, Program] = {}
-    for p in elites:
+    descs = archive.descriptors()  # the archive's own, in the order of elites()
+    by_cell: dict[int, tuple[Program, np.ndarray]] = {}
+    for p, d in zip(elites, descs, strict=True):
         c = archive.cell_of(p.id)
         if c is not None:
-            by_cell.setdefault(c, p)
+            by_cell.setdefault(c, (p, d))
     if isinstance(archive, ClusterElites):
         centers = proj(archive.centroids)
-        return tuple(_cell(i, centers[i], by_cell.get(i), None) for i in range(archive.cells))
+        return tuple(
+            _cell(i, centers[i], by_cell[i][0] if i in by_cell else None, None)
+            for i in range(archive.cells)
+        )
     if isinstance(archive, GridElites) and proj.basis is None and archive.bounds is not None:
-        rects = _grid_rects(archive, by_cell)
+        rects = _grid_rects(archive, [d for _, d in by_cell.values()])
         return tuple(
             _cell(i, rect.mean(axis=0), p, rect)
-            for (i, p), rect in zip(by_cell.items(), rects, strict=True)
+            for (i, (p, _)), rect in zip(by_cell.items(), rects, strict=True)
         )
     if archive.name == "greedy":
         return ()
     # any other archive, or a grid seen through a projection: regions around the elites
-    return tuple(
-        _cell(c, proj(np.array([p.features]))[0], p, None) for c, p in sorted(by_cell.items())
-    )
+    return tuple(_cell(c, proj(d[None, :])[0], p, None) for c, (p, d) in sorted(by_cell.items()))
 
 
 def _cell(index: int, center: np.ndarray, p: Program | None, polygon: np.ndarray | None) -> Cell:
@@ -339,14 +417,15 @@ def _cell(index: int, center: np.ndarray, p: Program | None, polygon: np.ndarray
     )
 
 
-def _grid_rects(archive: GridElites, by_cell: dict[int, Program]) -> list[np.ndarray]:
+def _grid_rects(archive: GridElites, descs: list[np.ndarray]) -> list[np.ndarray]:
     bounds = archive.bounds
     assert bounds is not None
     bins = archive.bins
     width = (bounds[:, 1] - bounds[:, 0]) / bins
     rects = []
-    for p in by_cell.values():
-        idx = np.asarray(archive.cell_index(p.features or ()), dtype=float).reshape(-1)
+    for d in descs:
+        cell = int(archive.cell_index(d)[0])
+        idx = np.asarray(np.unravel_index(cell, tuple(int(b) for b in bins)), dtype=float)
         lo = bounds[:, 0] + idx * width
         hi = lo + width
         if len(lo) == 1:  # one feature: bands across the plot

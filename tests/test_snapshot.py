@@ -122,3 +122,40 @@ def test_voronoi_regions_tile_the_box() -> None:
         d = ((poly[:, None, :] - centers[None]) ** 2).sum(-1)
         assert np.all(d[:, i] <= d.min(axis=1) + 1e-9)
     assert area == pytest.approx(1.0)
+
+
+@pytest.mark.parametrize("archive", ["cluster", "grid", "greedy"])
+async def test_embedding_maps_replay_and_reopen_exactly(tmp_path: Path, archive: str) -> None:
+    path = tmp_path / "r.sqlite"
+    async with await Run.create(
+        "deceptive_trap", path=path, workers=1, agents=4, evaluations=40, seed=2, archive=archive
+    ) as run:
+        await run.step()
+        mid = run.store.count()
+        first = map_snapshot(run, "p0.w0")
+        await run.step()
+        live = map_snapshot(run, "p0.w0")
+        assert run.store.meta("descriptor") == {"kind": "embedding", "choice": "auto"}
+        replayed = map_snapshot(run.store, "p0.w0", upto=run.store.count())
+        assert cells_of(live) == cells_of(replayed) and live.point_ids == replayed.point_ids
+        assert np.allclose(live.points, replayed.points)
+        # the axes are the embedding's first two components, with their share of variance
+        assert live.descriptor == "embedding"
+        assert live.axes[0].startswith("code PC1 (") and "of variance" in live.axes[1]
+        assert "code embedding" in live.note and "16 dimensions" in live.note
+        # the points spread: the constants the search changed moved them
+        assert np.ptp(live.points[:, 0]) > 0.1 and len(live.points) > 40
+        if archive == "cluster":
+            assert len(live.cells) > 1
+        elites = run.archives["p0.w0"].elites()  # type: ignore[union-attr]
+        if archive != "greedy":
+            assert {c.elite_id for c in live.cells if c.elite_id} == {p.id for p in elites}
+    store = Store(path)
+    assert cells_of(map_snapshot(store, "p0.w0", upto=mid)) == cells_of(first)
+    assert cells_of(map_snapshot(store, "p0.w0")) == cells_of(live)
+    store.close()
+    async with await Run.open(path) as reopened:  # Worker.restore rebuilds the same archive
+        again = map_snapshot(reopened, "p0.w0")
+        assert cells_of(again) == cells_of(live) and np.allclose(again.points, live.points)
+        a, b = run.archives["p0.w0"], reopened.archives["p0.w0"]
+        assert [p.id for p in a.elites()] == [p.id for p in b.elites()]  # type: ignore[union-attr]

@@ -31,7 +31,7 @@ from ..blocks import BlockError, find_blocks
 from ..control import Control
 from ..edits import EditError, apply_edit, diff_summary, parse_edit, unified_diff
 from ..events import AttemptFailed, BestImproved, EventBus, HandoffReceived, ProgramEvaluated
-from ..features import describe
+from ..features import archive_descriptor, describe
 from ..llm.base import Model, Request, Response, user
 from ..llm.spend import BudgetExceeded
 from ..llm.watch import Watched
@@ -613,7 +613,11 @@ class Worker:
         if self.archive is None:
             # Built at the first valid program, so its dimension is the descriptor's.
             self.archive = make_archive(
-                self._archive_kind, dims=dims, seed=self.seed, bounds=self.task.feature_bounds
+                self._archive_kind,
+                dims=dims,
+                seed=self.seed,
+                bounds=self.task.feature_bounds,
+                descriptor=archive_descriptor(self.task, self.store),  # recorded in the store
             )
         return self.archive
 

@@ -131,7 +131,9 @@ def archive_map_update(
 
 
 def _map_title(snap: MapSnapshot) -> str:
-    return f"{snap.worker} · {snap.archive} archive · {snap.evaluations} evaluations"
+    title = f"{snap.worker} · {snap.archive} archive · {snap.evaluations} evaluations"
+    # what the axes are: the descriptor, its dimensions and the variance the plane shows
+    return f"{title}<br><sup>{html.escape(snap.note)}</sup>" if snap.note else title
 
 
 def _box_ratio(snap: MapSnapshot) -> float:
@@ -415,9 +417,9 @@ def _panel_title(name: str, snap: MapSnapshot) -> str:
     n = len(snap.points)
     if snap.cells:
         filled = sum(c.elite_id is not None for c in snap.cells)
-        sub = f"{filled}/{len(snap.cells)} cells filled · {n} programs"
+        sub = f"{filled}/{len(snap.cells)} cells filled · {n} programs · {snap.descriptor}"
     else:
-        sub = f"{snap.archive}: no cells · {n} programs"
+        sub = f"{snap.archive}: no cells · {n} programs · {snap.descriptor}"
     return f"<b>{html.escape(str(name))}</b><br><sup>{sub}</sup>"
 
 
