@@ -200,8 +200,8 @@ CASES: dict[str, Case] = {
     # -- the command line ------------------------------------------------------------------
     "unknown task name": Case(
         lambda tmp_path: ["run", "toyy", *FAST],
-        "no task 'toyy': expected a built-in name (circle_packing, erdos_min_overlap, toy) "
-        "or a path to a task folder; did you mean 'toy'?",
+        "no task 'toyy': expected a built-in name (circle_packing, circle_packing_bare, "
+        "deceptive_trap, erdos_min_overlap, toy) or a path to a task folder; did you mean 'toy'?",
     ),
     "nonexistent task folder": Case(
         lambda tmp_path: ["run", str(tmp_path / "no" / "such_task"), *FAST],
