@@ -68,7 +68,7 @@ _TOKEN = re.compile(
     """,
     re.VERBOSE,
 )
-_Line = tuple[tuple[str, ...], tuple[tuple[int, float], ...]]
+_Line = tuple[tuple[str, ...], tuple[float, ...]]  # tokens, numeric literals' values
 # Tokens of lines seen before: an edit changes a line or two, so a program's other lines
 # were tokenized for its parent. Cleared when full (a long run of rewrites).
 _LINES: dict[str, _Line] = {}
@@ -91,16 +91,15 @@ def _line(text: str) -> _Line:
     if hit is not None:
         return hit
     toks: list[str] = []
-    numbers: list[tuple[int, float]] = []  # (position in toks, value)
+    numbers: list[float] = []
     for m in _TOKEN.finditer(text):
         kind = m.lastgroup
         if kind == "comment":
             break
         tok = m.group()
         if kind == "number":
-            value = _number(tok)
-            if value is not None and math.isfinite(value):
-                numbers.append((len(toks), value))
+            value = _number(tok)  # complex or overflowing: a site without a value
+            numbers.append(value if value is not None else math.nan)
             toks.append("#")
         elif kind == "string":
             toks.append(tok if len(tok) <= _MAX_STRING else "S")
@@ -133,23 +132,62 @@ def _strip_long_strings(code: str) -> str:
     return "".join(out)
 
 
-def _terms(code: str) -> tuple[Counter[tuple[str, str]], dict[str, float]]:
-    """Token-pair counts and site values of ``code`` (see :func:`code_terms`)."""
-    toks: list[str] = []
-    numbers: list[tuple[int, float]] = []
-    for text in _strip_long_strings(code).splitlines():
-        line_toks, line_numbers = _line(text)
-        if line_numbers:
-            numbers.extend((len(toks) + i, v) for i, v in line_numbers)
-        toks.extend(line_toks)
-    sites: dict[str, float] = {}
+def _tokens(code: str) -> tuple[tuple[str, ...], np.ndarray]:
+    """The code's tokens (numbers as ``#``) and the values of its numeric literals, in order."""
+    lines = [_LINES.get(t) or _line(t) for t in _strip_long_strings(code).splitlines()]
+    toks = tuple(itertools.chain.from_iterable(t for t, _ in lines))
+    values = np.fromiter(itertools.chain.from_iterable(v for _, v in lines), dtype=float)
+    return toks, values
+
+
+@dataclass(frozen=True, slots=True)
+class _Structure:
+    """What programs with the same tokens (numbers aside) share: their sites and pairs.
+
+    An edit that changes only constants keeps the structure, so most of a run's programs
+    share a handful of them, each worked out once (:func:`_structure`).
+    """
+
+    sites: tuple[str, ...]  # the name of each numeric literal's site, in order
+    site_columns: np.ndarray  # their hashed columns
+    pairs: Counter[tuple[str, str]]
+
+
+_STRUCTURES: dict[tuple[str, ...], _Structure] = {}
+_STRUCTURES_MAX = 4096
+
+
+def _structure(toks: tuple[str, ...]) -> _Structure:
+    hit = _STRUCTURES.get(toks)
+    if hit is not None:
+        return hit
+    positions = [i for i, t in enumerate(toks) if t == "#"]
+    sites: list[str] = []
     seen: Counter[str] = Counter()
-    for i, value in numbers:
+    for i in positions:
         site = " ".join(toks[max(0, i - _CONTEXT) : i]) + " _ " + " ".join(toks[i + 1 : i + 2])
-        k = seen[site]
+        sites.append(f"{site}@{seen[site]}")
         seen[site] += 1
-        sites[f"{site}@{k}"] = math.copysign(math.log1p(abs(value) / _VALUE_EPS), value)
-    return Counter(itertools.pairwise(toks)), sites
+    out = _Structure(
+        sites=tuple(sites),
+        site_columns=np.fromiter(
+            (_column("n:" + x) for x in sites), dtype=np.int64, count=len(sites)
+        ),
+        pairs=Counter(itertools.pairwise(toks)),
+    )
+    if len(_STRUCTURES) >= _STRUCTURES_MAX:
+        _STRUCTURES.clear()
+        _PAIR_DIFFS.clear()
+    _STRUCTURES[toks] = out
+    return out
+
+
+def _terms(code: str) -> tuple[_Structure, np.ndarray]:
+    """The structure of ``code`` and one transformed value per site (0 where unknown)."""
+    toks, values = _tokens(code)
+    # a site without a finite value counts as 0; 1e300 / 1e-3 stays finite
+    v = np.where(np.isfinite(values), values, 0.0)
+    return _structure(toks), np.copysign(np.log1p(np.minimum(np.abs(v), 1e300) / _VALUE_EPS), v)
 
 
 def code_terms(code: str) -> dict[str, float]:
@@ -160,9 +198,9 @@ def code_terms(code: str) -> dict[str, float]:
     code that does not tokenize as Python is read as far as the pattern matches, which is
     all of it.
     """
-    pairs, sites = _terms(code)
-    out = {f"p:{a} {b}": _pair_value(c) for (a, b), c in pairs.items()}
-    out.update((f"n:{k}", v) for k, v in sites.items())
+    st, values = _terms(code)
+    out = {f"p:{a} {b}": _pair_value(c) for (a, b), c in st.pairs.items()}
+    out.update((f"n:{k}", float(v)) for k, v in zip(st.sites, values, strict=True))
     return out
 
 
@@ -174,31 +212,45 @@ def _column(key: str) -> int:
     return zlib.crc32(key.encode("utf-8", "surrogatepass")) & (_COLUMNS - 1)
 
 
+# (id(structure), id(reference)) -> the pair difference; each entry holds its structures,
+# so no id is reused while it is cached
+_PAIR_DIFFS: dict[tuple[int, int], tuple[_Structure, _Structure, dict[int, float]]] = {}
+
+
+def _pair_difference(st: _Structure, ref: _Structure) -> dict[int, float]:
+    """Column -> pair term of ``st`` minus ``ref``'s; computed once per pair of structures."""
+    key = (id(st), id(ref))
+    hit = _PAIR_DIFFS.get(key)
+    if hit is not None:
+        return hit[2]
+    diff: dict[int, float] = {}
+    for pair in st.pairs.keys() | ref.pairs.keys():
+        a, b = st.pairs.get(pair, 0), ref.pairs.get(pair, 0)
+        if a != b:
+            col = _column(f"p:{pair[0]} {pair[1]}")
+            diff[col] = diff.get(col, 0.0) + _pair_value(a) - _pair_value(b)
+    if len(_PAIR_DIFFS) >= _STRUCTURES_MAX:
+        _PAIR_DIFFS.clear()
+    _PAIR_DIFFS[key] = (st, ref, diff)
+    return diff
+
+
 def _difference(
-    terms: tuple[Counter[tuple[str, str]], dict[str, float]],
-    ref: tuple[Counter[tuple[str, str]], dict[str, float]],
+    terms: tuple[_Structure, np.ndarray], ref: tuple[_Structure, np.ndarray]
 ) -> dict[int, float]:
     """Column -> value of ``terms`` minus ``ref``, only where they differ."""
-    diff: dict[int, float] = {}
-
-    def put(key: str, delta: float) -> None:
-        col = _column(key)
-        diff[col] = diff.get(col, 0.0) + delta
-
-    pairs, sites = terms
-    ref_pairs, ref_sites = ref
-    for pair, count in pairs.items():
-        if ref_pairs.get(pair, 0) != count:
-            put(f"p:{pair[0]} {pair[1]}", _pair_value(count) - _pair_value(ref_pairs.get(pair, 0)))
-    for pair, count in ref_pairs.items():
-        if pair not in pairs:
-            put(f"p:{pair[0]} {pair[1]}", -_pair_value(count))
-    for site, value in sites.items():
-        if ref_sites.get(site, 0.0) != value:
-            put(f"n:{site}", value - ref_sites.get(site, 0.0))
-    for site, value in ref_sites.items():
-        if site not in sites:
-            put(f"n:{site}", -value)
+    (st, values), (ref_st, ref_values) = terms, ref
+    if st is ref_st:  # only constants changed: compare site by site
+        changed = np.flatnonzero(values != ref_values)
+        return {int(st.site_columns[i]): float(values[i] - ref_values[i]) for i in changed}
+    diff = dict(_pair_difference(st, ref_st))
+    mine = dict(zip(st.sites, values.tolist(), strict=True))
+    theirs = dict(zip(ref_st.sites, ref_values.tolist(), strict=True))
+    for site in mine.keys() | theirs.keys():
+        delta = mine.get(site, 0.0) - theirs.get(site, 0.0)
+        if delta != 0.0:
+            col = _column("n:" + site)
+            diff[col] = diff.get(col, 0.0) + delta
     return diff
 
 
@@ -271,7 +323,7 @@ class CodeEmbedding:
         self.fit: Fit | None = None
         self.fits = 0
         self.fit_seconds = 0.0
-        self._reference: tuple[Counter[tuple[str, str]], dict[str, float]] | None = None
+        self._reference: tuple[_Structure, np.ndarray] | None = None
         self._next_fit = 1
         # The history as growable CSR buffers: row i is data[ptr[i]:ptr[i + 1]] at cols.
         self._ptr = [0]
