@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from aster_nb.figures import archive_map_figure
 from aster_nb.run import Run
 from aster_nb.snapshot import lineage, map_snapshot, timeline, voronoi_region, workers
 from aster_nb.store import Store
@@ -147,6 +148,9 @@ async def test_embedding_maps_replay_and_reopen_exactly(tmp_path: Path, archive:
         assert np.ptp(live.points[:, 0]) > 0.1 and len(live.points) > 40
         if archive == "cluster":
             assert len(live.cells) > 1
+        fig = archive_map_figure(live)  # the dashboard's map says what its axes are
+        assert "code embedding" in fig.layout.title.text
+        assert fig.layout.xaxis.title.text == live.axes[0]
         elites = run.archives["p0.w0"].elites()  # type: ignore[union-attr]
         if archive != "greedy":
             assert {c.elite_id for c in live.cells if c.elite_id} == {p.id for p in elites}

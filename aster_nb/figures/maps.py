@@ -66,7 +66,7 @@ def archive_map_figure(
     fig = go.Figure(data=_map_skeleton(colors, showscale=True))
     fig.update_layout(
         template=_TEMPLATE,
-        margin={"l": 70, "r": 30, "t": 60, "b": 60},
+        margin={"l": 70, "r": 30, "t": 80, "b": 60},  # room for the note under the title
         hovermode="closest",
         showlegend=False,
         meta={
