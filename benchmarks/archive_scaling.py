@@ -5,6 +5,15 @@ small box at one corner of the unit cube, the rest an exponential tail from that
 as edited programs crowd around their ancestors -- and random scores, for 2-D and 8-D
 descriptors. Programs are built before the clock starts, so only the archive is timed.
 
+With ``--embedding`` it also runs Cluster-Elites over the default descriptor of a task
+without features, the code embedding (16 dimensions), on ``--n`` synthetic programs: a
+60-line program with 24 constants, each program its parent (a random earlier one, recent
+ones likelier) with one to three constants multiplied by ``exp(N(0, 0.3))`` and one time in
+ten an operator swapped. The embedding's tokenizing, refits and re-projections all happen
+inside ``add``, so they are timed with the rest; the report splits the total into
+describing a program (tokenizing, differencing, projecting: once per program, whatever the
+history size), refitting the embedding, re-clustering, and placing programs in cells.
+
 Reports, at the 1k / 10k / 100k checkpoints: total seconds, mean ``add`` time (with and
 without the adds that triggered a re-cluster), the number of re-clusters, their total and
 mean time and the cost of the latest one. It then compares ways to do the final
@@ -14,7 +23,8 @@ chosen from.
 
 Usage::
 
-    python benchmarks/archive_scaling.py [--n 100000] [--dims 2 8] [--plot scaling.png]
+    python benchmarks/archive_scaling.py [--n 100000] [--dims 2 8 16] [--embedding]
+                                         [--plot scaling.png]
 
 Prints one JSON document on stdout.
 """
@@ -36,6 +46,7 @@ from sklearn.cluster import MiniBatchKMeans
 from aster_nb.archive import ClusterElites, Greedy, GridElites
 from aster_nb.archive.base import ArchiveBase
 from aster_nb.archive.cluster import _kmeanspp_extend, lloyd, nearest, sq_dist
+from aster_nb.embedding import CodeEmbedding
 from aster_nb.program import EvalResult, Program, Status
 
 CHECKPOINTS = (1_000, 10_000, 100_000)
@@ -58,8 +69,10 @@ def programs(x: np.ndarray, scores: np.ndarray) -> list[Program]:
     ]
 
 
-def run_cluster(progs: list[Program], dims: int, seed: int) -> dict[str, Any]:
-    a = ClusterElites(dims=dims, seed=seed)
+def run_cluster(
+    progs: list[Program], dims: int, seed: int, embedding: CodeEmbedding | None = None
+) -> dict[str, Any]:
+    a = ClusterElites(dims=None if embedding else dims, seed=seed, descriptor=embedding)
     checkpoints = [c for c in CHECKPOINTS if c <= len(progs)] or [len(progs)]
     add_s = np.empty(len(progs))
     recl_at: list[int] = []
@@ -101,6 +114,10 @@ def run_cluster(progs: list[Program], dims: int, seed: int) -> dict[str, Any]:
                     "coverage": a.coverage(),
                 }
             )
+            if embedding is not None:
+                out[-1]["embedding_refits"] = embedding.fits
+                out[-1]["embedding_refit_s"] = round(embedding.fit_seconds, 3)
+                out[-1]["explained_variance"] = round(embedding.explained(), 4)
     return {
         "checkpoints": out,
         "reclusters": [
@@ -108,6 +125,88 @@ def run_cluster(progs: list[Program], dims: int, seed: int) -> dict[str, Any]:
             for n, s, it in zip(recl_at, recl_s, recl_iters, strict=True)
         ],
     }
+
+
+# A program of the size and shape the offline model edits: named constants and a loop.
+_TEMPLATE = "\n".join(
+    [f"C{i} = {{c[{i}]!r}}  # constant {i}" for i in range(24)]
+    + [
+        "",
+        "",
+        "def run(xs):",
+        "    total = 0.0",
+        "    for i, x in enumerate(xs):",
+        "        if x {op0} C0 and i < C1:",
+        "            total += C2 * x ** C3 - C4 / (1.0 + abs(x - C5))",
+        "        elif x {op1} C6:",
+        "            total -= min(C7 * x, C8) + max(C9, C10 * i)",
+        "        else:",
+        "            total += (C11 + C12 * x) * (C13 - C14 * x) / (C15 + 1e-9)",
+        "    scale = C16 * (1.0 + C17) ** 2 - C18",
+        "    return total * scale + C19 * C20 - C21 / (1.0 + C22 * C23)",
+        "",
+        "",
+        "def main():",
+        "    xs = [0.1 * k for k in range(50)]",
+        "    return run(xs)",
+    ]
+)
+
+
+def synthetic_code(n: int, seed: int) -> list[str]:
+    """``n`` programs, each an edit of a random earlier one (see the module docs)."""
+    rng = np.random.default_rng(seed)
+    consts = [np.ones(24)]
+    ops = [("<", ">")]
+    codes = [_TEMPLATE.format(c=[round(float(v), 6) for v in consts[0]], op0="<", op1=">")]
+    for i in range(1, n):
+        parent = int(i - 1 - min(i - 1, int(rng.exponential(50))))
+        c = consts[parent].copy()
+        k = rng.choice(24, size=int(rng.integers(1, 4)), replace=False)
+        c[k] *= np.exp(0.3 * rng.normal(size=len(k)))
+        op0, op1 = ops[parent]
+        if rng.random() < 0.1:
+            op0, op1 = (">" if op0 == "<" else "<"), op1
+        consts.append(c)
+        ops.append((op0, op1))
+        codes.append(_TEMPLATE.format(c=[round(float(v), 6) for v in c], op0=op0, op1=op1))
+    return codes
+
+
+class _TimedEmbedding(CodeEmbedding):
+    """The code embedding, timing :meth:`add` (tokenizing, differencing, projecting)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.add_seconds: list[float] = []  # cumulative, after each program
+
+    def add(self, code: str) -> np.ndarray:
+        t0 = time.perf_counter()
+        out = super().add(code)
+        prev = self.add_seconds[-1] if self.add_seconds else 0.0
+        self.add_seconds.append(prev + time.perf_counter() - t0)
+        return out
+
+
+def run_embedding(n: int, seed: int) -> dict[str, Any]:
+    codes = synthetic_code(n, seed)
+    rng = np.random.default_rng(seed)
+    progs = [
+        Program(code=c).evaluated(EvalResult(status=Status.OK, score=float(s)))
+        for c, s in zip(codes, rng.random(n), strict=True)
+    ]
+    embedding = _TimedEmbedding()
+    res = run_cluster(progs, embedding.dims, seed, embedding)
+    for cp in res["checkpoints"]:
+        per = 1e6 / cp["n"]
+        describe = embedding.add_seconds[cp["n"] - 1]
+        cp["describe_us_per_program"] = round(per * describe, 1)
+        cp["refit_us_per_program"] = round(per * cp["embedding_refit_s"], 1)
+        cp["recluster_us_per_program"] = round(per * cp["recluster_total_s"], 1)
+        rest = cp["add_s"] - describe - cp["embedding_refit_s"] - cp["recluster_total_s"]
+        cp["placing_us_per_program"] = round(per * rest, 1)
+    res["program_lines"] = codes[0].count("\n") + 1
+    return res
 
 
 def run_simple(archive: ArchiveBase, progs: list[Program]) -> dict[str, Any]:
@@ -226,6 +325,9 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--plot", default=None, help="write a PNG plot to this path")
     ap.add_argument("--no-compare", action="store_true", help="skip the re-cluster comparison")
+    ap.add_argument(
+        "--embedding", action="store_true", help="also Cluster-Elites over the code embedding"
+    )
     args = ap.parse_args()
 
     report: dict[str, Any] = {
@@ -250,6 +352,8 @@ def main() -> None:
         report["greedy"][str(dims)] = run_simple(Greedy(dims=dims), progs)
         if not args.no_compare:
             report["recluster_methods"][str(dims)] = compare_reclusters(x, args.seed)
+    if args.embedding:
+        report["embedding"] = run_embedding(args.n, args.seed)
     if args.plot:
         plot(report, args.plot)
         report["plot"] = args.plot

@@ -1,21 +1,30 @@
 """Cluster-Elites vs grid MAP-Elites vs greedy on the same budget (the seed's comparison).
 
 For each task, archive and seed, one worker with the offline model spends the same
-evaluation budget from the task's initial program. Reported per task and archive:
+evaluation budget from the task's initial program. Each archive describes programs with
+the task's descriptor (``--descriptor`` overrides it: ``features``, ``metrics``,
+``embedding``, ``code``) and picks parents with ``--selection`` (default: the archives'
+default, ``adaptive``). Reported per task and archive:
 
-* ``final_best``: mean and std over seeds of the best score found;
+* ``final_best``: mean and std over seeds of the best score found; ``best_at_200`` too;
 * ``evals_to_target``: evaluations until the best reached the target (median over the seeds
-  that reached it, and how many did). Two targets: the task's own ``target`` and a common
-  relative one, 90% of the way from the initial score to the best score any run found;
+  that reached it, and how many did). Targets: the task's own ``target``, 90% of the way
+  from the initial score to the best score any run found, and -- Aster's measure of
+  sampling efficiency -- the grid's median final score, with a bootstrap 95% interval of
+  the median over seeds (a seed that never reached it counts as the budget, censored);
+* ``cells``: the archive's cells at the end, and ``multi_cell_from``: the first evaluation
+  after which it always had more than one cell (``None``: it never did);
 * ``own_coverage``: the archive's own coverage (filled cells / cells; not comparable across
   archives, since their cells differ);
 * ``common_coverage``: the fraction of one shared 10x10 grid over the task's feature bounds
-  that the run's valid programs reached, which is comparable;
+  that the run's valid programs reached (tasks with features only);
 * wall seconds.
 
 Prints JSON and, with ``--plot``, writes best-so-far curves (mean and range over seeds).
 
-    python benchmarks/archives.py [--seeds 5] [--budget 400] [--agents 8] [--plot out.png]
+    python benchmarks/archives.py [--tasks ...] [--seeds 5] [--budget 400] [--agents 8]
+                                  [--archives cluster grid greedy] [--descriptor D]
+                                  [--selection S] [--plot out.png] [--json out.json]
 """
 
 from __future__ import annotations
@@ -35,8 +44,10 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a plain checkout too
 
 from aster_nb.agents import Budget, Worker
+from aster_nb.archive import Archive, make_archive
 from aster_nb.events import Event, ProgramEvaluated
 from aster_nb.executors import LocalExecutor
+from aster_nb.features import resolve_descriptor
 from aster_nb.llm import OfflineModel
 from aster_nb.program import Program
 from aster_nb.store import Store
@@ -45,11 +56,35 @@ from aster_nb.task import Task
 ARCHIVES = ("cluster", "grid", "greedy")
 
 
+def build_archive(
+    task: Task, kind: str, seed: int, descriptor: str | None, selection: str | None
+) -> Archive:
+    """The archive a worker of this task would build, with the benchmark's overrides."""
+    desc = resolve_descriptor(descriptor or task.descriptor, has_features=bool(task.feature_names))
+    features = desc == "features"
+    kw: dict[str, Any] = {} if kind == "greedy" or selection is None else {"selection": selection}
+    return make_archive(
+        kind,
+        dims=len(task.feature_names) if features else None,
+        seed=seed,
+        bounds=task.feature_bounds if features else None,
+        descriptor=desc,
+        **kw,
+    )
+
+
 async def one_run(
-    task: Task, ex: LocalExecutor, archive: str, seed: int, budget: int, agents: int, tmp: Path
+    task: Task,
+    ex: LocalExecutor,
+    archive: Archive,
+    seed: int,
+    budget: int,
+    agents: int,
+    tmp: Path,
 ) -> dict[str, Any]:
-    store = Store(tmp / f"{task.name}-{archive}-{seed}.sqlite")
+    store = Store(tmp / f"{task.name}-{archive.name}-{seed}.sqlite")
     curve: list[float] = []  # best score after each evaluation, in attempt order
+    cells: list[int] = []  # the archive's cells after each evaluation
     feats: list[tuple[float, ...]] = []
     best = -np.inf
 
@@ -62,6 +97,7 @@ async def one_run(
                 if p.result.features is not None:
                     feats.append(p.result.features)
             curve.append(best)
+            cells.append(archive.cells)
 
     w = Worker(
         name="w0",
@@ -88,11 +124,21 @@ async def one_run(
         "initial": h.stats["base_score"],
         "best": h.best.score,
         "curve": curve,
+        "cells_curve": cells,
         "features": feats,
-        "own_coverage": w.archive.coverage(),
-        "cells": w.archive.cells,
+        "own_coverage": archive.coverage(),
+        "cells": archive.cells,
+        "multi_cell_from": multi_cell_from(cells),
         "seconds": secs,
     }
+
+
+def multi_cell_from(cells: list[int]) -> int | None:
+    """The first evaluation after which the archive always had more than one cell."""
+    if not cells or cells[-1] <= 1:
+        return None
+    last_single = max((i for i, c in enumerate(cells) if c <= 1), default=-1)
+    return last_single + 2
 
 
 def evals_to(curve: list[float], target: float) -> int | None:
@@ -114,34 +160,61 @@ def common_coverage(
     return len({tuple(r) for r in idx}) / bins ** len(bounds)
 
 
-def summarize(task: Task, runs: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
-    initial = runs[ARCHIVES[0]][0]["initial"]
+def bootstrap_median(
+    values: list[float], *, reps: int = 10_000, seed: int = 0
+) -> tuple[float, float, float]:
+    """The median of ``values`` and a 95% percentile-bootstrap interval for it."""
+    x = np.asarray(values, dtype=float)
+    rng = np.random.default_rng(seed)
+    meds = np.median(rng.choice(x, size=(reps, len(x)), replace=True), axis=1)
+    return float(np.median(x)), float(np.quantile(meds, 0.025)), float(np.quantile(meds, 0.975))
+
+
+def summarize(task: Task, runs: dict[str, list[dict[str, Any]]], budget: int) -> dict[str, Any]:
+    initial = next(iter(runs.values()))[0]["initial"]
     top = max(r["best"] for rs in runs.values() for r in rs)
     relative = initial + 0.9 * (top - initial)
+    grid_median = statistics.median(r["best"] for r in runs["grid"]) if "grid" in runs else None
     out: dict[str, Any] = {
         "initial": initial,
         "task_target": task.target,
         "relative_target": relative,
+        "grid_median_final": grid_median,
         "archives": {},
     }
     for name, rs in runs.items():
+        multi = [r["multi_cell_from"] for r in rs]
         row: dict[str, Any] = {
             "final_best_mean": statistics.fmean(r["best"] for r in rs),
             "final_best_std": statistics.pstdev(r["best"] for r in rs),
             "final_best_max": max(r["best"] for r in rs),
+            "best_at_200_mean": statistics.fmean(
+                r["curve"][min(200, len(r["curve"])) - 1] for r in rs
+            ),
             "own_coverage_mean": statistics.fmean(r["own_coverage"] for r in rs),
             "cells_mean": statistics.fmean(r["cells"] for r in rs),
+            "multi_cell_from": multi if any(m is not None for m in multi) else None,
             "common_coverage_mean": statistics.fmean(
-                common_coverage(r["features"], task.feature_bounds or ()) for r in rs
-            ),
+                common_coverage(r["features"], task.feature_bounds) for r in rs
+            )
+            if task.feature_bounds
+            else None,
             "seconds_mean": statistics.fmean(r["seconds"] for r in rs),
         }
-        for label, target in (("task_target", task.target), ("relative_target", relative)):
+        for label, target in (
+            ("task_target", task.target),
+            ("relative_target", relative),
+            ("grid_median", grid_median),
+        ):
             if target is None:
                 continue
             hits = [e for r in rs if (e := evals_to(r["curve"], target)) is not None]
             row[f"evals_to_{label}_median"] = statistics.median(hits) if hits else None
             row[f"reached_{label}"] = f"{len(hits)}/{len(rs)}"
+            if label == "grid_median":  # censored at the budget: a seed that never got there
+                censored = [evals_to(r["curve"], target) or budget for r in rs]
+                med, lo, hi = bootstrap_median(censored)
+                row["evals_to_grid_median"] = {"median": med, "ci95": [lo, hi]}
         out["archives"][name] = row
     return out
 
@@ -170,7 +243,14 @@ def plot(results: dict[str, dict[str, list[dict[str, Any]]]], path: Path) -> Non
 
 async def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--tasks", nargs="+", default=["circle_packing", "erdos_min_overlap"])
+    ap.add_argument(
+        "--tasks",
+        nargs="+",
+        default=["circle_packing", "circle_packing_bare", "erdos_min_overlap", "deceptive_trap"],
+    )
+    ap.add_argument("--archives", nargs="+", default=list(ARCHIVES), choices=ARCHIVES)
+    ap.add_argument("--descriptor", default=None, help="override the tasks' descriptor")
+    ap.add_argument("--selection", default=None, help="override the archives' parent selection")
     ap.add_argument("--seeds", type=int, default=5)
     ap.add_argument("--budget", type=int, default=400)
     ap.add_argument("--agents", type=int, default=8)
@@ -183,25 +263,26 @@ async def main() -> None:
         "budget": args.budget,
         "seeds": args.seeds,
         "agents": args.agents,
+        "descriptor": args.descriptor,
+        "selection": args.selection,
         "tasks": {},
     }
     with tempfile.TemporaryDirectory() as tmp:
         for name in args.tasks:
             task = Task.load(name)
-            results[name] = {a: [] for a in ARCHIVES}
-            for archive in ARCHIVES:
+            results[name] = {a: [] for a in args.archives}
+            for archive in args.archives:
                 for seed in range(args.seeds):
+                    arch = build_archive(task, archive, seed, args.descriptor, args.selection)
                     # A fresh executor per run: no cache shared between runs, so timings are fair.
                     async with LocalExecutor.from_task(task) as ex:
-                        r = await one_run(
-                            task, ex, archive, seed, args.budget, args.agents, Path(tmp)
-                        )
+                        r = await one_run(task, ex, arch, seed, args.budget, args.agents, Path(tmp))
                     results[name][archive].append(r)
                     print(
                         f"{name} {archive} seed {seed}: best {r['best']:.6g} in {r['seconds']:.1f}s",
                         file=sys.stderr,
                     )
-            summary["tasks"][name] = summarize(task, results[name])
+            summary["tasks"][name] = summarize(task, results[name], args.budget)
     if args.plot:
         plot(results, args.plot)
         summary["plot"] = str(args.plot)
