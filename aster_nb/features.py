@@ -66,8 +66,13 @@ if TYPE_CHECKING:
 CODE_FEATURE_NAMES: tuple[str, str] = ("size", "numeric")
 DESCRIPTORS: tuple[str, ...] = ("auto", "features", "metrics", "embedding", "code")
 DEFAULT_DESCRIPTOR = "embedding"
-"""What ``auto`` means when the task names no features: chosen by ``benchmarks/archives.py``
-(see the README's table)."""
+"""What ``auto`` means when the task names no features. Measured with ``benchmarks/archives.py``
+(Cluster-Elites, adaptive selection, offline model, 8 agents, 1,000 evaluations, mean best
+over 10 seeds): on ``circle_packing_bare`` the embedding scored 1.887 with 43 cells, the
+metrics 1.846 (43 cells) and ``code`` 1.903 with a single cell, where the archive is greedy
+(greedy itself: 1.935); on ``deceptive_trap`` the embedding 5.28, the metrics (two counts,
+4 cells) and ``code`` (1 cell) 3.20, stuck in the trap like greedy. 8 components instead of
+16 gave 1.873 and the same 5.28 (three constants vary there)."""
 
 # Median AST nodes per non-blank line of Python source, used when the code does not parse.
 _NODES_PER_LINE = 5.0

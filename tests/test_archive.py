@@ -505,6 +505,8 @@ def test_adaptive_breeds_from_the_best_until_it_stalls_then_from_distinct_elites
         a.add(prog(float(i), (i / 10 + 0.05, 0.5)))
     rng = np.random.default_rng(0)
     assert all(a.sample(rng, explore=1.0)[0] is a.best() for _ in range(50))
+    _, insp = a.sample(rng, n_inspirations=3)  # greedy's inspirations: the next best
+    assert insp[0].score == 8.0 and insp[1].score == 7.0 and insp[2].score <= 6.0
     best = a.best()
     for i in range(STALL_WINDOW * 3):  # no improvement for a while: stalled
         a.add(prog(0.5, (0.95, 0.05 + i / 100)))

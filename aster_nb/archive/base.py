@@ -16,6 +16,7 @@ parents, most of their children were invalid too.
 
 from __future__ import annotations
 
+import bisect
 import math
 from abc import ABC, abstractmethod
 from typing import Protocol, runtime_checkable
@@ -24,7 +25,7 @@ import numpy as np
 
 from ..features import Descriptor
 from ..program import Program
-from .selection import SELECTIONS, Progress, choose_parent, dominated_novelty
+from .selection import SELECTIONS, TOP_K, Progress, choose_parent, dominated_novelty
 
 
 @runtime_checkable
@@ -113,6 +114,9 @@ class ArchiveBase(ABC):
         # programs that became an elite, -0.5 for each that did not
         self._curiosity: dict[int, float] = {}
         self._progress = Progress()
+        # the best programs (-score, row), best first: adaptive's inspirations when it
+        # exploits the best, as greedy's are
+        self._leaders: list[tuple[float, int]] = []
         self.failures = 0
         self._programs: list[Program] = []
         # Growable buffers (capacity doubles), so per-add cost stays O(1) and the
@@ -181,6 +185,8 @@ class ArchiveBase(ABC):
             self._desc_buf[: row + 1] = self.descriptor.refit()
             self._redescribed()
             desc = self._desc_buf[row]
+        bisect.insort(self._leaders, (-float(score), row))
+        del self._leaders[TOP_K:]
         parent = program.parents[0] if program.parents else None
         parent_cell = self.cell_of(parent) if parent in self._row_of else None
         elite = self._add_ok(row, desc)
@@ -349,7 +355,10 @@ class ArchiveBase(ABC):
         real tasks at 400 evaluations, 3 seeds: mean best 2.090 / -0.3915 (circle packing /
         Erdős) against 1.957 / -0.3932 for ``4, 0.2`` and 2.027 / -0.3931 for ``16, 0.05``.
 
-        Inspirations are other elites, never the parent: the first ``ceil(n/2)`` are the
+        Inspirations are other programs, never the parent. When ``adaptive`` breeds from
+        the best, they are the next best programs, as :class:`~aster_nb.archive.greedy.Greedy`'s
+        are: the first ``ceil(n/2)`` in order, the rest at random among the best
+        :data:`~aster_nb.archive.selection.TOP_K`. Otherwise they are other elites: the first ``ceil(n/2)`` are the
         best remaining elites (what works), the rest uniformly random cells (what differs).
         Fewer are returned when the archive holds fewer other elites.
 
@@ -382,6 +391,11 @@ class ArchiveBase(ABC):
             stalled=self._progress.stalled(),
             merit=lambda kind: self._merit(ranked, kind),
         )
+        if self.selection == "adaptive" and ranked[parent_pos] == self._best_row:
+            # exploiting the best, as greedy does: recombine with the next best programs
+            pool = np.asarray([r for _, r in self._leaders if r != self._best_row], dtype=np.int64)
+            picks = _mix_top_and_random(rng, pool, n_inspirations)
+            return self._programs[ranked[parent_pos]], [self._programs[r] for r in picks]
         others = np.delete(np.arange(n), parent_pos)
         picks = _mix_top_and_random(rng, others, n_inspirations)
         return self._programs[ranked[parent_pos]], [self._programs[ranked[p]] for p in picks]
