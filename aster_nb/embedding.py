@@ -177,7 +177,7 @@ def _structure(toks: tuple[str, ...]) -> _Structure:
     )
     if len(_STRUCTURES) >= _STRUCTURES_MAX:
         _STRUCTURES.clear()
-        _PAIR_DIFFS.clear()
+        _ALIGNMENTS.clear()
     _STRUCTURES[toks] = out
     return out
 
@@ -212,46 +212,70 @@ def _column(key: str) -> int:
     return zlib.crc32(key.encode("utf-8", "surrogatepass")) & (_COLUMNS - 1)
 
 
-# (id(structure), id(reference)) -> the pair difference; each entry holds its structures,
-# so no id is reused while it is cached
-_PAIR_DIFFS: dict[tuple[int, int], tuple[_Structure, _Structure, dict[int, float]]] = {}
+@dataclass(frozen=True, slots=True)
+class _Alignment:
+    """How a structure's terms line up with the reference's (worked out once per pair)."""
+
+    pair_columns: np.ndarray  # the token pairs whose counts differ, and by how much
+    pair_values: np.ndarray
+    in_ref: np.ndarray  # for each site of the structure, its index in the reference or -1
+    ref_only: np.ndarray  # indices of the reference's sites the structure lacks
 
 
-def _pair_difference(st: _Structure, ref: _Structure) -> dict[int, float]:
-    """Column -> pair term of ``st`` minus ``ref``'s; computed once per pair of structures."""
+# (id(structure), id(reference)) -> (structure, reference, alignment): each entry holds
+# its structures, so no id is reused while it is cached
+_ALIGNMENTS: dict[tuple[int, int], tuple[_Structure, _Structure, _Alignment]] = {}
+
+
+def _alignment(st: _Structure, ref: _Structure) -> _Alignment:
     key = (id(st), id(ref))
-    hit = _PAIR_DIFFS.get(key)
+    hit = _ALIGNMENTS.get(key)
     if hit is not None:
         return hit[2]
-    diff: dict[int, float] = {}
+    pairs: dict[int, float] = {}
     for pair in st.pairs.keys() | ref.pairs.keys():
         a, b = st.pairs.get(pair, 0), ref.pairs.get(pair, 0)
         if a != b:
             col = _column(f"p:{pair[0]} {pair[1]}")
-            diff[col] = diff.get(col, 0.0) + _pair_value(a) - _pair_value(b)
-    if len(_PAIR_DIFFS) >= _STRUCTURES_MAX:
-        _PAIR_DIFFS.clear()
-    _PAIR_DIFFS[key] = (st, ref, diff)
-    return diff
+            pairs[col] = pairs.get(col, 0.0) + _pair_value(a) - _pair_value(b)
+    where = {site: j for j, site in enumerate(ref.sites)}
+    mine = set(st.sites)
+    out = _Alignment(
+        pair_columns=np.fromiter(pairs, dtype=np.int64, count=len(pairs)),
+        pair_values=np.fromiter(pairs.values(), dtype=float, count=len(pairs)),
+        in_ref=np.fromiter((where.get(x, -1) for x in st.sites), dtype=np.int64),
+        ref_only=np.array([j for j, x in enumerate(ref.sites) if x not in mine], dtype=np.int64),
+    )
+    if len(_ALIGNMENTS) >= _STRUCTURES_MAX:
+        _ALIGNMENTS.clear()
+    _ALIGNMENTS[key] = (st, ref, out)
+    return out
 
 
 def _difference(
     terms: tuple[_Structure, np.ndarray], ref: tuple[_Structure, np.ndarray]
-) -> dict[int, float]:
-    """Column -> value of ``terms`` minus ``ref``, only where they differ."""
+) -> tuple[np.ndarray, np.ndarray]:
+    """The terms of ``terms`` minus those of ``ref`` where they differ: sorted columns and
+    their values."""
     (st, values), (ref_st, ref_values) = terms, ref
     if st is ref_st:  # only constants changed: compare site by site
         changed = np.flatnonzero(values != ref_values)
-        return {int(st.site_columns[i]): float(values[i] - ref_values[i]) for i in changed}
-    diff = dict(_pair_difference(st, ref_st))
-    mine = dict(zip(st.sites, values.tolist(), strict=True))
-    theirs = dict(zip(ref_st.sites, ref_values.tolist(), strict=True))
-    for site in mine.keys() | theirs.keys():
-        delta = mine.get(site, 0.0) - theirs.get(site, 0.0)
-        if delta != 0.0:
-            col = _column("n:" + site)
-            diff[col] = diff.get(col, 0.0) + delta
-    return diff
+        cols, vals = st.site_columns[changed], values[changed] - ref_values[changed]
+    else:
+        al = _alignment(st, ref_st)
+        base = np.where(al.in_ref >= 0, ref_values[np.maximum(al.in_ref, 0)], 0.0)
+        if len(ref_values) == 0:
+            base = np.zeros(len(values))
+        cols = np.concatenate([al.pair_columns, st.site_columns, ref_st.site_columns[al.ref_only]])
+        vals = np.concatenate([al.pair_values, values - base, -ref_values[al.ref_only]])
+    order = np.argsort(cols, kind="stable")
+    cols, vals = cols[order], vals[order]
+    if len(cols) > 1 and (cols[1:] == cols[:-1]).any():
+        # hashed columns collided: sum what lands on one column (rare; np.unique is slow)
+        starts = np.flatnonzero(np.r_[True, cols[1:] != cols[:-1]])
+        cols, vals = cols[starts], np.add.reduceat(vals, starts)
+    keep = vals != 0.0
+    return cols[keep], vals[keep]
 
 
 @dataclass(frozen=True, slots=True)
@@ -344,9 +368,7 @@ class CodeEmbedding:
         terms = _terms(code)
         if self._reference is None:
             self._reference = terms
-        diff = _difference(terms, self._reference)
-        cols = np.fromiter(sorted(diff), dtype=np.int32, count=len(diff))
-        vals = np.fromiter((diff[c] for c in cols.tolist()), dtype=float, count=len(diff))
+        cols, vals = _difference(terms, self._reference)
         end = self._ptr[-1]
         if end + len(cols) > len(self._cols):
             size = max(2 * len(self._cols), end + len(cols))

@@ -213,8 +213,8 @@ class ClusterElites(ArchiveBase):
         if self._moved:
             # Only "at least k_max distinct points" matters to k, so counting stops there.
             self._distinct = set()
-            for point in map(tuple, x.tolist()):
-                self._distinct.add(point)
+            for row in x:  # row by row: converting all of x first costs 0.1 s at 100k
+                self._distinct.add(tuple(row.tolist()))
                 if len(self._distinct) >= self.k_max:
                     break
             # The old centroids mean nothing in the new coordinates; the old cells' members
