@@ -12,8 +12,10 @@ default, ``adaptive``). Reported per task and archive:
   from the initial score to the best score any run found, and -- Aster's measure of
   sampling efficiency -- the grid's median final score, with a bootstrap 95% interval of
   the median over seeds (a seed that never reached it counts as the budget, censored);
-* ``cells``: the archive's cells at the end, and ``multi_cell_from``: the first evaluation
-  after which it always had more than one cell (``None``: it never did);
+* ``cells``: the archive's cells at the end, ``filled``: those holding an elite (the plot's
+  bottom row follows them over the run: Aster's picture of empty cells), and
+  ``multi_cell_from``: the first evaluation after which more than one cell always held an
+  elite (``None``: it never did);
 * ``own_coverage``: the archive's own coverage (filled cells / cells; not comparable across
   archives, since their cells differ);
 * ``common_coverage``: the fraction of one shared 10x10 grid over the task's feature bounds
@@ -22,9 +24,15 @@ default, ``adaptive``). Reported per task and archive:
 
 Prints JSON and, with ``--plot``, writes best-so-far curves (mean and range over seeds).
 
-    python benchmarks/archives.py [--tasks ...] [--seeds 5] [--budget 400] [--agents 8]
-                                  [--archives cluster grid greedy] [--descriptor D]
-                                  [--selection S] [--plot out.png] [--json out.json]
+    python benchmarks/archives.py [--tasks ...] [--seeds 10] [--budget 1000] [--agents 8]
+                                  [--latency 0] [--archives cluster grid greedy]
+                                  [--descriptor D] [--selection S] [--jobs 2]
+                                  [--plot out.png] [--json out.json]
+
+``--latency`` gives the offline model a reply latency in seconds (64 agents at 1 s is the
+shape of a run with a real model, where agents work concurrently). With the default ordered
+scheduling every run is reproducible from its seed whatever the timing, so ``--jobs`` runs
+seeds in parallel processes without changing a score.
 """
 
 from __future__ import annotations
@@ -36,6 +44,7 @@ import statistics
 import sys
 import tempfile
 import time
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -81,10 +90,11 @@ async def one_run(
     budget: int,
     agents: int,
     tmp: Path,
+    latency: float = 0.0,
 ) -> dict[str, Any]:
     store = Store(tmp / f"{task.name}-{archive.name}-{seed}.sqlite")
     curve: list[float] = []  # best score after each evaluation, in attempt order
-    cells: list[int] = []  # the archive's cells after each evaluation
+    cells: list[int] = []  # cells holding an elite after each evaluation (filled cells)
     feats: list[tuple[float, ...]] = []
     best = -np.inf
 
@@ -97,12 +107,12 @@ async def one_run(
                 if p.result.features is not None:
                     feats.append(p.result.features)
             curve.append(best)
-            cells.append(archive.cells)
+            cells.append(len(archive))
 
     w = Worker(
         name="w0",
         task=task,
-        model=OfflineModel(seed=seed),
+        model=OfflineModel(seed=seed, latency=latency),
         executor=ex,
         store=store,
         agents=agents,
@@ -128,6 +138,7 @@ async def one_run(
         "features": feats,
         "own_coverage": archive.coverage(),
         "cells": archive.cells,
+        "filled": len(archive),
         "multi_cell_from": multi_cell_from(cells),
         "seconds": secs,
     }
@@ -193,6 +204,7 @@ def summarize(task: Task, runs: dict[str, list[dict[str, Any]]], budget: int) ->
             ),
             "own_coverage_mean": statistics.fmean(r["own_coverage"] for r in rs),
             "cells_mean": statistics.fmean(r["cells"] for r in rs),
+            "filled_mean": statistics.fmean(r["filled"] for r in rs),
             "multi_cell_from": multi if any(m is not None for m in multi) else None,
             "common_coverage_mean": statistics.fmean(
                 common_coverage(r["features"], task.feature_bounds) for r in rs
@@ -220,28 +232,55 @@ def summarize(task: Task, runs: dict[str, list[dict[str, Any]]], budget: int) ->
 
 
 def plot(results: dict[str, dict[str, list[dict[str, Any]]]], path: Path) -> None:
+    """Best so far (top row) and the archive's cells (bottom row) against evaluations."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, len(results), figsize=(6 * len(results), 4), squeeze=False)
-    for ax, (task, runs) in zip(axes[0], results.items(), strict=True):
+    n = len(results)
+    fig, axes = plt.subplots(2, n, figsize=(5 * n, 7), squeeze=False, sharex="col")
+    for col, (task, runs) in enumerate(results.items()):
+        top, bottom = axes[0][col], axes[1][col]
         for name, rs in runs.items():
-            n = min(len(r["curve"]) for r in rs)
-            c = np.array([r["curve"][:n] for r in rs])
-            x = np.arange(1, n + 1)
-            ax.plot(x, c.mean(0), label=name)
-            ax.fill_between(x, c.min(0), c.max(0), alpha=0.2)
-        ax.set_title(task)
-        ax.set_xlabel("evaluations")
-        ax.set_ylabel("best score")
-        ax.legend()
+            steps = min(len(r["curve"]) for r in rs)
+            x = np.arange(1, steps + 1)
+            c = np.array([r["curve"][:steps] for r in rs])
+            c = np.where(np.isfinite(c), c, np.nan)
+            (line,) = top.plot(x, np.nanmean(c, 0), label=name)
+            top.fill_between(
+                x, np.nanmin(c, 0), np.nanmax(c, 0), alpha=0.15, color=line.get_color()
+            )
+            cells = np.array([r["cells_curve"][:steps] for r in rs], dtype=float)
+            bottom.plot(x, cells.mean(0), label=name, color=line.get_color())
+        top.set_title(task)
+        top.set_ylabel("best score (mean, range over seeds)")
+        bottom.set_ylabel("cells holding an elite (mean)")
+        bottom.set_xlabel("evaluations")
+        bottom.set_yscale("log")
+        top.legend()
     fig.tight_layout()
     fig.savefig(path, dpi=120)
 
 
-async def main() -> None:
+def run_job(job: tuple[str, str, int, argparse.Namespace]) -> dict[str, Any]:
+    """One (task, archive, seed) run in its own process, with its own executor and store."""
+    name, archive, seed, args = job
+
+    async def go() -> dict[str, Any]:
+        task = Task.load(name)
+        arch = build_archive(task, archive, seed, args.descriptor, args.selection)
+        with tempfile.TemporaryDirectory() as tmp:
+            # A fresh executor per run: no cache shared between runs, so timings are fair.
+            async with LocalExecutor.from_task(task) as ex:
+                return await one_run(
+                    task, ex, arch, seed, args.budget, args.agents, Path(tmp), args.latency
+                )
+
+    return asyncio.run(go())
+
+
+def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument(
         "--tasks",
@@ -251,9 +290,11 @@ async def main() -> None:
     ap.add_argument("--archives", nargs="+", default=list(ARCHIVES), choices=ARCHIVES)
     ap.add_argument("--descriptor", default=None, help="override the tasks' descriptor")
     ap.add_argument("--selection", default=None, help="override the archives' parent selection")
-    ap.add_argument("--seeds", type=int, default=5)
-    ap.add_argument("--budget", type=int, default=400)
+    ap.add_argument("--seeds", type=int, default=10)
+    ap.add_argument("--budget", type=int, default=1000)
     ap.add_argument("--agents", type=int, default=8)
+    ap.add_argument("--latency", type=float, default=0.0, help="offline model latency (s)")
+    ap.add_argument("--jobs", type=int, default=2, help="runs in parallel processes")
     ap.add_argument("--plot", type=Path, default=None)
     ap.add_argument("--json", type=Path, default=None, help="also write the JSON here")
     args = ap.parse_args()
@@ -263,26 +304,26 @@ async def main() -> None:
         "budget": args.budget,
         "seeds": args.seeds,
         "agents": args.agents,
+        "latency": args.latency,
         "descriptor": args.descriptor,
         "selection": args.selection,
         "tasks": {},
     }
-    with tempfile.TemporaryDirectory() as tmp:
-        for name in args.tasks:
-            task = Task.load(name)
-            results[name] = {a: [] for a in args.archives}
-            for archive in args.archives:
-                for seed in range(args.seeds):
-                    arch = build_archive(task, archive, seed, args.descriptor, args.selection)
-                    # A fresh executor per run: no cache shared between runs, so timings are fair.
-                    async with LocalExecutor.from_task(task) as ex:
-                        r = await one_run(task, ex, arch, seed, args.budget, args.agents, Path(tmp))
-                    results[name][archive].append(r)
-                    print(
-                        f"{name} {archive} seed {seed}: best {r['best']:.6g} in {r['seconds']:.1f}s",
-                        file=sys.stderr,
-                    )
-            summary["tasks"][name] = summarize(task, results[name], args.budget)
+    jobs = [
+        (name, archive, seed, args)
+        for name in args.tasks
+        for archive in args.archives
+        for seed in range(args.seeds)
+    ]
+    with ProcessPoolExecutor(max_workers=args.jobs) as pool:
+        for (name, archive, seed, _), r in zip(jobs, pool.map(run_job, jobs), strict=True):
+            results.setdefault(name, {a: [] for a in args.archives})[archive].append(r)
+            print(
+                f"{name} {archive} seed {seed}: best {r['best']:.6g} in {r['seconds']:.1f}s",
+                file=sys.stderr,
+            )
+    for name in args.tasks:
+        summary["tasks"][name] = summarize(Task.load(name), results[name], args.budget)
     if args.plot:
         plot(results, args.plot)
         summary["plot"] = str(args.plot)
@@ -294,4 +335,4 @@ async def main() -> None:
 
 
 if __name__ == "__main__":
-    asyncio.run(main())
+    main()
