@@ -340,6 +340,8 @@ def _summary(run: Any, seconds: float) -> dict[str, Any]:
         "best_score": best.score if best is not None else None,
         "evaluations": len(made),
         "failed": int((made["status"] != "ok").sum()),
+        # surplus attempts that were started, then cancelled when the budget was met
+        "discarded": sum(json.loads(s).get("discarded", 0) for s in run.store.handoffs()["stats"]),
         "archive": run.cfg.archive,
         "coverage": min((a.coverage() for a in archives), default=0.0),
         "cells": sum(a.cells for a in archives),

@@ -9,9 +9,21 @@ Reproducibility with concurrency: a run numbers its attempts from ``first`` on; 
 ``n`` belongs to slot ``(n - first) % agents``, draws its randomness from ``(seed, worker,
 n)``, and sees the archive as it stood after attempts ``first .. n - agents`` exactly
 (results are applied to the archive and memories in attempt order). Evaluation timing can
-then change how long a run takes, never what it finds. Programs are stored as soon as they
-are evaluated, whatever the order; when two attempts propose identical code, the stored
-row's lineage is the first to finish, while the attempts table records every proposal.
+then change how long a run takes, never what it finds. A program is stored when its attempt
+is applied, before any event reports it; when two attempts propose identical code, the
+stored row's lineage is the first applied, while the attempts table records every proposal.
+
+An evaluation budget is kept exactly without a serial tail: every slot keeps starting
+attempts while the applied ones have made fewer than ``budget`` programs, although some of
+those running may then prove surplus. The attempt whose result makes the budget exact is
+the last one applied; every attempt after it is discarded before anything stores or
+reports it. In order, that last attempt is fixed by the results before it, so a seed still
+fixes the outcome. Surplus evaluations and tool sessions are cancelled; a surplus proposal
+call already under way is left to finish (a provider bills a request it began, and the
+spending ledger should see what it bills) and its reply thrown away unevaluated. The
+handoff counts the discarded attempts (``discarded``) and what their calls cost
+(``discarded_usd``, ``discarded_tokens``). Waiting instead for the exact count before each
+of the last attempts ran the end of a run one model call at a time.
 """
 
 from __future__ import annotations
@@ -55,6 +67,8 @@ class Budget:
     Attributes:
         evaluations: new programs to evaluate (edits that fail to apply and duplicates do
             not count; attempts are capped at ``4 * evaluations + agents`` all the same).
+            Exactly this many are stored: attempts still running when it is reached are
+            discarded (see the module docstring), and the handoff counts them.
         seconds: wall-clock seconds before no new attempt starts.
     """
 
@@ -87,6 +101,7 @@ class _Outcome:
     change: str = ""
     goal: str = ""
     tool_trials: int = 0
+    new: bool = False  # the child was evaluated by this run, not found in the store
 
 
 @dataclass(slots=True)
@@ -97,6 +112,9 @@ class _Sequencer:
     is applied once it finished, every attempt before it is applied, and attempt
     ``m + agents - 1`` has sampled (or never will). A slot is thus at most one attempt
     ahead of the slowest, and what each attempt sees does not depend on timing.
+
+    Unordered, the fields that order samples and applies (``applied``, ``sampled``,
+    ``sample_front``, ``pending``, ``cut``) go unused.
     """
 
     agents: int
@@ -106,8 +124,42 @@ class _Sequencer:
     stop_at: float = float("inf")  # attempts >= stop_at never start
     evaluations: int = 0
     pending: dict[int, _Outcome] = field(default_factory=dict)
-    running: set[int] = field(default_factory=set)
+    running: dict[int, asyncio.Task[None]] = field(default_factory=dict)
+    calling: set[int] = field(default_factory=set)  # running attempts in their proposal call
     cond: asyncio.Condition = field(default_factory=asyncio.Condition)
+    # The evaluation budget is met: nothing more is applied, and attempts not applied by
+    # then are surplus. Ordered, ``cut`` is the attempt after the last one applied.
+    full: bool = False
+    cut: int | None = None
+    discarded: int = 0  # surplus attempts started, then cancelled or thrown away
+    discarded_usd: float = 0.0  # what the surplus attempts' finished calls cost
+    discarded_tokens: int = 0
+
+    def close(self, cut: int | None) -> None:
+        """The budget is met: stop what is still running and drop what waits to apply.
+
+        Every attempt not yet applied is surplus here (ordered, all those before the
+        attempt that met the budget are applied), so none of them may reach the store.
+        A proposal call under way is not cancelled: its attempt stops when it returns.
+        """
+        self.full = True
+        if cut is not None:
+            self.cut = cut
+            self.stop_at = min(self.stop_at, cut)
+        for n, job in self.running.items():
+            if n not in self.calling:
+                job.cancel()  # its slot counts it as discarded when it sees the cancellation
+        for out in self.pending.values():
+            self.discard(out)
+        self.pending.clear()
+
+    def discard(self, out: _Outcome) -> None:
+        """Count a surplus attempt and what its finished call cost."""
+        self.discarded += 1
+        if out.response is not None:
+            self.discarded_usd += out.response.cost_usd
+            u = out.response.usage
+            self.discarded_tokens += u.input_tokens + u.output_tokens
 
     async def wait_applied(self, upto: int) -> None:
         """Until every attempt below ``upto`` (and below ``stop_at``) is applied."""
@@ -257,7 +309,8 @@ class Worker:
         if self.ordered:
             seq.stop_at = min(seq.stop_at, first + state.started)
             await self._drain(state)
-        self.attempts_total = first + state.started
+        # Numbers of surplus attempts after the cut are used again: nothing of them is kept.
+        self.attempts_total = seq.cut if seq.cut is not None else first + state.started
         return await self._handoff(state)
 
     def restore(self) -> None:
@@ -303,29 +356,55 @@ class Worker:
     # -- the agent loop ------------------------------------------------------------------
 
     async def _slot(self, slot: int, st: _RunState) -> None:
+        seq = st.seq
         n = st.first + slot
         while (ticket := await self._next(n, slot, st)) is not None:
             if self.control is not None and not await self.control.admit():
                 await self._stop(n, st)  # stopped while paused: this sample never runs
                 return
+            if seq.full:
+                return  # the budget was met while this slot waited to start
             # No await between admission and here: a pause stops every attempt not yet started.
             st.started = max(st.started, n - st.first + 1)
-            st.seq.running.add(n)
-            out = await self._attempt(ticket, st)
-            st.seq.running.discard(n)
+            # The goal is read as the attempt starts, so a steer lands on the very next attempt.
+            goal = self.goal_of() if self.goal_of is not None else st.goal
+            out = _Outcome(
+                n=n,
+                agent=slot,
+                parent=ticket.parent,
+                inspirations=ticket.inspirations,
+                response=None,
+                started=time.time(),
+                goal=goal,
+            )
+            # A task of its own, so meeting the budget can cancel it without this slot.
+            job = asyncio.create_task(self._attempt(ticket, out, st))
+            seq.running[n] = job
+            try:
+                await job
+            except asyncio.CancelledError:
+                me = asyncio.current_task()
+                if not seq.full or (me is not None and me.cancelling()):
+                    raise  # this slot itself is cancelled, not just a surplus attempt
+            finally:
+                del seq.running[n]
+            if seq.full:
+                # Surplus: the budget was met while it ran (ordered, by an attempt before
+                # it). Neither stored nor reported; every later attempt of this slot would
+                # be surplus too.
+                seq.discard(out)
+                return
             if self.ordered:
-                st.seq.pending[n] = out
+                seq.pending[n] = out
                 await self._drain(st)
             else:
-                async with st.seq.cond:
-                    self._apply(out, st)
-                    st.seq.cond.notify_all()
+                self._apply(out, st)  # no await in it: applies never interleave
             n += self.agents
 
     async def _next(self, n: int, slot: int, st: _RunState) -> _Ticket | None:
         """Sample attempt ``n`` if the budget allows it; ``None`` ends the slot."""
         seq = st.seq
-        if n >= seq.stop_at:
+        if n >= seq.stop_at or seq.full:
             return None
         if (
             self.stop_reason is not None
@@ -346,25 +425,13 @@ class Worker:
         if self.ordered:
             seq.mark_sampled(n)
             await self._drain(st)  # applies that waited for this sample may go now
-        if st.budget.evaluations is None:
-            return ticket
+        # Start it while the applied attempts fall short of the budget, even if those
+        # running may make it up: waiting to know would leave the end of the run to one
+        # call at a time. What proves surplus is cancelled when the budget is met (see
+        # _Sequencer.close). Ordered, an attempt that is not surplus always gets here
+        # with the budget unmet, so which attempts are applied does not depend on timing.
         budget = st.budget.evaluations
-        if not self.ordered:
-            # Attempts in flight may still fail to make a program: wait for them to land
-            # rather than give up budget they might not use.
-            async with seq.cond:
-                await seq.cond.wait_for(
-                    lambda: seq.evaluations >= budget or seq.evaluations + st.in_flight < budget
-                )
-                if seq.evaluations + st.in_flight < budget:
-                    st.in_flight += 1
-                    return ticket
-            return None
-        if seq.evaluations + (n - seq.applied) < budget:
-            return ticket
-        # The pessimistic count says stop; wait for the exact one before deciding.
-        await seq.wait_applied(n)
-        if n < seq.stop_at and seq.evaluations < budget:
+        if not seq.full and n < seq.stop_at and (budget is None or seq.evaluations < budget):
             return ticket
         await self._stop(n, st)
         return None
@@ -432,19 +499,9 @@ class Worker:
         memory = self.memories[slot].render()
         return _Ticket(n=n, slot=slot, parent=parent, inspirations=insp, memory=memory)
 
-    async def _attempt(self, t: _Ticket, st: _RunState) -> _Outcome:
-        n, slot, parent, insp = t.n, t.slot, t.parent, t.inspirations
-        # The goal is read as the attempt starts, so a steer lands on the very next attempt.
-        goal = self.goal_of() if self.goal_of is not None else st.goal
-        out = _Outcome(
-            n=n,
-            agent=slot,
-            parent=parent,
-            inspirations=insp,
-            response=None,
-            started=time.time(),
-            goal=goal,
-        )
+    async def _attempt(self, t: _Ticket, out: _Outcome, st: _RunState) -> None:
+        """Run attempt ``t``, filling in ``out`` (so a cancelled one still shows its call)."""
+        n, slot, parent, insp, goal = t.n, t.slot, t.parent, t.inspirations, out.goal
         prompt = propose_prompt(
             task=self.task,
             goal=goal,
@@ -459,16 +516,22 @@ class Worker:
             if self.agent_kind == "tools":
                 code = await self._tool_attempt(prompt, parent, out, seed, tags)
             else:
-                async with asyncio.timeout(self.model_timeout):
-                    out.response = await self.model.complete(
-                        Request(
-                            messages=(user(prompt),),
-                            system=self._system,
-                            purpose="propose",
-                            seed=seed,
-                            tags=tags,
+                st.seq.calling.add(n)
+                try:
+                    async with asyncio.timeout(self.model_timeout):
+                        out.response = await self.model.complete(
+                            Request(
+                                messages=(user(prompt),),
+                                system=self._system,
+                                purpose="propose",
+                                seed=seed,
+                                tags=tags,
+                            )
                         )
-                    )
+                finally:
+                    st.seq.calling.discard(n)
+                if st.seq.full:
+                    return  # surplus: the budget was met during the call (see close)
                 text = str(out.response.text)
                 out.rationale = text.split("<<<<<<<")[0].split("```")[0].strip()
                 code = apply_edit(parent.code, parse_edit(text))
@@ -479,20 +542,20 @@ class Worker:
                 # The timeout cancelled the call inside the wrapper, which counts no
                 # cancellation as a failure: this one is, so it is counted here.
                 self.model.watch.failed(out.reason)
-            return out
+            return
         except BudgetExceeded as e:
             # The run's spending cap: nothing was spent on this call; start no more.
             out.outcome, out.reason = "budget", str(e)
             self.stop_reason = str(e)
             if self.control is not None:
                 self.control.stop(str(e))
-            return out
+            return
         except EditError as e:
             out.outcome, out.reason = "edit_failed", str(e)
-            return out
+            return
         except Exception as e:  # a model fault is a recorded failure, never a crash
             out.outcome, out.reason = "model_error", f"{type(e).__name__}: {e}"
-            return out
+            return
         out.change = diff_summary(parent.code, code)
         child = Program(
             code=code,
@@ -504,23 +567,26 @@ class Worker:
             round=st.round,
         )
         stored = self.store.get(child.id)
+        earlier = st.fresh.get(child.id)
         if stored is not None and stored.result is not None:
             out.child = stored  # identical code is never evaluated twice
+        elif earlier is not None and earlier.result is not None:
+            # Evaluated by an attempt of this run not applied yet: its result, this
+            # attempt's lineage (the row stored is that of the first applied).
+            out.child, out.new = child.evaluated(earlier.result, earlier.features), True
         else:
             result = await self.executor.submit(code)
             out.child = child.evaluated(result, self._describe(code, result) if result.ok else None)
-            # Stored at once (before any event), whatever order results are applied in.
-            self.store.add_program(out.child)
+            out.new = True
+            if result.status is not Status.LOST:  # a lost evaluation may be tried again
+                st.fresh[child.id] = out.child
         result = out.child.result
         assert result is not None
         out.outcome = "ok" if result.ok else str(result.status)
         out.reason = None if result.ok else result.error
-        return out
 
     def _apply(self, out: _Outcome, st: _RunState) -> None:
         """Apply one attempt's outcome to the archive, memories, budget and events."""
-        if not self.ordered:
-            st.in_flight = max(0, st.in_flight - 1)
         child = out.child
         if child is not None and child.id in self.known:
             # Decided here, in attempt order, so which of two identical proposals counts
@@ -531,6 +597,11 @@ class Worker:
             if child.status is not Status.LOST:
                 # a lost evaluation says nothing about the program: it may be tried again
                 self.known.add(child.id)
+            if out.new:
+                # Stored before any event reports it; a killed session loses only what
+                # was never shown. (Code another worker stored first is its row.)
+                self.store.add_program(child)
+                st.fresh.pop(child.id, None)
             st.seq.evaluations += 1
             if child.ok:
                 improved = self._archive(len(child.features or ())).add(child)
@@ -573,6 +644,9 @@ class Worker:
                     reason=out.reason or "",
                 )
             )
+        budget = st.budget.evaluations
+        if budget is not None and st.seq.evaluations >= budget and not st.seq.full:
+            st.seq.close(out.n + 1 if self.ordered else None)
 
     def _record_attempt(self, out: _Outcome, st: _RunState) -> None:
         r = out.response
@@ -664,6 +738,9 @@ class Worker:
             "edit_failed": counts["edit_failed"],
             "model_errors": counts["model_error"],
             "duplicates": counts["duplicate"],
+            "discarded": st.seq.discarded,
+            "discarded_usd": st.seq.discarded_usd,
+            "discarded_tokens": st.seq.discarded_tokens,
             "improved": sum(1 for e in log if (e.delta or 0) > 0),
             "base_score": base.score,
             "best_score": best.score,
@@ -722,11 +799,12 @@ class _RunState:
     first: int
     log: list[Experiment]
     started: int = 0
-    in_flight: int = 0
     best_score: float | None = None
     usage_in: int = 0
     usage_out: int = 0
     best: Program | None = None  # best valid program this run found
+    # Programs evaluated by attempts not applied yet (so not in the store), by id.
+    fresh: dict[str, Program] = field(default_factory=dict)
 
 
 async def evaluate_stored(
