@@ -343,6 +343,8 @@ def _summary(run: Any, seconds: float) -> dict[str, Any]:
         # surplus attempts that were started, then cancelled when the budget was met
         "discarded": sum(json.loads(s).get("discarded", 0) for s in run.store.handoffs()["stats"]),
         "archive": run.cfg.archive,
+        # what the archive's cells are made of: the evaluator's features or the code embedding
+        "descriptor": (run.store.meta("descriptor") or {}).get("kind"),
         "coverage": min((a.coverage() for a in archives), default=0.0),
         "cells": sum(a.cells for a in archives),
         "store": str(run.store.path),
