@@ -27,7 +27,7 @@ Prints JSON and, with ``--plot``, writes best-so-far curves (mean and range over
     python benchmarks/archives.py [--tasks ...] [--seeds 10] [--budget 1000] [--agents 8]
                                   [--latency 0] [--archives cluster grid greedy]
                                   [--descriptor D] [--selection S] [--jobs 2]
-                                  [--plot out.png] [--json out.json]
+                                  [--runs runs.jsonl] [--plot out.png] [--json out.json]
 
 ``--latency`` gives the offline model a reply latency in seconds (64 agents at 1 s is the
 shape of a run with a real model, where agents work concurrently). With the default ordered
@@ -130,6 +130,8 @@ async def one_run(
     secs = time.perf_counter() - t0
     store.close()
     return {
+        "task": task.name,
+        "archive": archive.name,
         "seed": seed,
         "initial": h.stats["base_score"],
         "best": h.best.score,
@@ -280,6 +282,24 @@ def run_job(job: tuple[str, str, int, argparse.Namespace]) -> dict[str, Any]:
     return asyncio.run(go())
 
 
+def config_key(summary: dict[str, Any]) -> dict[str, Any]:
+    """What makes two runs of a (task, archive, seed) the same run."""
+    return {k: summary[k] for k in ("budget", "agents", "latency", "descriptor", "selection")}
+
+
+def load_runs(path: Path, summary: dict[str, Any]) -> dict[tuple[str, str, int], dict[str, Any]]:
+    """Finished runs kept in ``path`` (JSON lines) under this benchmark's configuration."""
+    if not path.exists():
+        return {}
+    key = config_key(summary)
+    out: dict[tuple[str, str, int], dict[str, Any]] = {}
+    for line in path.read_text().splitlines():
+        row = json.loads(line)
+        if row.pop("config") == key:
+            out[row["task"], row["archive"], row["seed"]] = row
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument(
@@ -297,6 +317,12 @@ def main() -> None:
     ap.add_argument("--jobs", type=int, default=2, help="runs in parallel processes")
     ap.add_argument("--plot", type=Path, default=None)
     ap.add_argument("--json", type=Path, default=None, help="also write the JSON here")
+    ap.add_argument(
+        "--runs",
+        type=Path,
+        default=None,
+        help="JSON lines file: each finished run is appended; runs already in it are reused",
+    )
     args = ap.parse_args()
 
     results: dict[str, dict[str, list[dict[str, Any]]]] = {}
@@ -315,13 +341,22 @@ def main() -> None:
         for archive in args.archives
         for seed in range(args.seeds)
     ]
+    done = load_runs(args.runs, summary) if args.runs else {}
+    todo = [j for j in jobs if j[:3] not in done]
     with ProcessPoolExecutor(max_workers=args.jobs) as pool:
-        for (name, archive, seed, _), r in zip(jobs, pool.map(run_job, jobs), strict=True):
-            results.setdefault(name, {a: [] for a in args.archives})[archive].append(r)
+        for (name, archive, seed, _), r in zip(todo, pool.map(run_job, todo), strict=True):
+            done[name, archive, seed] = r
+            if args.runs:  # kept as it lands: a long benchmark cut short loses no finished run
+                with args.runs.open("a") as f:
+                    f.write(json.dumps({"config": config_key(summary), **r}) + "\n")
             print(
                 f"{name} {archive} seed {seed}: best {r['best']:.6g} in {r['seconds']:.1f}s",
                 file=sys.stderr,
             )
+    for name, archive, seed, _ in jobs:
+        results.setdefault(name, {a: [] for a in args.archives})[archive].append(
+            done[name, archive, seed]
+        )
     for name in args.tasks:
         summary["tasks"][name] = summarize(Task.load(name), results[name], args.budget)
     if args.plot:
