@@ -4,8 +4,9 @@
 the strongest launcher this machine allows, :mod:`~aster_nb.sandbox.isolation`), keeps at
 most ``concurrency`` evaluations on it at once and, when the server dies under an
 evaluation, starts a fresh one and runs the evaluation again, once: a second death gives
-``lost``, never blamed on the program. It does not cache; :class:`~aster_nb.sandbox.local.LocalExecutor`
-puts it behind :class:`~aster_nb.sandbox.cache.Cached`.
+``lost``, never blamed on the program. It does not cache:
+:class:`~aster_nb.sandbox.local.LocalExecutor` puts it behind
+:class:`~aster_nb.sandbox.cache.Cached`.
 """
 
 from __future__ import annotations
