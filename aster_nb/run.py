@@ -28,9 +28,9 @@ from .agents.worker import Budget, Worker
 from .archive import Archive
 from .control import Control
 from .events import Event, EventBus, ProgramEvaluated, RoundFinished, RunStateChanged
-from .executors import LocalExecutor
 from .llm import FailureWatch, Model, ModelsFailing, Spend, Watched, aclose, make_model, preflight
 from .program import EvalResult, Program, code_hash
+from .sandbox.local import LocalExecutor
 from .store import Store, StoreError, check_run_store
 from .task import Task, TaskError, check_evaluator, check_start
 

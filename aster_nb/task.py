@@ -414,7 +414,7 @@ def _load_folder(root: Path) -> Task:
 
 
 class Sandbox(Protocol):
-    """What :func:`check_start` and :func:`check_evaluator` need of an executor (``aster_nb.executors.LocalExecutor``)."""
+    """What :func:`check_start` and :func:`check_evaluator` need of an executor (``aster_nb.sandbox.LocalExecutor``)."""
 
     @property
     def server_info(self) -> Mapping[str, Any]: ...

@@ -2,11 +2,11 @@
 what each level of isolation costs.
 
 Prints JSON: latency (mean, p50, p95, in ms) of a trivial program, evaluated one after the
-other, through a warm :class:`~aster_nb.executors.LocalExecutor` with
+other, through a warm :class:`~aster_nb.sandbox.LocalExecutor` with
 ``preload=["numpy", "scipy"]`` at each isolation level (``full``: bubblewrap plus
 per-evaluation namespaces, no capabilities and seccomp; ``pid-namespace``: the PID
 namespace of earlier versions; ``none``: a plain process) and through
-:func:`~aster_nb.executors.evaluate_cold` (a new interpreter that imports numpy and scipy
+:func:`~aster_nb.sandbox.evaluate_cold` (a new interpreter that imports numpy and scipy
 per evaluation); then throughput of each with concurrency = number of cores.
 
     python benchmarks/sandbox_overhead.py [--warm 100] [--cold 20]
@@ -28,8 +28,8 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a plain checkout too
 
-from aster_nb.executors import LocalExecutor, evaluate_cold
 from aster_nb.program import EvalResult
+from aster_nb.sandbox import LocalExecutor, evaluate_cold
 from aster_nb.task import Limits
 
 PRELOAD = ("numpy", "scipy")

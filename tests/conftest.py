@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from aster_nb.executors import LocalExecutor
+from aster_nb.sandbox import LocalExecutor
 from aster_nb.task import Task
 
 

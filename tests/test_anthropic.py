@@ -12,12 +12,12 @@ import pytest
 
 from aster_nb.agents import Budget, Worker
 from aster_nb.errors import UserInputError
-from aster_nb.executors import LocalExecutor
 from aster_nb.llm import Request, Usage, user
 from aster_nb.llm.anthropic import AnthropicModel, ModelCallError
 from aster_nb.llm.pricing import Prices, UnknownModelError, cost, prices_for
 from aster_nb.llm.spend import BudgetExceeded, Spend
 from aster_nb.program import Program
+from aster_nb.sandbox import LocalExecutor
 from aster_nb.store import Store
 from aster_nb.task import Task
 

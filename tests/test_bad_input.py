@@ -453,7 +453,7 @@ def test_invalid_initial_program_is_repaired_with_a_warning(
 def test_isolation_is_recorded_and_its_warning_printed_once(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from aster_nb.executors import LocalExecutor
+    from aster_nb.sandbox import LocalExecutor
     from aster_nb.store import Store
 
     warning = "sandbox isolation is degraded (test): programs can read your files"

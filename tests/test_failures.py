@@ -25,10 +25,10 @@ import pytest
 from aster_nb.agents import Budget, Worker
 from aster_nb.errors import UserInputError
 from aster_nb.events import Event, RunStateChanged
-from aster_nb.executors import LocalExecutor
 from aster_nb.llm import FailureWatch, ModelsFailing, Request, Response, Watched
 from aster_nb.program import Program
 from aster_nb.run import Run
+from aster_nb.sandbox import LocalExecutor
 from aster_nb.store import Store
 from aster_nb.task import Task
 

@@ -17,8 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from aster_nb.executors import LocalExecutor, evaluate_cold, sandbox_env
 from aster_nb.program import EvalResult, Status
+from aster_nb.sandbox import LocalExecutor, evaluate_cold, sandbox_env
 from aster_nb.task import Limits, Task
 
 LIMITS = Limits(timeout=2.0, memory_mb=1024, max_processes=32, max_output_bytes=64 * 1024)

@@ -20,9 +20,8 @@ from pathlib import Path
 
 import pytest
 
-from aster_nb.executors import LocalExecutor
 from aster_nb.program import EvalResult, Status
-from aster_nb.sandbox import seccomp
+from aster_nb.sandbox import LocalExecutor, seccomp
 from aster_nb.task import Limits
 
 from .test_sandbox import EVALUATOR  # runs the program and reports what its run() returns

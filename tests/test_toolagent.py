@@ -6,9 +6,9 @@ from pathlib import Path
 
 from aster_nb.agents import Budget, Worker
 from aster_nb.agents.toolagent import Workspace, run_tool_session
-from aster_nb.executors import LocalExecutor
 from aster_nb.llm import OfflineModel, Request, Response, ToolCall
 from aster_nb.program import EvalResult, Program, Status
+from aster_nb.sandbox import LocalExecutor
 from aster_nb.store import Store
 from aster_nb.task import Task
 

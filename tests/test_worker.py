@@ -10,9 +10,9 @@ import pytest
 
 from aster_nb.agents import Budget, Worker
 from aster_nb.events import Event, ProgramEvaluated
-from aster_nb.executors import LocalExecutor
 from aster_nb.llm import OfflineModel, Request, Response
 from aster_nb.program import Program
+from aster_nb.sandbox import LocalExecutor
 from aster_nb.store import Store
 from aster_nb.task import Task
 

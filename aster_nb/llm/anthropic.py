@@ -1,10 +1,12 @@
 """Claude through the Messages API, behind the one model protocol.
 
 Built on the official SDK's ``AsyncAnthropic`` with the SDK's own retries turned off, so
-the policy here is the only one: exponential backoff with full jitter, the server's
-``retry-after`` honoured, bounded in count and in total time. Concurrency is bounded by a
-semaphore and, optionally, by request and token rate limits; each call reserves its
-worst-case cost in a shared :class:`~aster_nb.llm.spend.Spend` before it starts.
+the policy of :mod:`~aster_nb.llm.retry` is the only one: exponential backoff with full
+jitter, the server's ``retry-after`` honoured, bounded in count and in total time.
+Concurrency is bounded by a semaphore and, optionally, by request and token rate limits
+(:mod:`~aster_nb.llm.ratelimit`). Each reply reports its usage and cost; spending is
+booked, and capped, by :class:`~aster_nb.llm.spend.Metered` alone (``spend=`` puts the
+model's calls behind one).
 
 The API key goes to the SDK clients and nowhere else: it is not kept on the model, not in
 its repr, not in any log line or exception raised from here (failures are re-raised as
@@ -14,109 +16,33 @@ its repr, not in any log line or exception raised from here (failures are re-rai
 from __future__ import annotations
 
 import asyncio
-import email.utils
 import inspect
 import logging
-import random
-import re
 import time
-from dataclasses import dataclass
 from typing import Any
 
 import anthropic
 from anthropic.resources.messages import AsyncMessages
 
 from ..errors import UserInputError
+from .anthropic_failures import failure_of, scrub
 from .base import Request, Response, ToolCall, Usage
 from .pricing import Prices, cost, prices_for
-from .spend import BudgetExceeded, Reservation, Spend, Tags, input_token_bound
+from .ratelimit import TokenBucket
+from .retry import Failure, ModelCallError, RetryPolicy
+from .spend import BudgetExceeded, Metered, Spend, input_token_bound, report_retry
+
+__all__ = ["DEFAULT_MODEL", "AnthropicModel", "ModelCallError"]
 
 log = logging.getLogger(__name__)
 
 DEFAULT_MODEL = "claude-sonnet-4-5"
 
-# Statuses worth another attempt: request/lock timeouts, rate limits, server errors and
-# 529 overloaded. Every other 4xx says the request itself is wrong.
-_RETRY_STATUSES = frozenset({408, 409, 429})
-_KEY_SHAPE = re.compile(r"sk-ant-[A-Za-z0-9_\-]{6,}")
 # Recent SDKs (2.x) have no ``temperature`` parameter and would reject the call, so it is
 # sent only where the installed SDK takes it.
 _TAKES_TEMPERATURE = "temperature" in inspect.signature(AsyncMessages.create).parameters
 # Connections per SDK client (see AnthropicModel.__init__).
 _POOL = 25
-# The tool-use system prompt the API adds when tools are given (a few hundred tokens).
-
-
-class ModelCallError(Exception):
-    """A model call that failed for good.
-
-    Attributes:
-        kind: ``rate_limit``, ``overloaded``, ``server_error``, ``timeout``, ``connection``,
-            ``bad_request``, ``auth``, ... (what the last attempt hit).
-        status: the HTTP status of the last attempt, if it got one.
-        attempts: attempts made.
-        retryable: whether the last failure was transient (retries or time ran out).
-    """
-
-    def __init__(
-        self, message: str, *, kind: str, status: int | None, attempts: int, retryable: bool
-    ) -> None:
-        super().__init__(message)
-        self.kind = kind
-        self.status = status
-        self.attempts = attempts
-        self.retryable = retryable
-
-
-@dataclass(frozen=True, slots=True)
-class _Failure:
-    """One failed attempt, reduced to plain data (no SDK objects, no headers)."""
-
-    kind: str
-    status: int | None
-    message: str
-    retryable: bool
-    retry_after: float | None = None
-
-
-class TokenBucket:
-    """An async token bucket refilled at ``per_minute`` and holding at most ``burst``.
-
-    Args:
-        per_minute: tokens added per minute.
-        burst: the bucket's size; 10 seconds' worth by default, since the API enforces its
-            limits over short intervals too, not just per minute.
-    """
-
-    def __init__(self, *, per_minute: float, burst: float | None = None) -> None:
-        if per_minute <= 0:
-            raise ValueError(f"per_minute must be > 0, got {per_minute}")
-        self.rate = per_minute / 60.0
-        self.burst = float(burst) if burst is not None else max(1.0, per_minute / 6.0)
-        self.level = self.burst
-        self._t = time.monotonic()
-        self._lock = asyncio.Lock()  # waiters are served in arrival order
-
-    async def take(self, amount: float) -> None:
-        """Wait until ``amount`` can be taken; one larger than the bucket waits for a full one."""
-        async with self._lock:
-            need = min(amount, self.burst)
-            while True:
-                self._refill()
-                if self.level >= need:
-                    self.level -= amount  # may go negative: later takers repay the debt
-                    return
-                await asyncio.sleep((need - self.level) / self.rate)
-
-    def give(self, amount: float) -> None:
-        """Return ``amount`` (negative to charge more after the fact)."""
-        self._refill()
-        self.level = min(self.burst, self.level + amount)
-
-    def _refill(self) -> None:
-        now = time.monotonic()
-        self.level = min(self.burst, self.level + (now - self._t) * self.rate)
-        self._t = now
 
 
 class AnthropicModel:
@@ -140,7 +66,10 @@ class AnthropicModel:
         backoff_max: backoff ceiling in seconds.
         timeout: seconds one attempt may take.
         prices: USD per million tokens; looked up from ``model`` when omitted.
-        spend: a budget and ledger shared with other models; ``None`` for none.
+        spend: a budget and ledger shared with other models; ``None`` for none. Calls
+            then go through a :class:`~aster_nb.llm.spend.Metered` on it (refusals also
+            count in :attr:`stats`); ``Metered(AnthropicModel(...), spend)`` is the same
+            without them.
         cache_system: send the system prompt as a cached block (``cache_control``).
     """
 
@@ -176,15 +105,19 @@ class AnthropicModel:
         self.spend = spend
         self.cache_system = cache_system
         self.max_concurrency = max_concurrency
-        self.max_retries = max_retries
-        self.max_retry_seconds = float(max_retry_seconds)
-        self.backoff_base = float(backoff_base)
-        self.backoff_max = float(backoff_max)
+        self.retry = RetryPolicy(
+            max_retries=max_retries,
+            max_seconds=float(max_retry_seconds),
+            backoff_base=float(backoff_base),
+            backoff_max=float(backoff_max),
+        )
         self.timeout = float(timeout)
+        self._metered = (
+            Metered(_Unmetered(self), spend, prices=self.prices) if spend is not None else None
+        )
         self._sem = asyncio.Semaphore(max_concurrency)
         self._rpm = TokenBucket(per_minute=requests_per_minute) if requests_per_minute else None
         self._tpm = TokenBucket(per_minute=tokens_per_minute) if tokens_per_minute else None
-        self._rng = random.Random()
         # The HTTP pool scans all its connections at every request event (and polls each
         # idle socket), so one pool's CPU per call grows with its size. Large concurrency is
         # therefore spread over several SDK clients of at most _POOL connections each, every
@@ -229,7 +162,7 @@ class AnthropicModel:
     def __repr__(self) -> str:
         return (
             f"AnthropicModel(model={self.model!r}, base_url={self._safe_base_url()!r}, "
-            f"max_concurrency={self.max_concurrency}, max_retries={self.max_retries}, "
+            f"max_concurrency={self.max_concurrency}, max_retries={self.retry.max_retries}, "
             f"spend={self.spend!r})"
         )
 
@@ -263,7 +196,7 @@ class AnthropicModel:
                 "api_key=), or use the offline model (--model offline), which needs none"
             )
         url = self._safe_base_url()
-        failure: _Failure | None = None
+        failure: Failure | None = None
         try:
             await client.models.retrieve(self.model, timeout=timeout)
         except anthropic.AnthropicError as e:
@@ -285,35 +218,29 @@ class AnthropicModel:
     # -- the protocol --------------------------------------------------------------------
 
     async def complete(self, request: Request) -> Response:
+        if self._metered is None:
+            return await self._complete(request)
+        try:
+            return await self._metered.complete(request)
+        except BudgetExceeded:
+            self.stats["refused"] += 1
+            raise
+
+    async def _complete(self, request: Request) -> Response:
+        """One call, unmetered: the reply with its usage, cost and retries."""
         t0 = time.monotonic()
-        tags: Tags = (("model", self.model), ("purpose", request.purpose), *request.tags)
-        bound = input_token_bound(request)
-        reservation: Reservation | None = None
-        if self.spend is not None:
-            # The worst case: every input token billed at the dearest input rate (a cache
-            # write) and the reply running to max_tokens.
-            worst = bound * self.prices.max_input + request.max_tokens * self.prices.output
-            try:
-                reservation = self.spend.reserve(worst / 1e6, bound + request.max_tokens, tags=tags)
-            except BudgetExceeded:
-                self.stats["refused"] += 1
-                raise
         self.stats["calls"] += 1
         # Rate-limit tokens are a realistic guess (~4 characters a token), not the bound.
-        tpm_take = bound // 4 + request.max_tokens
+        tpm_take = input_token_bound(request) // 4 + request.max_tokens
         try:
-            msg, retries = await self._call(self._params(request), tpm_take, tags)
+            msg, retries = await self._call(self._params(request), tpm_take)
         except BaseException as e:
             self.stats["failures"] += 1
             if isinstance(e, asyncio.CancelledError):
                 self.stats["cancelled"] += 1
-            if reservation is not None and self.spend is not None:
-                self.spend.release(reservation, failed=True)
             raise
         usage = _usage(msg)
         usd = cost(usage, self.prices)
-        if reservation is not None and self.spend is not None:
-            self.spend.settle(reservation, usage, usd)
         s = self.stats
         s["ok"] += 1
         s["input_tokens"] += usage.input_tokens
@@ -363,12 +290,12 @@ class AnthropicModel:
             p["tools"] = list(request.tools)
         return p
 
-    async def _call(self, params: dict[str, Any], tpm_take: int, tags: Tags) -> tuple[Any, int]:
+    async def _call(self, params: dict[str, Any], tpm_take: int) -> tuple[Any, int]:
         """``(reply, retries)`` for ``params``, retrying transient failures; ModelCallError if none."""
-        deadline = time.monotonic() + self.max_retry_seconds
+        deadline = time.monotonic() + self.retry.max_seconds
         attempt = 0
         while True:
-            failure: _Failure | None = None
+            failure: Failure | None = None
             async with self._sem:
                 if self._rpm is not None:
                     await self._rpm.take(1)
@@ -394,18 +321,8 @@ class AnthropicModel:
                 return msg, attempt
             if self._tpm is not None:
                 self._tpm.give(tpm_take)  # a failed attempt is not billed
-            delay = self._delay(attempt, failure.retry_after)
-            left = deadline - time.monotonic()
-            give_up: str | None = None
-            if not failure.retryable:
-                give_up = "not retryable"
-            elif attempt >= self.max_retries:
-                give_up = f"gave up after {attempt + 1} attempts"
-            elif delay > left:
-                give_up = (
-                    f"gave up: the next attempt would start after max_retry_seconds="
-                    f"{self.max_retry_seconds:g} (wait {delay:.2f} s, {max(left, 0):.2f} s left)"
-                )
+            delay = self.retry.delay(attempt, failure.retry_after)
+            give_up = self.retry.give_up(failure, attempt, delay, deadline - time.monotonic())
             if give_up is not None:
                 # Raised outside the except block, so no SDK exception (which holds the
                 # request and its auth header) is chained to ours.
@@ -420,63 +337,27 @@ class AnthropicModel:
                 )
             self.stats["retries"] += 1
             self.stats["retry_wait_s"] += delay
-            if self.spend is not None:
-                self.spend.note_retry(tags)
+            report_retry()
             log.info(
                 "%s: %s; retry %d of %d in %.2f s",
                 self.model,
                 failure.message,
                 attempt + 1,
-                self.max_retries,
+                self.retry.max_retries,
                 delay,
             )
             await asyncio.sleep(delay)
             attempt += 1
 
-    def _delay(self, attempt: int, retry_after: float | None) -> float:
-        if retry_after is not None:
-            # Do as told, plus a little jitter so callers told the same time do not all
-            # come back in the same instant.
-            return retry_after * (1.0 + 0.1 * self._rng.random())
-        # Full jitter: uniform over [0, ceiling] spreads retries out best under contention.
-        return self._rng.uniform(0.0, min(self.backoff_max, self.backoff_base * 2.0**attempt))
-
-    def _failure(self, e: anthropic.AnthropicError) -> _Failure:
-        if isinstance(e, anthropic.APIStatusError):
-            status = e.status_code
-            headers = e.response.headers
-            retryable = status in _RETRY_STATUSES or status >= 500
-            hint = headers.get("x-should-retry")
-            if hint in ("true", "false"):
-                retryable = hint == "true"
-            kind = _kind(status)
-            detail = getattr(e, "api_message", None) or _body_message(e.body)
-            err_type = getattr(e, "type", None) or _body_type(e.body) or kind
-            return _Failure(
-                kind=kind,
-                status=status,
-                message=self._scrub(f"HTTP {status} {err_type}: {detail}"),
-                retryable=retryable,
-                retry_after=_retry_after(headers) if retryable else None,
-            )
-        if isinstance(e, anthropic.APITimeoutError):
-            return _Failure(
-                "timeout", None, f"no reply within timeout={self.timeout:g} s", retryable=True
-            )
-        if isinstance(e, anthropic.APIConnectionError):
-            cause = e.__cause__
-            why = f" ({type(cause).__name__}: {cause})" if cause is not None else ""
-            return _Failure(
-                "connection", None, self._scrub(f"connection failed{why}"), retryable=True
-            )
-        return _Failure("client", None, self._scrub(f"{type(e).__name__}: {e}"), retryable=False)
+    def _failure(self, e: anthropic.AnthropicError) -> Failure:
+        return failure_of(e, timeout=self.timeout, secrets=self._secrets())
 
     def _scrub(self, text: str) -> str:
+        return scrub(text, self._secrets())
+
+    def _secrets(self) -> tuple[str | None, ...]:
         client = self._clients[0]
-        for secret in (client.api_key, client.auth_token):
-            if secret:
-                text = text.replace(secret, "[redacted]")
-        return _KEY_SHAPE.sub("[redacted]", text)
+        return (client.api_key, client.auth_token)
 
     def _safe_base_url(self) -> str:
         url = self._clients[0].base_url
@@ -493,52 +374,9 @@ def _usage(msg: Any) -> Usage:
     )
 
 
-def _kind(status: int) -> str:
-    named = {
-        400: "bad_request",
-        401: "auth",
-        403: "permission",
-        404: "not_found",
-        408: "timeout",
-        409: "conflict",
-        413: "too_large",
-        429: "rate_limit",
-        529: "overloaded",
-    }
-    if status in named:
-        return named[status]
-    return "server_error" if status >= 500 else "client_error"
+class _Unmetered:
+    """An :class:`AnthropicModel`'s own calls, for the :class:`Metered` it holds."""
 
-
-def _retry_after(headers: Any) -> float | None:
-    """Seconds the server asked us to wait (``retry-after-ms``, then ``retry-after``)."""
-    for name, scale in (("retry-after-ms", 1e-3), ("retry-after", 1.0)):
-        raw = headers.get(name)
-        if raw is None:
-            continue
-        try:
-            return max(0.0, float(raw) * scale)
-        except ValueError:
-            pass
-        if name == "retry-after":  # an HTTP date
-            try:
-                when = email.utils.parsedate_to_datetime(raw).timestamp()
-            except (TypeError, ValueError):
-                return None
-            return max(0.0, when - time.time())
-    return None
-
-
-def _body_message(body: object) -> str:
-    if isinstance(body, dict):
-        err = body.get("error")
-        if isinstance(err, dict) and isinstance(err.get("message"), str):
-            return err["message"]
-    return str(body)[:300] if body is not None else ""
-
-
-def _body_type(body: object) -> str | None:
-    if isinstance(body, dict) and isinstance(body.get("error"), dict):
-        t = body["error"].get("type")
-        return t if isinstance(t, str) else None
-    return None
+    def __init__(self, model: AnthropicModel) -> None:
+        self.name = model.name
+        self.complete = model._complete

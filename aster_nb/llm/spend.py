@@ -15,10 +15,12 @@ import itertools
 import json
 import logging
 import time
+from contextvars import ContextVar
 from dataclasses import dataclass, field, replace
 from typing import Any
 
 from .base import Model, Request, Response, Usage
+from .pricing import Prices, cost
 
 log = logging.getLogger(__name__)
 
@@ -281,39 +283,61 @@ def input_token_bound(request: Request) -> int:
 class Metered:
     """Any model under a :class:`Spend`: reserve an upper bound before a call, settle after.
 
-    For backends without their own ledger (the offline model, a user's model); the
-    Anthropic backend meters itself. With no prices the calls cost nothing in USD and only
-    a token cap binds.
+    The only place spend is booked: backends report what each call used (``usage`` and
+    ``cost_usd`` in the :class:`~aster_nb.llm.base.Response`, retries through
+    :func:`report_retry`) and keep no ledger; the caps and the ledger are here. The
+    reservation bills every input token at the dearest input rate (a cache write) and the
+    reply at ``max_tokens``. With no prices the calls cost nothing in USD and only a token
+    cap binds.
 
     Args:
         model: the model to call.
         spend: the run's ledger and caps.
-        prices: USD per million tokens, if the model has a price.
+        prices: USD per million tokens; default the model's own ``prices``, if it has any.
     """
 
-    def __init__(self, model: Model, spend: Spend, *, prices: Any = None) -> None:
+    def __init__(self, model: Model, spend: Spend, *, prices: Prices | None = None) -> None:
         self.model = model
         self.spend = spend
-        self.prices = prices
+        self.prices: Prices | None = (
+            prices if prices is not None else getattr(model, "prices", None)
+        )
         self.name = model.name
 
     async def complete(self, request: Request) -> Response:
-        from .pricing import cost
-
-        tokens = input_token_bound(request) + request.max_tokens
+        bound = input_token_bound(request)
         usd = 0.0
         if self.prices is not None:
-            usd = (tokens - request.max_tokens) * self.prices.max_input / 1e6 + (
-                request.max_tokens * self.prices.output / 1e6
-            )
+            worst = bound * self.prices.max_input + request.max_tokens * self.prices.output
+            usd = worst / 1e6
         tags = (*request.tags, ("model", self.name), ("purpose", request.purpose))
-        r = self.spend.reserve(usd, tokens, tags=tags)
+        r = self.spend.reserve(usd, bound + request.max_tokens, tags=tags)
         t0 = time.monotonic()
+        scope = _call.set((self.spend, tags))
         try:
             resp = await self.model.complete(request)
         except BaseException:
             self.spend.release(r)
             raise
-        c = cost(resp.usage, self.prices) if self.prices is not None else 0.0
+        finally:
+            _call.reset(scope)
+        c = cost(resp.usage, self.prices) if self.prices is not None else resp.cost_usd
         self.spend.settle(r, resp.usage, c)
         return replace(resp, cost_usd=c, latency=resp.latency or time.monotonic() - t0)
+
+
+# The spend and tags of the metered call in progress in this task, for report_retry.
+_call: ContextVar[tuple[Spend, Tags] | None] = ContextVar("aster_nb_metered_call", default=None)
+
+
+def report_retry() -> None:
+    """Count one retried attempt of the model call in progress.
+
+    A backend calls this before each retry; the :class:`Metered` that made the call (if
+    any) books it under the call's tags at once, so a call cancelled mid-retries still
+    counts the retries it made.
+    """
+    current = _call.get()
+    if current is not None:
+        spend, tags = current
+        spend.note_retry(tags)

@@ -1,29 +1,16 @@
-"""Warm fork server: runs a task's evaluator on untrusted programs, one forked child each.
+"""The sandbox: a warm fork server that runs a task's evaluator on untrusted programs, one
+forked child each, and the client that drives it from asyncio code.
 
-Run as ``python -m aster_nb.sandbox --evaluator PATH [--preload MOD ...]``; normally
-:class:`aster_nb.executors.LocalExecutor` starts it. The server imports the ``preload``
-modules and the evaluator once, then forks a child per evaluation, so an evaluation costs
-a fork instead of a fresh interpreter. See :mod:`aster_nb.executors` for what is contained
-and what is not.
+Use :class:`LocalExecutor` (``from aster_nb.sandbox import LocalExecutor``): it starts the
+server (``python -m aster_nb.sandbox --evaluator PATH [--preload MOD ...]``), which imports
+the ``preload`` modules and the evaluator once, then forks a child per evaluation, so an
+evaluation costs a fork instead of a fresh interpreter. See :mod:`aster_nb.sandbox.local`
+for what is contained and what is not.
 
-Protocol (JSON lines):
-
-* stdin, one request per line:
-  ``{"id": 1, "code": "...", "limits": {...Limits fields...}}`` evaluates ``code``;
-  ``{"op": "cancel", "id": 1}`` kills that evaluation (its result still arrives);
-  ``{"op": "stats"}`` asks for counters. End of stdin shuts the server down.
-* responses go to a private fd (a dup of the original stdout; ``sys.stdout`` and fd 1 are
-  pointed at stderr so stray prints cannot corrupt the channel):
-  ``{"type": "hello", "pid", "fork_limit", "preload", "evaluator_error", ...}`` first, then
-  ``{"type": "result", "id", "result": EvalResult.to_dict(), "transient": bool}`` per
-  request (``transient``: the outcome says nothing about the program, e.g. it was
-  cancelled, so do not cache it), ``{"type": "stats", ...}`` and
-  ``{"type": "error", "error": ...}`` for requests that could not be parsed.
-
-The server is single-threaded: one ``selectors`` loop over stdin, every child's
-stdout/stderr/result pipes, a SIGCHLD wake-up pipe and the deadlines. Children are
-detected with ``waitid(WNOWAIT)`` so the process group is killed while its leader is still a
-zombie (its pid cannot be reused yet), then reaped.
+The two sides talk JSON lines, one message per line, defined once in
+:mod:`~aster_nb.sandbox.protocol`: requests on the server's stdin, responses on a private
+fd (a dup of the original stdout; ``sys.stdout`` and fd 1 are pointed at stderr so stray
+prints cannot corrupt the channel). End of stdin shuts the server down.
 
 ``fork_limit`` in the hello is how the number of processes per evaluation is capped:
 ``cgroup-v2`` or ``cgroup-v1`` (a ``pids`` cgroup per evaluation; works as root),
@@ -31,11 +18,14 @@ zombie (its pid cannot be reused yet), then reaped.
 ``none`` (no cap: a fork bomb is still killed at the timeout, but it can load the machine
 until then).
 
-Modules:
+Modules, server side (imported into every sandbox process, so nothing heavy):
 
 * ``__main__``: command line, private response channel, runs the server.
-* :mod:`~aster_nb.sandbox.server`: the selector loop, the protocol and each evaluation's
-  life (spawn, deadlines, reaping, orphan sweep, cleanup).
+* :mod:`~aster_nb.sandbox.protocol`: the message kinds and their encoding (both sides).
+* :mod:`~aster_nb.sandbox.server`: the selector loop and the requests.
+* :mod:`~aster_nb.sandbox.loader`: preload, evaluator import and confinement probe.
+* :mod:`~aster_nb.sandbox.evaluations`: each evaluation's life (spawn, pipes, deadlines,
+  reaping, orphan sweep, cleanup).
 * :mod:`~aster_nb.sandbox.job`: one evaluation's state and its captured output.
 * :mod:`~aster_nb.sandbox.child`: the forked evaluation process (signals, session, cgroup,
   fds, working directory, rlimits, ``evaluate()``, result pipe).
@@ -44,10 +34,54 @@ Modules:
 * :mod:`~aster_nb.sandbox.outcome`: evaluator values, child payloads, exits and signals
   mapped to results.
 * :mod:`~aster_nb.sandbox.proc`: prctl, /proc scans and other process plumbing.
+* :mod:`~aster_nb.sandbox.confine`, :mod:`~aster_nb.sandbox.seccomp`,
+  :mod:`~aster_nb.sandbox.linux`: each evaluation's namespaces, capabilities and filter.
 
-This package is imported into every sandbox process, so it imports nothing heavy.
+Client side (loaded only when one of its names is first used, so the server never
+imports it):
+
+* :mod:`~aster_nb.sandbox.local`: :class:`LocalExecutor` and :func:`evaluate_cold`.
+* :mod:`~aster_nb.sandbox.cache`: :class:`Cached`, the result cache around any backend.
+* :mod:`~aster_nb.sandbox.client`: :class:`SandboxClient`, one warm server, restarts and
+  reruns.
+* :mod:`~aster_nb.sandbox.connection`: one server process, its pipes and waiting requests.
+* :mod:`~aster_nb.sandbox.isolation`: how the server is launched (bubblewrap, unshare).
+* :mod:`~aster_nb.sandbox.env`: the server's environment, without credentials.
 """
 
-from .forklimit import release_cgroup_root, remove_cgroup_tree
+from __future__ import annotations
 
-__all__ = ["release_cgroup_root", "remove_cgroup_tree"]
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .cache import Cached, Evaluation
+    from .client import SandboxClient
+    from .env import sandbox_env
+    from .local import LocalExecutor, evaluate_cold
+
+__all__ = [
+    "Cached",
+    "Evaluation",
+    "LocalExecutor",
+    "SandboxClient",
+    "evaluate_cold",
+    "sandbox_env",
+]
+
+_HOME = {
+    "Cached": "cache",
+    "Evaluation": "cache",
+    "LocalExecutor": "local",
+    "SandboxClient": "client",
+    "evaluate_cold": "local",
+    "sandbox_env": "env",
+}
+
+
+def __getattr__(name: str) -> Any:
+    # the client's names, loaded on first use: the server imports this package too
+    home = _HOME.get(name)
+    if home is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(f".{home}", __name__), name)

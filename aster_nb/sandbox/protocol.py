@@ -1,0 +1,119 @@
+"""The wire protocol between the sandbox client and the fork server, in one place.
+
+Both sides import this module (the server through ``python -m aster_nb.sandbox``, the
+client in :mod:`aster_nb.sandbox.client`), so every message kind and field is spelled
+once. Messages are JSON objects, one per line:
+
+* requests on the server's stdin (:class:`Op`): ``eval`` (the default when ``op`` is
+  missing) with ``id``, ``code`` and ``limits``; ``cancel`` with ``id`` (the evaluation is
+  killed, its result still arrives); ``stats``; ``shutdown``. End of stdin shuts the
+  server down too.
+* responses on the server's private channel (:class:`Kind`): ``hello`` first (pid,
+  fork_limit, preload timings, evaluator_error, ...); then a ``result`` per request, with
+  ``transient`` set when the outcome says nothing about the program (it was cancelled,
+  the server was shutting down), so it must not be cached; ``stats``; and ``error`` for
+  a request that could not be parsed.
+
+Standard library only: this module is imported into every sandbox process.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections.abc import Mapping
+from enum import StrEnum
+from typing import Any
+
+from ..program import EvalResult, Status
+from ..task import Limits
+
+__all__ = [
+    "PROTOCOL_VERSION",
+    "Kind",
+    "Op",
+    "cancel_request",
+    "decode",
+    "encode",
+    "error_message",
+    "eval_request",
+    "result_message",
+    "result_of",
+]
+
+PROTOCOL_VERSION = 1
+
+
+class Op(StrEnum):
+    """What a request asks the server to do."""
+
+    EVAL = "eval"
+    CANCEL = "cancel"
+    STATS = "stats"
+    SHUTDOWN = "shutdown"
+
+
+class Kind(StrEnum):
+    """What a response carries (its ``type``)."""
+
+    HELLO = "hello"
+    RESULT = "result"
+    STATS = "stats"
+    ERROR = "error"
+
+
+def encode(message: Mapping[str, Any]) -> bytes:
+    """One message as a line of compact JSON."""
+    return (json.dumps(message, separators=(",", ":")) + "\n").encode()
+
+
+def decode(line: bytes) -> dict[str, Any]:
+    """The message on ``line``.
+
+    Raises:
+        ValueError: the line is not JSON, or not a JSON object.
+    """
+    message = json.loads(line)
+    if not isinstance(message, dict):
+        raise ValueError("a message must be a JSON object")
+    return message
+
+
+# -- requests (client -> server) ---------------------------------------------------------
+
+
+def eval_request(rid: int | str, code: str, limits: Limits) -> dict[str, Any]:
+    """Evaluate ``code`` under ``limits``; the result comes back under ``rid``."""
+    return {"id": rid, "code": code, "limits": dataclasses.asdict(limits)}
+
+
+def cancel_request(rid: int | str) -> dict[str, Any]:
+    """Kill evaluation ``rid`` (its result, ``transient``, still arrives)."""
+    return {"op": Op.CANCEL, "id": rid}
+
+
+# -- responses (server -> client) --------------------------------------------------------
+
+
+def result_message(rid: int | str, result: EvalResult, *, transient: bool) -> dict[str, Any]:
+    """The answer to request ``rid``; ``transient``: do not cache it."""
+    return {"type": Kind.RESULT, "id": rid, "result": result.to_dict(), "transient": transient}
+
+
+def error_message(error: str, **fields: Any) -> dict[str, Any]:
+    """A request the server could not take (``fields``: its ``id``, where it had one)."""
+    return {"type": Kind.ERROR, **fields, "error": error}
+
+
+def result_of(message: Mapping[str, Any]) -> tuple[EvalResult, bool]:
+    """A ``result`` or ``error`` response as ``(result, cacheable)``.
+
+    An ``error`` (the server could not parse the request) becomes an ``error`` result that
+    is not cached.
+
+    Raises:
+        KeyError, TypeError, ValueError: the response is malformed.
+    """
+    if message.get("type") == Kind.ERROR:
+        return EvalResult(Status.ERROR, error=message.get("error")), False
+    return EvalResult.from_dict(message["result"]), not message.get("transient", False)
