@@ -45,7 +45,7 @@ from sklearn.cluster import MiniBatchKMeans
 
 from aster_nb.archive import ClusterElites, Greedy, GridElites
 from aster_nb.archive.base import ArchiveBase
-from aster_nb.archive.cluster import _kmeanspp_extend, lloyd, nearest, sq_dist
+from aster_nb.archive.cluster import kmeanspp_extend, lloyd, nearest, sq_dist
 from aster_nb.embedding import CodeEmbedding
 from aster_nb.program import EvalResult, Program, Status
 
@@ -244,7 +244,7 @@ def compare_reclusters(x: np.ndarray, seed: int) -> dict[str, Any]:
     mean, std = x.mean(axis=0), x.std(axis=0)
     z = (x - mean) / std
     k = min(prev.k_max, math.ceil(math.sqrt(n / 2)))
-    warm = _kmeanspp_extend(z, (prev.centroids - mean) / std, k, np.random.default_rng(seed))
+    warm = kmeanspp_extend(z, (prev.centroids - mean) / std, k, np.random.default_rng(seed))
 
     def inertia(c: np.ndarray) -> float:
         return float(sq_dist(z, c, nearest(z, c)).mean())
@@ -262,7 +262,7 @@ def compare_reclusters(x: np.ndarray, seed: int) -> dict[str, Any]:
     record("lloyd_warm_converged", lambda: _lloyd(z, warm, 1000))
 
     def cold() -> tuple[np.ndarray, int]:
-        init = _kmeanspp_extend(z, np.empty((0, dims)), k, np.random.default_rng(seed))
+        init = kmeanspp_extend(z, np.empty((0, dims)), k, np.random.default_rng(seed))
         return _lloyd(z, init, 1000)
 
     record("lloyd_cold_kmeanspp_converged", cold)

@@ -9,8 +9,9 @@ import numpy as np
 import pytest
 
 from aster_nb.figures import archive_map_figure
+from aster_nb.geometry import voronoi_region
 from aster_nb.run import Run
-from aster_nb.snapshot import lineage, map_snapshot, timeline, voronoi_region, workers
+from aster_nb.snapshot import lineage, map_snapshot, timeline, workers
 from aster_nb.store import Store
 
 

@@ -7,7 +7,10 @@
 ``"greedy"``       :class:`Greedy` -- one cell, the best program (hill climbing).
 =================  ===============================================================
 
-All implement :class:`Archive`; build one by name with :func:`make_archive`.
+All implement :class:`Archive`; build one by name with :func:`make_archive`, rebuild one
+from stored programs with :func:`replay_archive`. To write a new archive, subclass
+:class:`ArchiveBase` (validation, ranking and sampling come with it); :class:`Archive` is
+the protocol the search relies on, for type hints.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from .base import Archive, ArchiveBase
 from .cluster import ClusterElites
 from .greedy import Greedy
 from .grid import GridElites
+from .replay import replay_archive
 
 __all__ = [
     "ARCHIVES",
@@ -29,6 +33,7 @@ __all__ = [
     "Greedy",
     "GridElites",
     "make_archive",
+    "replay_archive",
 ]
 
 ARCHIVES: dict[str, type[ArchiveBase]] = {

@@ -12,6 +12,10 @@ a parent and a few inspirations, propose an edit, and the evaluated child goes b
 Only programs whose evaluation is ``ok`` are kept. A failed program is counted in
 ``failures`` and never becomes a parent: in OpenEvolve, where invalid programs could be
 parents, most of their children were invalid too.
+
+The checks every archive shares are in :mod:`~aster_nb.archive.validation`; how a parent
+and inspirations are picked, in :mod:`~aster_nb.archive.selection`; rebuilding an archive
+from stored programs, in :mod:`~aster_nb.archive.replay`.
 """
 
 from __future__ import annotations
@@ -25,7 +29,14 @@ import numpy as np
 
 from ..features import Descriptor
 from ..program import Program
-from .selection import SELECTIONS, TOP_K, Progress, choose_parent, dominated_novelty
+from .selection import TOP_K, Progress, choose_parent, dominated_novelty, mix_top_and_random
+from .validation import (
+    check_archive_args,
+    check_descriptor,
+    check_features,
+    check_nonempty,
+    check_sample_args,
+)
 
 
 @runtime_checkable
@@ -86,6 +97,11 @@ class ArchiveBase(ABC):
     """
 
     name: str = "base"
+    layout: str = "elites"
+    """How the cells divide descriptor space, for drawing them (:mod:`aster_nb.snapshot`):
+    ``"centroids"``, the Voronoi regions of ``centroids``; ``"grid"``, boxes of ``bins`` over
+    ``bounds``; ``"single"``, one cell, nothing to draw; ``"elites"`` (any other archive),
+    regions around the elites."""
 
     def __init__(
         self,
@@ -95,17 +111,9 @@ class ArchiveBase(ABC):
         selection: str = "adaptive",
         descriptor: Descriptor | None = None,
     ) -> None:
-        if dims is not None and (not isinstance(dims, int) or isinstance(dims, bool) or dims < 1):
-            raise ValueError(f"dims must be a positive int (descriptor length), got {dims!r}")
-        if not isinstance(tournament, int) or tournament < 1:
-            raise ValueError(f"tournament must be an int >= 1, got {tournament!r}")
-        if descriptor is not None and not callable(descriptor):
-            raise TypeError(
-                "descriptor must be an aster_nb.features.Descriptor (e.g. "
-                f"make_descriptor('embedding')), got {type(descriptor).__name__}"
-            )
-        if selection not in SELECTIONS:
-            raise ValueError(f"selection must be one of {', '.join(SELECTIONS)}; got {selection!r}")
+        check_archive_args(
+            dims=dims, tournament=tournament, selection=selection, descriptor=descriptor
+        )
         self.dims = dims
         self.tournament = tournament
         self.selection = selection
@@ -199,19 +207,11 @@ class ArchiveBase(ABC):
         assert self.descriptor is not None
         desc = np.asarray(self.descriptor(program), dtype=float).reshape(-1)
         if self.dims is None:
-            if len(desc) == 0:
-                raise ValueError(
-                    f"the {self.descriptor.kind} descriptor gave program {program.id} an "
-                    "empty descriptor; an archive needs at least one dimension"
-                )
+            check_nonempty(desc, descriptor=self.descriptor, program_id=program.id)
             self.dims = len(desc)
             self._desc_buf = np.empty((len(self._score_buf), self.dims))
             self._on_dims(self.dims)
-        if desc.shape != (self.dims,) or not np.all(np.isfinite(desc)):
-            raise ValueError(
-                f"the {self.descriptor.kind} descriptor must give {self.dims} finite numbers "
-                f"per program, got {desc.tolist()} for program {program.id}"
-            )
+        check_descriptor(desc, dims=self.dims, descriptor=self.descriptor, program_id=program.id)
         return desc
 
     def _on_dims(self, dims: int) -> None:  # noqa: B027 - an optional hook
@@ -235,28 +235,7 @@ class ArchiveBase(ABC):
         if self.dims is None:
             feats = program.features
             return None if feats is None else np.asarray(feats, dtype=float)
-        if program.features is None:
-            raise ValueError(
-                f"{self.name} archive requires program.features: a tuple of {self.dims} "
-                f"floats (the behaviour descriptor), program {program.id} has None; "
-                "set it with aster_nb.features.describe()"
-            )
-        try:
-            desc = np.asarray(program.features, dtype=float)
-        except (TypeError, ValueError) as e:
-            raise ValueError(
-                f"program.features must be {self.dims} numbers, got {program.features!r}"
-            ) from e
-        if desc.shape != (self.dims,):
-            raise ValueError(
-                f"{self.name} archive expects features of length {self.dims} (dims={self.dims}), "
-                f"got shape {desc.shape} for program {program.id}: {program.features!r}"
-            )
-        if not np.all(np.isfinite(desc)):
-            raise ValueError(
-                f"program.features must be finite, got {program.features!r} for {program.id}"
-            )
-        return desc
+        return check_features(program, dims=self.dims, archive=self.name)
 
     @abstractmethod
     def _add_ok(self, row: int, desc: np.ndarray | None) -> bool:
@@ -374,7 +353,7 @@ class ArchiveBase(ABC):
             LookupError: the archive holds no ``ok`` program yet.
             ValueError: ``explore`` is outside ``[0, 1]`` or ``n_inspirations < 0``.
         """
-        _check_sample_args(n_inspirations, explore)
+        check_sample_args(n_inspirations, explore)
         ranked = self._ranked_rows()
         n = len(ranked)
         if n == 0:
@@ -394,10 +373,10 @@ class ArchiveBase(ABC):
         if self.selection == "adaptive" and ranked[parent_pos] == self._best_row:
             # exploiting the best, as greedy does: recombine with the next best programs
             pool = np.asarray([r for _, r in self._leaders if r != self._best_row], dtype=np.int64)
-            picks = _mix_top_and_random(rng, pool, n_inspirations)
+            picks = mix_top_and_random(rng, pool, n_inspirations)
             return self._programs[ranked[parent_pos]], [self._programs[r] for r in picks]
         others = np.delete(np.arange(n), parent_pos)
-        picks = _mix_top_and_random(rng, others, n_inspirations)
+        picks = mix_top_and_random(rng, others, n_inspirations)
         return self._programs[ranked[parent_pos]], [self._programs[ranked[p]] for p in picks]
 
     def _merit(self, ranked: np.ndarray, kind: str) -> np.ndarray:
@@ -413,20 +392,3 @@ class ArchiveBase(ABC):
             f"{type(self).__name__}(dims={self.dims}, elites={len(self)}, cells={self.cells}, "
             f"history={self.history_size}, failures={self.failures})"
         )
-
-
-def _check_sample_args(n_inspirations: int, explore: float) -> None:
-    if not 0.0 <= explore <= 1.0:
-        raise ValueError(f"explore must be a probability in [0, 1], got {explore!r}")
-    if n_inspirations < 0:
-        raise ValueError(f"n_inspirations must be >= 0, got {n_inspirations!r}")
-
-
-def _mix_top_and_random(rng: np.random.Generator, ranked: np.ndarray, n: int) -> list[int]:
-    """The first ``ceil(n/2)`` entries of ``ranked``, then random distinct later entries."""
-    n = min(n, len(ranked))
-    n_top = math.ceil(n / 2)
-    top = [int(x) for x in ranked[:n_top]]
-    rest = ranked[n_top:]
-    rand = rng.choice(rest, size=n - n_top, replace=False) if n > n_top else []
-    return top + [int(x) for x in rand]

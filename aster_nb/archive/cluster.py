@@ -90,6 +90,7 @@ class ClusterElites(ArchiveBase):
     """
 
     name = "cluster"
+    layout = "centroids"
 
     def __init__(
         self,
@@ -229,7 +230,7 @@ class ClusterElites(ArchiveBase):
             # Warm start: the previous centroids, moved into the new standardization.
             init = (self._centroids_z * self._std + self._mean - mean) / std
         k = min(self.target_k(n), len(self._distinct))
-        init = _kmeanspp_extend(z, init[:k], k, self._rng)
+        init = kmeanspp_extend(z, init[:k], k, self._rng)
         centroids, labels, self.last_iterations = lloyd(z, init, max_iter=self.max_iter)
         centroids, labels = _fill_empty(z, centroids, labels)
 
@@ -300,10 +301,18 @@ def lloyd(
     return centroids, labels, max_iter
 
 
-def _kmeanspp_extend(
+def kmeanspp_extend(
     z: np.ndarray, centroids: np.ndarray, k: int, rng: np.random.Generator
 ) -> np.ndarray:
-    """Add k-means++ picks (D^2 sampling) to ``centroids`` until there are ``k``."""
+    """Add k-means++ picks (D^2 sampling) to ``centroids`` until there are ``k``, fewer
+    if every point already sits on a centroid.
+
+    Args:
+        z: the points, ``(n, dims)``.
+        centroids: the centroids to keep, ``(m, dims)`` (``m`` may be 0).
+        k: the number wanted.
+        rng: the source of the picks.
+    """
     if len(centroids) >= k:
         return centroids
     picks = [c for c in centroids]

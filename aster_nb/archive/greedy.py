@@ -13,7 +13,9 @@ import numpy as np
 
 from ..features import Descriptor
 from ..program import Program
-from .base import ArchiveBase, _check_sample_args, _mix_top_and_random
+from .base import ArchiveBase
+from .selection import mix_top_and_random
+from .validation import check_sample_args
 
 
 class Greedy(ArchiveBase):
@@ -29,6 +31,7 @@ class Greedy(ArchiveBase):
     """
 
     name = "greedy"
+    layout = "single"
 
     def __init__(
         self, *, dims: int | None = None, top_k: int = 8, descriptor: Descriptor | None = None
@@ -73,12 +76,12 @@ class Greedy(ArchiveBase):
             LookupError: no ``ok`` program has been added yet.
             ValueError: ``explore`` is outside ``[0, 1]`` or ``n_inspirations < 0``.
         """
-        _check_sample_args(n_inspirations, explore)
+        check_sample_args(n_inspirations, explore)
         if self._best_row is None:
             raise LookupError(
                 f"cannot sample from an empty greedy archive: add an ok program first "
                 f"({self.failures} failed programs were offered)"
             )
         pool = np.asarray([r for _, r in self._top if r != self._best_row], dtype=np.int64)
-        picks = _mix_top_and_random(rng, pool, n_inspirations)
+        picks = mix_top_and_random(rng, pool, n_inspirations)
         return self._programs[self._best_row], [self._programs[r] for r in picks]

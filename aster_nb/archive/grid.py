@@ -78,6 +78,7 @@ class GridElites(ArchiveBase):
     """
 
     name = "grid"
+    layout = "grid"
 
     def __init__(
         self,

@@ -54,6 +54,7 @@ deterministic, so it bears on a task's ``noise``, not on parent selection.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -161,3 +162,20 @@ def choose_parent(
     m = merit(selection)
     # the highest merit wins; on a tie, the better elite (the lower position)
     return int(entrants[np.lexsort((entrants, -m[entrants]))[0]])
+
+
+def mix_top_and_random(rng: np.random.Generator, ranked: np.ndarray, n: int) -> list[int]:
+    """Inspirations: the first ``ceil(n/2)`` entries of ``ranked`` (what works), then
+    random distinct later entries (what differs); fewer when ``ranked`` is shorter.
+
+    Args:
+        rng: the source of the random picks.
+        ranked: candidates (positions or history rows), best first.
+        n: number wanted, ``>= 0``.
+    """
+    n = min(n, len(ranked))
+    n_top = math.ceil(n / 2)
+    top = [int(x) for x in ranked[:n_top]]
+    rest = ranked[n_top:]
+    rand = rng.choice(rest, size=n - n_top, replace=False) if n > n_top else []
+    return top + [int(x) for x in rand]

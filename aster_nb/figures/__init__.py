@@ -17,11 +17,17 @@ rebuilt (:func:`archive_map_update`, :func:`timeline_update`):
 :func:`export` writes ``.html`` (self-contained) anywhere and ``.png`` / ``.svg`` through
 a headless Chromium, offline: the page renders with the plotly.js bundled in the plotly
 package and ``Plotly.toImage``; no kaleido, no network.
+
+Modules: :mod:`~.maps` (one archive map), :mod:`~.comparison` (maps side by side),
+:mod:`~.panel` (a map panel's traces and data, shared by both), :mod:`~.timelines`,
+:mod:`~.lineage`, :mod:`~.export`; :mod:`~.style` (template, axes, colors, formats) and
+:mod:`~.checks` (argument checks) are what they share.
 """
 
+from .comparison import comparison_figure
 from .export import ExportError, export, find_chromium
 from .lineage import lineage_figure
-from .maps import archive_map_figure, archive_map_update, comparison_figure
+from .maps import archive_map_figure, archive_map_update
 from .timelines import timeline_figure, timeline_update
 
 __all__ = [

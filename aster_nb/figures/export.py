@@ -19,7 +19,7 @@ import plotly.colors
 import plotly.offline
 from plotly.basedatatypes import BaseFigure
 
-from ._common import _check_figure
+from .checks import check_figure
 
 # -- export -----------------------------------------------------------------------------------
 
@@ -111,7 +111,7 @@ def export(
     Runs the browser as a blocking subprocess (about 1-2 s), so it works the same from a
     script and from a notebook cell inside a running event loop.
     """
-    _check_figure(fig)
+    check_figure(fig)
     out = Path(path)
     suffix = out.suffix.lower()
     if suffix not in (".html", ".png", ".svg"):

@@ -8,7 +8,8 @@ from collections.abc import Sequence
 import plotly.graph_objects as go
 
 from ..program import Program
-from ._common import _AXIS, _SHORT, _TEMPLATE, _fmt, _tname
+from .checks import tname
+from .style import AXIS, SHORT, TEMPLATE, fmt
 
 # -- lineage ----------------------------------------------------------------------------------
 
@@ -29,17 +30,17 @@ def lineage_figure(programs: Sequence[Program], *, title: str | None = None) -> 
     round and score. Programs without a score (not ``ok``) leave a gap.
     """
     if isinstance(programs, str | bytes) or not isinstance(programs, Sequence):
-        raise TypeError(f"programs must be a list of Program, got {_tname(programs)}")
+        raise TypeError(f"programs must be a list of Program, got {tname(programs)}")
     if not programs:
         raise ValueError("programs is empty: pass snapshot.lineage(run, id), root first")
     for i, p in enumerate(programs):
         if not isinstance(p, Program):
-            raise TypeError(f"programs[{i}] must be a Program, got {_tname(p)}")
+            raise TypeError(f"programs[{i}] must be a Program, got {tname(p)}")
     y = [p.score if p.score is not None and math.isfinite(p.score) else None for p in programs]
     hover = [
-        f"generation {i}<br>program {p.id[:_SHORT]}<br>origin {p.origin}"
+        f"generation {i}<br>program {p.id[:SHORT]}<br>origin {p.origin}"
         f"<br>worker {p.worker or '–'}<br>round {p.round}<br>"
-        + (f"score {_fmt(p.score)}" if p.score is not None else f"status {p.status}")
+        + (f"score {fmt(p.score)}" if p.score is not None else f"status {p.status}")
         for i, p in enumerate(programs)
     ]
     fig = go.Figure(
@@ -62,16 +63,16 @@ def lineage_figure(programs: Sequence[Program], *, title: str | None = None) -> 
     )
     last = programs[-1]
     fig.update_layout(
-        template=_TEMPLATE,
+        template=TEMPLATE,
         margin={"l": 70, "r": 30, "t": 60, "b": 60},
         title={
-            "text": title or f"Lineage of {last.id[:_SHORT]} · {len(programs)} generations",
+            "text": title or f"Lineage of {last.id[:SHORT]} · {len(programs)} generations",
             "x": 0.02,
             "xanchor": "left",
         },
         showlegend=False,
         meta={"aster_nb": "lineage"},
     )
-    fig.update_xaxes(_AXIS, title_text="generation", dtick=1 if len(programs) <= 20 else None)
-    fig.update_yaxes(_AXIS, title_text="score")
+    fig.update_xaxes(AXIS, title_text="generation", dtick=1 if len(programs) <= 20 else None)
+    fig.update_yaxes(AXIS, title_text="score")
     return fig

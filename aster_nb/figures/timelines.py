@@ -11,17 +11,8 @@ import plotly.graph_objects as go
 from plotly.basedatatypes import BaseFigure
 
 from ..snapshot import Timeline
-from ._common import (
-    _AXIS,
-    _SHORT,
-    _TEMPLATE,
-    _TIMELINE_X,
-    _check_figure,
-    _check_timeline,
-    _check_x,
-    _fmt,
-    _meta,
-)
+from .checks import check_figure, check_timeline, check_x, figure_meta
+from .style import AXIS, SHORT, TEMPLATE, TIMELINE_X, fmt, step_corners
 
 # -- timelines --------------------------------------------------------------------------------
 
@@ -48,8 +39,8 @@ def timeline_figure(
     Returns:
         A figure whose traces are the workers (sorted), ``"best"``, ``"planner"``.
     """
-    _check_timeline(tl)
-    _check_x(x)
+    check_timeline(tl)
+    check_x(x)
     if workers is None:
         names = sorted({str(w) for w in tl.frame["worker"]} - {""})
     else:
@@ -90,7 +81,7 @@ def timeline_figure(
     )
     fig = go.Figure(data=traces)
     fig.update_layout(
-        template=_TEMPLATE,
+        template=TEMPLATE,
         margin={"l": 70, "r": 30, "t": 60 if title else 30, "b": 60},
         hovermode="closest",
         title={"text": title, "x": 0.02, "xanchor": "left"} if title else None,
@@ -98,8 +89,8 @@ def timeline_figure(
         uirevision="timeline",
         meta={"aster_nb": "timeline", "workers": names},
     )
-    fig.update_xaxes(_AXIS)
-    fig.update_yaxes(_AXIS, title_text="best score")
+    fig.update_xaxes(AXIS)
+    fig.update_yaxes(AXIS, title_text="best score")
     timeline_update(fig, tl, x=x)
     return fig
 
@@ -112,10 +103,10 @@ def timeline_update(fig: BaseFigure, tl: Timeline, *, x: str = "seq") -> None:
         ValueError: ``x`` unknown, ``fig`` not a timeline figure, or ``tl`` has a worker the
             figure has no trace for (build it with ``workers=`` listing every worker).
     """
-    _check_figure(fig)
-    _check_timeline(tl)
-    _check_x(x)
-    meta = _meta(fig, "timeline", "timeline_figure")
+    check_figure(fig)
+    check_timeline(tl)
+    check_x(x)
+    meta = figure_meta(fig, "timeline", "timeline_figure")
     names: list[str] = list(meta.get("workers", []))
     frame = tl.frame
     extra = sorted({str(w) for w in frame["worker"]} - {""} - set(names))
@@ -130,46 +121,26 @@ def timeline_update(fig: BaseFigure, tl: Timeline, *, x: str = "seq") -> None:
             " its traces were changed after timeline_figure made it"
         )
     xs = frame[x].to_numpy(dtype=float)
-    fmt = "evaluation %{x}" if x == "seq" else "%{x:.1f} s"
+    x_hover = "evaluation %{x}" if x == "seq" else "%{x:.1f} s"
     with fig.batch_update():
         workers_col = frame["worker"].to_numpy()
         wbest = frame["worker_best"].to_numpy(dtype=float)
         for k, w in enumerate(names):
             mask = workers_col == w
-            sx, sy = _steps(xs[mask], wbest[mask])
+            sx, sy = step_corners(xs[mask], wbest[mask])
             t = fig.data[k]
             t.x, t.y = sx.astype(np.float32), sy
-            t.hovertemplate = f"{w}<br>{fmt}<br>best %{{y:.6g}}<extra></extra>"
-        sx, sy = _steps(xs, frame["best"].to_numpy(dtype=float))
+            t.hovertemplate = f"{w}<br>{x_hover}<br>best %{{y:.6g}}<extra></extra>"
+        sx, sy = step_corners(xs, frame["best"].to_numpy(dtype=float))
         best = fig.data[len(names)]
         best.x, best.y = sx.astype(np.float32), sy
-        best.hovertemplate = f"best of all<br>{fmt}<br>%{{y:.6g}}<extra></extra>"
+        best.hovertemplate = f"best of all<br>{x_hover}<br>%{{y:.6g}}<extra></extra>"
         plan = tl.planner
         pl = fig.data[len(names) + 1]
         pl.x = plan[x].to_numpy(dtype=float).tolist()
         pl.y = [None if not math.isfinite(v) else v for v in plan["score"].to_numpy(dtype=float)]
         pl.hovertext = [
-            f"planner, round {r}<br>best {_fmt(s)}<br>program {str(b)[:_SHORT]}"
+            f"planner, round {r}<br>best {fmt(s)}<br>program {str(b)[:SHORT]}"
             for r, s, b in zip(plan["round"], plan["score"], plan["best_id"], strict=True)
         ]
-        fig.layout.xaxis.title.text = _TIMELINE_X[x]
-
-
-def _steps(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """The corners of a best-so-far step line: where it changes, plus its last point.
-
-    A run of 10,000 evaluations improves a few dozen times; drawing only those keeps the
-    widget's state (and its redraw messages) small.
-    """
-    y = np.asarray(y, dtype=float)
-    finite = np.isfinite(y)
-    if not finite.any():
-        return x[:0], y[:0]
-    # a failed evaluation leaves NaN in a best-so-far column; the best still stands there
-    last = np.maximum.accumulate(np.where(finite, np.arange(len(y)), 0))
-    start = int(np.argmax(finite))
-    x, y = x[start:], y[last][start:]
-    change = np.ones(len(y), dtype=bool)
-    change[1:] = y[1:] != y[:-1]
-    change[-1] = True
-    return x[change], y[change]
+        fig.layout.xaxis.title.text = TIMELINE_X[x]

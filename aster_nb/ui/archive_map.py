@@ -60,7 +60,9 @@ class ArchiveMapView(ReplayView, w.VBox):
         self.bins = bins
         self.upto: int | None = None  # None: follow the run; t: as after evaluation t
         self.dropdown = w.Dropdown(options=names, value=worker or names[0], description="worker")
-        fig = figures.archive_map_figure(snapshot.map_snapshot(run, self.worker), bins=bins)
+        # keeps each worker's replayed archive and recent Voronoi regions between redraws
+        self.maps = snapshot.ArchiveMaps(run)
+        fig = figures.archive_map_figure(self.maps.snapshot(self.worker), bins=bins)
         fig.update_layout(height=height)
         self.figure = FigureWidget(fig)
         self.figure.data[bins + 2].on_click(self._clicked)
@@ -86,7 +88,7 @@ class ArchiveMapView(ReplayView, w.VBox):
         self.throttle.mark()
 
     def _draw(self) -> None:
-        snap = snapshot.map_snapshot(self.run, self.worker, upto=self.upto)
+        snap = self.maps.snapshot(self.worker, upto=self.upto)
         figures.archive_map_update(self.figure, snap, bins=self.bins)
 
     # -- the elite panel -------------------------------------------------------------------
