@@ -2,8 +2,9 @@
 
 ``await run.step()`` runs one round; ``run.start()`` runs rounds as a background task on the
 running loop, so notebook cells stay free; ``pause()``, ``resume()``, ``await stop()``;
-``run.steer(worker, goal)`` changes a goal at that worker's next attempt. ``Run.open(path)``
-rebuilds everything from the store and continues with the next round.
+``run.steer(worker, goal)`` (or ``run.goals[worker] = goal``; :attr:`Run.goals` covers every
+worker under every planner) changes a goal at that worker's next attempt.
+``Run.open(path)`` rebuilds everything from the store and continues with the next round.
 
 Before a run spends anything, ``Run.create`` checks that the sandbox imported the evaluator
 and that the initial program evaluates without crashing (:func:`aster_nb.task.check_start`);
@@ -18,19 +19,22 @@ import asyncio
 import contextlib
 import logging
 import time
+import warnings
 import weakref
+from collections.abc import Iterator, MutableMapping
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .agents.planner import Planner, RoundResult
-from .agents.worker import Budget, Worker
+from .agents.context import Budget, Context
+from .agents.planner import Planner
+from .agents.worker import Worker
 from .archive import Archive
 from .control import Control
 from .events import Event, EventBus, ProgramEvaluated, RoundFinished, RunStateChanged
 from .executors import LocalExecutor
 from .llm import FailureWatch, Model, ModelsFailing, Spend, Watched, aclose, make_model, preflight
-from .program import EvalResult, Program, code_hash
+from .records import EvalResult, Goal, Program, RoundResult, code_hash
 from .store import Store, StoreError, check_run_store
 from .task import Task, TaskError, check_evaluator, check_start
 
@@ -57,7 +61,11 @@ class RunConfig:
         model: model name for the agents (``offline``, the default, needs no key).
         planner_model: model name for planners (defaults to ``model``).
         latency: the offline model's simulated latency, seconds.
-        evaluations: evaluations each worker spends per round.
+        evaluations_per_round: evaluations each worker spends per round (so a round of
+            W workers under P planners spends ``P * W`` times this, plus merges); the
+            command line's ``--budget`` is the total over all workers and rounds. Called
+            ``evaluations`` before: ``Run.create(evaluations=...)`` and stores written
+            then still work.
         seconds: wall seconds each worker may spend per round (optional).
         concurrency: parallel evaluations (default: cores).
         merges: merge candidates per planner per round.
@@ -77,7 +85,7 @@ class RunConfig:
     model: str = "offline"
     planner_model: str | None = None
     latency: float = 0.0
-    evaluations: int | None = 50
+    evaluations_per_round: int | None = 50
     seconds: float | None = None
     concurrency: int | None = None
     merges: int = 2
@@ -92,7 +100,7 @@ class RunConfig:
         for name in ("planners", "workers", "agents"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
-        if self.evaluations is None and self.seconds is None:
+        if self.evaluations_per_round is None and self.seconds is None:
             raise ValueError("a round needs evaluations and/or seconds per worker; got neither")
         if self.max_model_failures is not None and self.max_model_failures < 1:
             raise ValueError(
@@ -101,7 +109,33 @@ class RunConfig:
 
     @property
     def budget(self) -> Budget:
-        return Budget(evaluations=self.evaluations, seconds=self.seconds)
+        """What each worker may spend in one round."""
+        return Budget(evaluations=self.evaluations_per_round, seconds=self.seconds)
+
+    @staticmethod
+    def renamed(config: dict[str, Any], *, warn: bool) -> dict[str, Any]:
+        """``config`` with the old name ``evaluations`` as ``evaluations_per_round``.
+
+        Raises:
+            TypeError: both names are given.
+        """
+        if "evaluations" not in config:
+            return config
+        config = dict(config)
+        if "evaluations_per_round" in config:
+            raise TypeError(
+                "give evaluations_per_round (evaluations each worker spends per round), "
+                "not also its old name evaluations"
+            )
+        if warn:
+            warnings.warn(
+                "evaluations= is now evaluations_per_round= (evaluations each worker spends "
+                "per round, not the run's total)",
+                DeprecationWarning,
+                stacklevel=3,
+            )
+        config["evaluations_per_round"] = config.pop("evaluations")
+        return config
 
 
 @dataclass(frozen=True, slots=True)
@@ -189,6 +223,9 @@ def build(
     spend: Spend | None = None,
 ) -> Planner:
     """The planner tree of a configuration: P planners x W workers x K agents."""
+    ctx = Context(
+        task=task, store=store, executor=executor, bus=bus, control=control, spend=spend
+    )
     model = model or make_model(cfg.model, seed=cfg.seed, latency=cfg.latency, spend=spend)
     pmodel = planner_model or (
         make_model(cfg.planner_model, seed=cfg.seed, spend=spend) if cfg.planner_model else model
@@ -198,15 +235,11 @@ def build(
         return [
             Worker(
                 name=f"{prefix}.w{i}",
-                task=task,
+                context=ctx,
                 model=model,
-                executor=executor,
-                store=store,
                 agents=cfg.agents,
                 archive=cfg.archive,
                 seed=cfg.seed,
-                bus=bus,
-                control=control,
                 agent=cfg.agent,
             )
             for i in range(cfg.workers)
@@ -214,14 +247,7 @@ def build(
 
     def planner(name: str, children: list[Any]) -> Planner:
         return Planner(
-            name=name,
-            task=task,
-            model=pmodel,
-            executor=executor,
-            store=store,
-            children=children,
-            bus=bus,
-            merges=cfg.merges,
+            name=name, context=ctx, model=pmodel, children=children, merges=cfg.merges
         )
 
     if cfg.planners == 1:
@@ -272,7 +298,8 @@ class Run:
         """A new run of ``task`` stored at ``path`` (a new file in ``runs/`` by default).
 
         ``config`` takes the fields of :class:`RunConfig` (``planners``, ``workers``,
-        ``agents``, ``archive``, ``seed``, ``evaluations`` per worker per round, ...).
+        ``agents``, ``archive``, ``seed``, ``evaluations_per_round``, ...). The old name
+        ``evaluations`` still works, with a ``DeprecationWarning``.
 
         The initial program is evaluated once before this returns; its result is
         :attr:`initial_result` (``invalid`` is accepted: the first agents repair it).
@@ -288,7 +315,7 @@ class Run:
         A create that fails leaves no sandbox process and no store file behind.
         """
         t = task if isinstance(task, Task) else Task.load(task)
-        cfg = RunConfig(task=str(t.root), **config)
+        cfg = RunConfig(task=str(t.root), **RunConfig.renamed(config, warn=True))
         if path is None:
             path = (
                 Path("runs")
@@ -332,7 +359,9 @@ class Run:
         An open that fails leaves no sandbox process behind and the store closed.
         """
         path = Path(path)
-        raw = check_run_store(path)  # read-only: a file that is no run stays as it was
+        # read-only: a file that is no run stays as it was; a store written before the
+        # per-round budget had its name keeps working
+        raw = RunConfig.renamed(check_run_store(path), warn=False)
         unknown = sorted(set(raw) - {f.name for f in fields(RunConfig)})
         if unknown:
             raise StoreError(
@@ -514,11 +543,24 @@ class Run:
             self._set_state("stopped")
 
     def steer(self, worker: str, goal: str, *, pin: bool = True) -> None:
-        """Give ``worker`` a new goal from its next attempt on, recorded as the researcher's."""
-        owner = self.planner.find(worker)
-        if owner is None:
-            raise KeyError(f"no worker or planner {worker!r}; workers are {sorted(self.workers)}")
-        owner.goals.set(worker, goal, by="researcher", pinned=pin)
+        """Give ``worker`` a new goal from its next attempt on, recorded as the researcher's.
+
+        ``worker`` may also name a planner under the root (its goal is split over its own
+        workers at its next round).
+
+        Raises:
+            KeyError: no worker or planner has that name.
+        """
+        self.goals.owner(worker).goals.set(worker, goal, by="researcher", pinned=pin)
+
+    @property
+    def goals(self) -> RunGoals:
+        """Every worker's goal (and every planner's under the root), whichever planner owns it.
+
+        ``run.goals["p1.w0"] = text`` is :meth:`steer` (pinned); ``run.goals.info(name)`` is
+        the full :class:`~aster_nb.records.Goal` record.
+        """
+        return RunGoals(self.planner)
 
     async def close(self) -> None:
         """Stop, then release the sandbox server and the store."""
@@ -613,6 +655,64 @@ class Run:
         # not also log "exception was never retrieved".
         if not task.cancelled():
             task.exception()
+
+
+class RunGoals(MutableMapping[str, str]):
+    """Goals of every child of every planner of a run, by name (see :attr:`Run.goals`).
+
+    Args:
+        root: the run's root planner.
+    """
+
+    def __init__(self, root: Planner) -> None:
+        self.root = root
+
+    def owner(self, name: str) -> Planner:
+        """The planner whose child ``name`` is.
+
+        Raises:
+            KeyError: no worker or planner has that name.
+        """
+        owner = self.root.find(name)
+        if owner is None:
+            raise KeyError(f"no worker or planner {name!r}; workers are {sorted(self.root.workers())}")
+        return owner
+
+    def info(self, name: str) -> Goal:
+        """The full record of ``name``'s goal (who set it, pinned or not)."""
+        return self.owner(name).goals.info(name)
+
+    def pin(self, name: str, pinned: bool = True) -> None:
+        self.owner(name).goals.pin(name, pinned)
+
+    def _planners(self) -> Iterator[Planner]:
+        todo = [self.root]
+        while todo:
+            p = todo.pop(0)
+            yield p
+            todo.extend(c for c in p.children.values() if isinstance(c, Planner))
+
+    def __getitem__(self, name: str) -> str:
+        return self.owner(name).goals[name]
+
+    def __setitem__(self, name: str, text: str) -> None:
+        self.owner(name).goals[name] = text
+
+    def __delitem__(self, name: str) -> None:
+        raise TypeError("a worker's goal can be changed, not removed")
+
+    def __contains__(self, name: object) -> bool:
+        return isinstance(name, str) and any(name in p.goals for p in self._planners())
+
+    def __iter__(self) -> Iterator[str]:
+        for p in self._planners():
+            yield from p.goals
+
+    def __len__(self) -> int:
+        return sum(len(p.goals) for p in self._planners())
+
+    def __repr__(self) -> str:
+        return "RunGoals({" + ", ".join(f"{k!r}: {v!r}" for k, v in self.items()) + "})"
 
 
 async def settle() -> list[str]:
