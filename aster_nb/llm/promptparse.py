@@ -12,7 +12,7 @@ from dataclasses import dataclass
 _HEADER = re.compile(r"^## (?P<title>[^\n]+)\n", re.MULTILINE)
 # A fence is three or more backticks; prompts use one longer than any run in the code, and
 # the closing fence must be the same length, so code quoting ``` cannot end it early.
-_FENCE = re.compile(
+FENCE = re.compile(
     r"^(?P<fence>`{3,})(?:python|py)?[ \t]*\n(?P<code>.*?)^(?P=fence)[ \t]*$",
     re.DOTALL | re.MULTILINE,
 )
@@ -56,7 +56,7 @@ def sections(text: str) -> dict[str, str]:
 
     Headers inside fenced code are not headers: a program's ``## comment`` stays code.
     """
-    fenced = [m.span() for m in _FENCE.finditer(text)]
+    fenced = [m.span() for m in FENCE.finditer(text)]
     heads = [h for h in _HEADER.finditer(text) if not any(a < h.start() < b for a, b in fenced)]
     out = {}
     for h, nxt in zip(heads, [*heads[1:], None], strict=True):
@@ -115,7 +115,7 @@ def parse_propose(text: str) -> ProposePrompt:
     """
     sec = sections(text)
     parent_body = sec.get("parent program", "")
-    m = _FENCE.search(parent_body)
+    m = FENCE.search(parent_body)
     if m is None:
         raise ValueError("prompt has no '## Parent program' section with a ```python block")
     focus_text = sec.get("focus", "").strip()
@@ -125,7 +125,7 @@ def parse_propose(text: str) -> ProposePrompt:
     insp_body = sec.get("inspirations", "")
     insps = []
     for im in _INSP.finditer(insp_body):
-        fm = _FENCE.search(insp_body, im.end())
+        fm = FENCE.search(insp_body, im.end())
         if fm is not None:
             insps.append((im["id"], fm["code"]))
     pid = re.search(r"\(id (\w+)", text[text.find("## Parent program") :])

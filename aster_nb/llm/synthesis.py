@@ -21,7 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..blocks import BlockError, find_blocks, replace_block
-from .promptparse import _FENCE, sections
+from .promptparse import FENCE, sections
 
 _CANDIDATE = re.compile(
     r"^### Candidate[^\n]*\(id (?P<id>\w+), score (?P<score>[-+\w.]+)", re.MULTILINE
@@ -45,7 +45,7 @@ class Candidate:
 def parse_candidates(body: str) -> list[Candidate]:
     out = []
     for m in _CANDIDATE.finditer(body):
-        fm = _FENCE.search(body, m.end())
+        fm = FENCE.search(body, m.end())
         if fm is None:
             continue
         try:
@@ -58,7 +58,7 @@ def parse_candidates(body: str) -> list[Candidate]:
 
 def write_merge(prompt: str, rng: np.random.Generator, variant: int) -> str:
     sec = sections(prompt)
-    base_m = _FENCE.search(sec.get("base program", ""))
+    base_m = FENCE.search(sec.get("base program", ""))
     if base_m is None:
         return "I cannot merge: the prompt has no base program."
     base = base_m["code"]
@@ -215,7 +215,7 @@ def _plan_without_areas(
     sec: dict[str, str], goals: dict[str, tuple[str, bool]], gains: dict[str, float]
 ) -> str:
     """No marked areas: give each worker a top-level function of the program to work on."""
-    m = _FENCE.search(sec.get("program", ""))
+    m = FENCE.search(sec.get("program", ""))
     funcs = re.findall(r"^def ([A-Za-z_]\w*)\(", m["code"], re.MULTILINE) if m else []
     lines = []
     for i, (w, (goal, pinned)) in enumerate(goals.items()):
