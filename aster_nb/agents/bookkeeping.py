@@ -9,8 +9,9 @@ every proposal.
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from ..events import AttemptFailed, BestImproved, ProgramEvaluated
 from ..records import AttemptRecord, Experiment, Program, Status
@@ -96,7 +97,9 @@ def apply_outcome(w: Worker, out: Outcome, st: RunState) -> bool:
         idea=first_sentence(out.rationale) or "(no rationale)",
         change=out.change or "-",
         status="ok" if out.outcome in ("ok", "improved") else out.outcome,
-        score=child.score if child is not None and child.ok and out.outcome != "duplicate" else None,
+        score=child.score
+        if child is not None and child.ok and out.outcome != "duplicate"
+        else None,
         reason=out.reason,
         program_id=child.id if child is not None else None,
     )
@@ -106,10 +109,31 @@ def apply_outcome(w: Worker, out: Outcome, st: RunState) -> bool:
     if out.outcome in ("edit_failed", "duplicate", "model_error"):
         w.bus.emit(
             AttemptFailed(
-                worker=w.name, n=out.n, agent=out.agent, outcome=out.outcome, reason=out.reason or ""
+                worker=w.name,
+                n=out.n,
+                agent=out.agent,
+                outcome=out.outcome,
+                reason=out.reason or "",
             )
         )
     return counted
+
+
+def remembered(row: Mapping[str, Any]) -> Experiment:
+    """A stored attempt (:meth:`Store.attempt_rows <aster_nb.store.Store.attempt_rows>`) as
+    its agent remembers it: how a reopened run rebuilds the agents' memories."""
+    ok = row["outcome"] in ("ok", "improved")
+    return Experiment(
+        n=row["n"],
+        parent_id=row["parent_id"] or "",
+        parent_score=row["parent_score"],
+        idea=first_sentence(row["rationale"] or "") or "(no rationale)",
+        change=row["change"] or "-",
+        status="ok" if ok else row["outcome"],
+        score=row["child_score"] if ok else None,
+        reason=row["reason"],
+        program_id=row["program_id"],
+    )
 
 
 def record_attempt(w: Worker, out: Outcome, st: RunState) -> None:

@@ -147,8 +147,7 @@ def round_handoff(planner: str, goal: str, r: RoundResult) -> Handoff:
         stats={
             "base_score": r.base.score,
             "best_score": best.score,
-            "evaluations": sum(h.stats.get("evaluations", 0) for h in r.handoffs)
-            + len(r.merges),
+            "evaluations": sum(h.stats.get("evaluations", 0) for h in r.handoffs) + len(r.merges),
             "children": {h.worker: h.stats.get("best_score") for h in r.handoffs},
         },
     )

@@ -29,7 +29,7 @@ from ..events import EventBus, HandoffReceived
 from ..features import archive_descriptor, describe
 from ..llm.base import Model, Request, user
 from ..llm.spend import BudgetExceeded
-from ..records import EvalResult, Experiment, Handoff, Program, Status
+from ..records import EvalResult, Handoff, Program, Status
 from ..store import Store
 from ..task import Task, TaskError
 from .attempt import (
@@ -40,24 +40,18 @@ from .attempt import (
     check_markers,
     edited,
     evaluate_stored,
-    first_sentence,
     rationale,
     timed_out,
 )
-from .bookkeeping import RunState, apply_outcome
+from .bookkeeping import RunState, apply_outcome, remembered
 from .context import Budget, Context, Executor, make_context
 from .handoff import write_handoff
 from .memory import AgentMemory
 from .prompts import focus_from_goal, propose_prompt, system_prompt
 from .scheduler import Scheduler
-from .toolagent import run_tool_session
+from .toolagent import tool_attempt
 
 __all__ = ["Budget", "Executor", "Worker"]
-
-TOOL_NOTE = (
-    "\n\nIn this session you change the program through the tools (read_file, edit_file, "
-    "run_evaluation, submit); SEARCH/REPLACE blocks in your text are not applied.\n"
-)
 
 
 class Worker:
@@ -114,7 +108,13 @@ class Worker:
         tool_turns: int = 8,
     ) -> None:
         ctx = make_context(
-            context, task=task, store=store, executor=executor, bus=bus, control=control, who="Worker"
+            context,
+            task=task,
+            store=store,
+            executor=executor,
+            bus=bus,
+            control=control,
+            who="Worker",
         )
         if agents < 1:
             raise ValueError(f"agents must be >= 1, got {agents}")
@@ -229,20 +229,7 @@ class Worker:
                     p = p.evaluated(p.result, self._describe(p.code, p.result))
                 self.archive_for(len(p.descriptor or ())).add(p)
         for row in self.store.attempt_rows(self.name):
-            ok = row["outcome"] in ("ok", "improved")
-            self.memories[row["agent"] % self.agents].record(
-                Experiment(
-                    n=row["n"],
-                    parent_id=row["parent_id"] or "",
-                    parent_score=row["parent_score"],
-                    idea=first_sentence(row["rationale"] or "") or "(no rationale)",
-                    change=row["change"] or "-",
-                    status="ok" if ok else row["outcome"],
-                    score=row["child_score"] if ok else None,
-                    reason=row["reason"],
-                    program_id=row["program_id"],
-                )
-            )
+            self.memories[row["agent"] % self.agents].record(remembered(row))
             self.attempts_total = max(self.attempts_total, row["n"] + 1)
 
     def archive_for(self, dims: int) -> Archive:
@@ -299,7 +286,19 @@ class Worker:
         tags = (("worker", self.name), ("agent", str(slot)))
         try:
             if self.agent_kind == "tools":
-                code = await self._tool_attempt(prompt, parent, out, seed, tags)
+                code = await tool_attempt(
+                    model=self.model,
+                    system=self._system,
+                    prompt=prompt,
+                    parent=parent,
+                    out=out,
+                    statement=self.task.statement,
+                    evaluate=self.executor.submit,
+                    max_turns=self.tool_turns,
+                    timeout=self.model_timeout,
+                    seed=seed,
+                    tags=tags,
+                )
                 check_markers(parent.code, code)
             else:
                 request = Request(
@@ -367,37 +366,6 @@ class Worker:
         assert result is not None
         out.outcome = "ok" if result.ok else str(result.status)
         out.reason = None if result.ok else result.error
-
-    async def _tool_attempt(
-        self,
-        prompt: str,
-        parent: Program,
-        out: Outcome,
-        seed: int,
-        tags: tuple[tuple[str, str], ...],
-    ) -> str:
-        """A tool-using session on a copy of ``parent``; returns the program it ended with."""
-        session = await run_tool_session(
-            model=self.model,
-            system=self._system,
-            prompt=prompt + TOOL_NOTE,
-            code=parent.code,
-            statement=self.task.statement,
-            evaluate=self.executor.submit,
-            max_turns=self.tool_turns,
-            timeout=self.model_timeout,
-            seed=seed,
-            tags=tags,
-        )
-        out.response = session.response(getattr(self.model, "name", ""))
-        out.rationale = " ".join(session.edit_notes or session.notes)[:2000]
-        out.tool_trials = len(session.trials)
-        if session.code == parent.code:
-            raise EditError(
-                f"the tool session changed nothing ({session.turns} turns, "
-                f"{session.tool_errors} tool errors{', submitted' if session.submitted else ''})"
-            )
-        return session.code
 
     # -- helpers -------------------------------------------------------------------------
 
