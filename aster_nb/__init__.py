@@ -66,7 +66,34 @@ _WHERE = {
     "Dashboard": "aster_nb.ui",
 }
 
-__all__ = sorted(_WHERE)
+__all__ = [
+    "Archive",
+    "ArchiveBase",
+    "Budget",
+    "ClusterElites",
+    "Context",
+    "Dashboard",
+    "EvalResult",
+    "Goal",
+    "Greedy",
+    "GridElites",
+    "Handoff",
+    "LocalExecutor",
+    "OfflineModel",
+    "Planner",
+    "Program",
+    "RoundResult",
+    "Run",
+    "RunConfig",
+    "RunStatus",
+    "Status",
+    "Store",
+    "SyncRun",
+    "Task",
+    "Worker",
+    "make_archive",
+    "make_model",
+]
 
 if TYPE_CHECKING:  # what type checkers and IDEs see; nothing is imported at run time
     from .agents.context import Budget, Context
