@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import UserInputError
-from .program import Status
+from .records import Status
 from .task import Task, builtin_tasks
 
 
@@ -257,7 +257,7 @@ async def _run(task: Task, args: argparse.Namespace) -> dict[str, Any]:
         max_usd=args.max_usd,
         max_tokens=args.max_tokens,
         max_model_failures=args.max_model_failures,
-        evaluations=per_worker,
+        evaluations_per_round=per_worker,
         seconds=args.seconds,
         concurrency=args.concurrency,
     )

@@ -13,8 +13,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from .agents.handoff import Handoff
-    from .program import Program
+    from .records import Handoff, Program
 
 log = logging.getLogger(__name__)
 

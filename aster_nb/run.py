@@ -2,8 +2,9 @@
 
 ``await run.step()`` runs one round; ``run.start()`` runs rounds as a background task on the
 running loop, so notebook cells stay free; ``pause()``, ``resume()``, ``await stop()``;
-``run.steer(worker, goal)`` changes a goal at that worker's next attempt. ``Run.open(path)``
-rebuilds everything from the store and continues with the next round.
+``run.steer(worker, goal)`` (or ``run.goals[worker] = goal``; :attr:`Run.goals` covers every
+worker under every planner) changes a goal at that worker's next attempt.
+``Run.open(path)`` rebuilds everything from the store and continues with the next round.
 
 Before a run spends anything, ``Run.create`` checks that the sandbox imported the evaluator
 and that the initial program evaluates without crashing (:func:`aster_nb.task.check_start`);
@@ -19,17 +20,19 @@ import contextlib
 import logging
 import time
 import weakref
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .agents.planner import Planner, RoundResult
-from .agents.worker import Budget, Worker
+from .agents.planner import Planner
+from .agents.worker import Worker
 from .archive import Archive
 from .control import Control
 from .events import Event, EventBus, ProgramEvaluated, RoundFinished, RunStateChanged
-from .llm import FailureWatch, Model, ModelsFailing, Spend, Watched, aclose, make_model, preflight
-from .program import EvalResult, Program, code_hash
+from .llm import FailureWatch, ModelsFailing, Spend
+from .records import EvalResult, Program, RoundResult, code_hash
+from .runconfig import Models, RunConfig, RunStatus, build
+from .rungoals import RunGoals
 from .sandbox.local import LocalExecutor
 from .store import Store, StoreError, check_run_store
 from .task import Task, TaskError, check_evaluator, check_start
@@ -37,196 +40,18 @@ from .task import Task, TaskError, check_evaluator, check_start
 if TYPE_CHECKING:
     import pandas as pd
 
+__all__ = ["Run", "RunConfig", "RunGoals", "RunStatus", "build", "settle"]
+
 log = logging.getLogger(__name__)
 
 # every run made in this interpreter, so a notebook harness can settle them (see settle())
 _LIVE: weakref.WeakSet[Run] = weakref.WeakSet()
 
 
-@dataclass(frozen=True, slots=True)
-class RunConfig:
-    """Everything needed to rebuild a run; stored in the run's file.
-
-    Attributes:
-        task: the task folder (or built-in name).
-        planners: planners under the root (1: the root plans for the workers itself).
-        workers: workers per planner.
-        agents: concurrent agents per worker.
-        archive: ``cluster``, ``grid`` or ``greedy``.
-        seed: seeds every worker and the model.
-        model: model name for the agents (``offline``, the default, needs no key).
-        planner_model: model name for planners (defaults to ``model``).
-        latency: the offline model's simulated latency, seconds.
-        evaluations: evaluations each worker spends per round.
-        seconds: wall seconds each worker may spend per round (optional).
-        concurrency: parallel evaluations (default: cores).
-        merges: merge candidates per planner per round.
-        agent: ``edit`` (one reply with SEARCH/REPLACE blocks) or ``tools`` (a tool session).
-        max_usd: the run's spending cap in dollars (no new model call starts past it).
-        max_tokens: the run's cap in tokens.
-        max_model_failures: model calls failing in a row (any model of the run, any
-            purpose) that end the run ``failed``; ``None`` never ends it.
-    """
-
-    task: str
-    planners: int = 1
-    workers: int = 2
-    agents: int = 4
-    archive: str = "cluster"
-    seed: int = 0
-    model: str = "offline"
-    planner_model: str | None = None
-    latency: float = 0.0
-    evaluations: int | None = 50
-    seconds: float | None = None
-    concurrency: int | None = None
-    merges: int = 2
-    agent: str = "edit"
-    max_usd: float | None = None
-    max_tokens: int | None = None
-    max_model_failures: int | None = 20
-
-    def __post_init__(self) -> None:
-        if self.agent not in ("edit", "tools"):
-            raise ValueError(f"agent must be 'edit' or 'tools', got {self.agent!r}")
-        for name in ("planners", "workers", "agents"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
-        if self.evaluations is None and self.seconds is None:
-            raise ValueError("a round needs evaluations and/or seconds per worker; got neither")
-        if self.max_model_failures is not None and self.max_model_failures < 1:
-            raise ValueError(
-                f"max_model_failures must be >= 1 or None, got {self.max_model_failures}"
-            )
-
-    @property
-    def budget(self) -> Budget:
-        return Budget(evaluations=self.evaluations, seconds=self.seconds)
-
-
-@dataclass(frozen=True, slots=True)
-class RunStatus:
-    """A snapshot of a run.
-
-    Attributes:
-        state: ``idle``, ``running``, ``paused``, ``stopped``, ``finished`` or ``failed``.
-        round: rounds finished.
-        evaluations: programs evaluated (workers' and merges').
-        attempts_per_s: evaluations per second of running time.
-        best_score: the current best's score.
-        error: why the run failed, when it did.
-        reason: why it stopped by itself (a spending cap), when it did.
-        usd: dollars spent on model calls in this session.
-        tokens: tokens spent on model calls in this session.
-        model_failures: model calls that failed in this session (every purpose).
-    """
-
-    state: str
-    round: int
-    evaluations: int
-    attempts_per_s: float
-    best_score: float | None
-    error: str | None = None
-    reason: str = ""
-    usd: float = 0.0
-    tokens: int = 0
-    model_failures: int = 0
-
-
-@dataclass(slots=True)
-class _Models:
-    """A run's models, every call reported to one failure watch and one spending ledger."""
-
-    agents: Model
-    planners: Model
-    spend: Spend
-    watch: FailureWatch
-
-    @classmethod
-    async def ready(cls, cfg: RunConfig, undo: contextlib.AsyncExitStack) -> _Models:
-        """Make the models of ``cfg`` and check them (key, address) before a run starts.
-
-        Raises:
-            UserInputError: an unknown model name, a missing key, an unreachable API.
-        """
-        spend = Spend(max_usd=cfg.max_usd, max_tokens=cfg.max_tokens)
-        watch = FailureWatch(limit=cfg.max_model_failures)
-        agents: Model = Watched(
-            make_model(cfg.model, seed=cfg.seed, latency=cfg.latency, spend=spend), watch
-        )
-        undo.push_async_callback(aclose, agents)
-        planners = agents
-        if cfg.planner_model:
-            planners = Watched(make_model(cfg.planner_model, seed=cfg.seed, spend=spend), watch)
-            undo.push_async_callback(aclose, planners)
-        await preflight(agents)
-        if planners is not agents:
-            await preflight(planners)
-        return cls(agents, planners, spend, watch)
-
-    async def aclose(self) -> None:
-        await aclose(self.agents)
-        if self.planners is not self.agents:
-            await aclose(self.planners)
-
-
 def _remove_store(path: Path) -> None:
     """Delete a store file made by a create that failed (with SQLite's side files)."""
     for f in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
         f.unlink(missing_ok=True)
-
-
-def build(
-    cfg: RunConfig,
-    *,
-    task: Task,
-    executor: LocalExecutor,
-    store: Store,
-    bus: EventBus,
-    control: Control,
-    model: Model | None = None,
-    planner_model: Model | None = None,
-    spend: Spend | None = None,
-) -> Planner:
-    """The planner tree of a configuration: P planners x W workers x K agents."""
-    model = model or make_model(cfg.model, seed=cfg.seed, latency=cfg.latency, spend=spend)
-    pmodel = planner_model or (
-        make_model(cfg.planner_model, seed=cfg.seed, spend=spend) if cfg.planner_model else model
-    )
-
-    def workers(prefix: str) -> list[Worker]:
-        return [
-            Worker(
-                name=f"{prefix}.w{i}",
-                task=task,
-                model=model,
-                executor=executor,
-                store=store,
-                agents=cfg.agents,
-                archive=cfg.archive,
-                seed=cfg.seed,
-                bus=bus,
-                control=control,
-                agent=cfg.agent,
-            )
-            for i in range(cfg.workers)
-        ]
-
-    def planner(name: str, children: list[Any]) -> Planner:
-        return Planner(
-            name=name,
-            task=task,
-            model=pmodel,
-            executor=executor,
-            store=store,
-            children=children,
-            bus=bus,
-            merges=cfg.merges,
-        )
-
-    if cfg.planners == 1:
-        return planner("p0", workers("p0"))
-    return planner("root", [planner(f"p{j}", workers(f"p{j}")) for j in range(cfg.planners)])
 
 
 class Run:
@@ -251,7 +76,7 @@ class Run:
         self.initial_result: EvalResult | None = None
         self.spend: Spend | None = None  # the ledger every model of the run reports to
         self.watch = FailureWatch(limit=None)  # model failures in a row (set by _assemble)
-        self._models: _Models | None = None
+        self._models: Models | None = None
         self.error: BaseException | None = None
         self._runner: asyncio.Task[None] | None = None
         self._evaluations = store.count()
@@ -272,7 +97,8 @@ class Run:
         """A new run of ``task`` stored at ``path`` (a new file in ``runs/`` by default).
 
         ``config`` takes the fields of :class:`RunConfig` (``planners``, ``workers``,
-        ``agents``, ``archive``, ``seed``, ``evaluations`` per worker per round, ...).
+        ``agents``, ``archive``, ``seed``, ``evaluations_per_round``, ...). The old name
+        ``evaluations`` still works, with a ``DeprecationWarning``.
 
         The initial program is evaluated once before this returns; its result is
         :attr:`initial_result` (``invalid`` is accepted: the first agents repair it).
@@ -288,7 +114,7 @@ class Run:
         A create that fails leaves no sandbox process and no store file behind.
         """
         t = task if isinstance(task, Task) else Task.load(task)
-        cfg = RunConfig(task=str(t.root), **config)
+        cfg = RunConfig(task=str(t.root), **RunConfig.renamed(config, warn=True))
         if path is None:
             path = (
                 Path("runs")
@@ -304,7 +130,7 @@ class Run:
         async with contextlib.AsyncExitStack() as undo:
             # The models first: a typo'd name, a missing key or an unreachable API is
             # reported before a store or a sandbox server exists.
-            models = await _Models.ready(cfg, undo)
+            models = await Models.ready(cfg, undo)
             store = Store(path)
             undo.callback(_remove_store, path)  # after the close below (last in, first out)
             undo.callback(store.close)
@@ -332,7 +158,9 @@ class Run:
         An open that fails leaves no sandbox process behind and the store closed.
         """
         path = Path(path)
-        raw = check_run_store(path)  # read-only: a file that is no run stays as it was
+        # read-only: a file that is no run stays as it was; a store written before the
+        # per-round budget had its name keeps working
+        raw = RunConfig.renamed(check_run_store(path), warn=False)
         unknown = sorted(set(raw) - {f.name for f in fields(RunConfig)})
         if unknown:
             raise StoreError(
@@ -349,7 +177,7 @@ class Run:
         async with contextlib.AsyncExitStack() as undo:
             # The models first: a missing key is reported before the store is opened for
             # writing or a sandbox server exists.
-            models = await _Models.ready(cfg, undo)
+            models = await Models.ready(cfg, undo)
             store = Store(path)
             undo.callback(store.close)
             run = await cls._assemble(cfg, task, store, models, undo)
@@ -364,7 +192,7 @@ class Run:
         cfg: RunConfig,
         task: Task,
         store: Store,
-        models: _Models,
+        models: Models,
         undo: contextlib.AsyncExitStack,
     ) -> Run:
         executor = LocalExecutor.from_task(task, concurrency=cfg.concurrency)
@@ -514,11 +342,24 @@ class Run:
             self._set_state("stopped")
 
     def steer(self, worker: str, goal: str, *, pin: bool = True) -> None:
-        """Give ``worker`` a new goal from its next attempt on, recorded as the researcher's."""
-        owner = self.planner.find(worker)
-        if owner is None:
-            raise KeyError(f"no worker or planner {worker!r}; workers are {sorted(self.workers)}")
-        owner.goals.set(worker, goal, by="researcher", pinned=pin)
+        """Give ``worker`` a new goal from its next attempt on, recorded as the researcher's.
+
+        ``worker`` may also name a planner under the root (its goal is split over its own
+        workers at its next round).
+
+        Raises:
+            KeyError: no worker or planner has that name.
+        """
+        self.goals.owner(worker).goals.set(worker, goal, by="researcher", pinned=pin)
+
+    @property
+    def goals(self) -> RunGoals:
+        """Every worker's goal (and every planner's under the root), whichever planner owns it.
+
+        ``run.goals["p1.w0"] = text`` is :meth:`steer` (pinned); ``run.goals.info(name)`` is
+        the full :class:`~aster_nb.records.Goal` record.
+        """
+        return RunGoals(self.planner)
 
     async def close(self) -> None:
         """Stop, then release the sandbox server and the store."""

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from .errors import UserInputError
-from .program import EvalResult, Program, Status
+from .records import AttemptRecord, EvalResult, Handoff, Program, Status
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -204,34 +204,6 @@ class Scores:
         return len(self.id)
 
 
-@dataclass(frozen=True, slots=True)
-class AttemptRecord:
-    """One agent attempt, successful or not."""
-
-    worker: str
-    n: int
-    agent: int
-    round: int
-    parent_id: str | None
-    inspiration_ids: tuple[str, ...]
-    program_id: str | None
-    outcome: str  # ok | improved | duplicate | edit_failed | model_error | error | timeout | ...
-    reason: str | None
-    rationale: str
-    goal: str
-    change: str
-    model: str
-    input_tokens: int
-    output_tokens: int
-    cache_read_tokens: int
-    cache_write_tokens: int
-    cost_usd: float
-    latency: float
-    started: float
-    finished: float
-    retries: int = 0
-
-
 class Store:
     """A run's SQLite file.
 
@@ -320,7 +292,7 @@ class Store:
                 r.score,
                 json.dumps(r.metrics),
                 None if r.features is None else json.dumps(list(r.features)),
-                None if p.features is None else json.dumps(list(p.features)),
+                None if p.descriptor is None else json.dumps(list(p.descriptor)),
                 r.error,
                 r.stdout,
                 r.stderr,
@@ -362,8 +334,8 @@ class Store:
             ),
         )
 
-    def add_handoff(self, h: Any) -> None:
-        """Store a :class:`~aster_nb.agents.handoff.Handoff`."""
+    def add_handoff(self, h: Handoff) -> None:
+        """Store a :class:`~aster_nb.records.Handoff`."""
         self._db.execute(
             "INSERT INTO handoffs(worker, round, goal, done, learned, concerns, base_id, best_id,"
             " diff, stats, created) VALUES(?,?,?,?,?,?,?,?,?,?,?)",
@@ -606,7 +578,7 @@ def _program(row: sqlite3.Row) -> Program:
         agent=row["agent"],
         round=row["round"],
         result=None if result.status is Status.PENDING else result,
-        features=None if desc is None else tuple(json.loads(desc)),
+        descriptor=None if desc is None else tuple(json.loads(desc)),
         created=row["created"],
     )
     return p

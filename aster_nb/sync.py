@@ -13,7 +13,7 @@ from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any, TypeVar
 
-from .agents.planner import RoundResult
+from .records import RoundResult
 from .run import Run
 
 T = TypeVar("T")

@@ -186,14 +186,14 @@ async def test_runs_from_a_crashing_base_are_reproducible(tmp_path: Path) -> Non
 
 
 def test_edits_must_keep_the_surface_areas() -> None:
-    from aster_nb.agents.worker import _check_markers
+    from aster_nb.agents.attempt import check_markers
     from aster_nb.edits import EditError
 
-    _check_markers(CLIFF_PROGRAM, CLIFF_PROGRAM.replace("X = {x}", "X = 2"))
+    check_markers(CLIFF_PROGRAM, CLIFF_PROGRAM.replace("X = {x}", "X = 2"))
     with pytest.raises(EditError, match="changed the EVOLVE-BLOCK areas"):
-        _check_markers(CLIFF_PROGRAM, "X = 1\n")
+        check_markers(CLIFF_PROGRAM, "X = 1\n")
     with pytest.raises(EditError, match="broke the EVOLVE-BLOCK markers"):
-        _check_markers(CLIFF_PROGRAM, CLIFF_PROGRAM.replace("# EVOLVE-BLOCK-END", ""))
+        check_markers(CLIFF_PROGRAM, CLIFF_PROGRAM.replace("# EVOLVE-BLOCK-END", ""))
 
 
 async def test_failed_programs_are_never_parents(tmp_path: Path) -> None:

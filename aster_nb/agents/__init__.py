@@ -1,7 +1,15 @@
-"""Agents: memories, workers and their handoffs."""
+"""Agents: workers and planners, and the parts they are made of.
 
-from .handoff import Handoff
-from .memory import AgentMemory, Experiment
-from .worker import Budget, Worker
+``context`` (what they are given), ``scheduler`` (ordered concurrent attempts),
+``attempt`` (propose, edit, check, evaluate), ``bookkeeping`` (what an applied attempt
+changes), ``handoff`` (writing reports), ``memory``, ``goals``, ``prompts``,
+``toolagent``, ``worker`` and ``planner``.
+"""
 
-__all__ = ["AgentMemory", "Budget", "Experiment", "Handoff", "Worker"]
+from ..records import Experiment, Handoff
+from .context import Budget, Context
+from .memory import AgentMemory
+from .planner import Planner
+from .worker import Worker
+
+__all__ = ["AgentMemory", "Budget", "Context", "Experiment", "Handoff", "Planner", "Worker"]

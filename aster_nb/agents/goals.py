@@ -2,26 +2,11 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Iterator, MutableMapping
-from dataclasses import dataclass, field
 
+from ..records import Goal
 
-@dataclass(frozen=True, slots=True)
-class Goal:
-    """One worker's goal.
-
-    Attributes:
-        text: the goal as the worker's prompts show it.
-        set_by: ``planner`` or ``researcher``.
-        pinned: a pinned goal is never revised by the planner's model.
-        at: Unix time it was set.
-    """
-
-    text: str
-    set_by: str = "planner"
-    pinned: bool = False
-    at: float = field(default_factory=time.time)
+__all__ = ["Goal", "Goals"]
 
 
 class Goals(MutableMapping[str, str]):

@@ -1,44 +1,26 @@
-"""What a worker hands back to its planner."""
+"""Writing handoffs: a worker's report from its attempt log, a planner's from its round.
+
+The :class:`~aster_nb.records.Handoff` record itself lives in :mod:`aster_nb.records`
+(re-exported here); this module makes them: the counts, the log lines a planner reads, the
+model's DONE / LEARNED / CONCERNS sections (the numbers go out even when that call fails).
+"""
 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from collections import Counter
 from typing import Any
 
-from ..program import Program
+from ..edits import unified_diff
+from ..llm.base import Model, Request, user
+from ..records import Experiment, Handoff, Program, RoundResult
+from .attempt import ask
+from .prompts import handoff_prompt
+
+__all__ = ["HANDOFF_LOG_LINES", "Handoff", "parse_sections", "round_handoff", "write_handoff"]
 
 _SECTION = re.compile(r"^\s*\**(DONE|LEARNED|CONCERNS)\**\s*:\s*", re.MULTILINE | re.IGNORECASE)
-
-
-@dataclass(frozen=True, slots=True)
-class Handoff:
-    """A worker's report at the end of its budget.
-
-    Attributes:
-        worker: the worker's name.
-        goal: the goal it worked on.
-        round: the planner round.
-        done: what was tried and what came of it.
-        learned: what paid and what did not.
-        concerns: failure modes, noise, stagnation.
-        best: the best program it found (the base if nothing beat it).
-        base_id: the program it started from.
-        diff: unified diff from the base to ``best``.
-        stats: counts and scores: attempts, evaluations, failed, improved, base_score,
-            best_score, tokens.
-    """
-
-    worker: str
-    goal: str
-    round: int
-    done: str
-    learned: str
-    concerns: str
-    best: Program | None
-    base_id: str | None
-    diff: str
-    stats: dict[str, Any] = field(default_factory=dict)
+HANDOFF_LOG_LINES = 80  # attempt lines a handoff prompt shows; counts cover the rest
 
 
 def parse_sections(text: str) -> dict[str, str]:
@@ -54,3 +36,131 @@ def parse_sections(text: str) -> dict[str, str]:
     for name, body in zip(parts[1::2], parts[2::2], strict=True):
         out[name.lower()] = body.strip()
     return out
+
+
+async def write_handoff(
+    *,
+    worker: str,
+    goal: str,
+    round: int,
+    base: Program,
+    best: Program,
+    log: list[Experiment],
+    counts: dict[str, Any],
+    model: Model,
+    system: str,
+    seed: int,
+    timeout: float,
+) -> Handoff:
+    """A worker's handoff: its counts, and the model's reading of its attempt log.
+
+    Args:
+        worker: the worker's name.
+        goal: the goal it worked on.
+        round: the planner round.
+        base: the program it started from.
+        best: the best program it found (``base`` if nothing beat it).
+        log: its applied attempts.
+        counts: what the scheduler and the bookkeeping counted (``evaluations``,
+            ``discarded``, ``discarded_usd``, ``discarded_tokens``, ``input_tokens``,
+            ``output_tokens``).
+        model: the model that writes the sections.
+        system: the system prompt.
+        seed: the call's seed.
+        timeout: seconds the call may take (then the handoff says it failed).
+    """
+    log = sorted(log, key=lambda e: e.n)
+    c = Counter(e.status for e in log)
+    stats = {
+        "attempts": len(log),
+        "evaluations": counts["evaluations"],
+        "ok": c["ok"],
+        "failed": sum(c[k] for k in ("error", "timeout", "memory", "invalid", "lost")),
+        "edit_failed": c["edit_failed"],
+        "model_errors": c["model_error"],
+        "duplicates": c["duplicate"],
+        "discarded": counts["discarded"],
+        "discarded_usd": counts["discarded_usd"],
+        "discarded_tokens": counts["discarded_tokens"],
+        "improved": sum(1 for e in log if (e.delta or 0) > 0),
+        "base_score": base.score,
+        "best_score": best.score,
+        "input_tokens": counts["input_tokens"],
+        "output_tokens": counts["output_tokens"],
+    }
+    shown = telling(log, HANDOFF_LOG_LINES)
+    prompt = handoff_prompt(
+        goal=goal, base=base, best=best, stats=stats, log="\n".join(e.line() for e in shown)
+    )
+    try:
+        resp = await ask(
+            model,
+            Request(
+                messages=(user(prompt),),
+                system=system,
+                purpose="handoff",
+                seed=seed,
+                tags=(("worker", worker),),
+            ),
+            timeout=timeout,
+        )
+        sections = parse_sections(resp.text)
+    except Exception as e:  # the handoff still goes out, with the numbers
+        sections = {
+            "done": f"{len(log)} attempts, {stats['evaluations']} evaluations.",
+            "learned": "",
+            "concerns": f"the handoff model call failed: {type(e).__name__}: {e}",
+        }
+    return Handoff(
+        worker=worker,
+        goal=goal,
+        round=round,
+        done=sections["done"],
+        learned=sections["learned"],
+        concerns=sections["concerns"],
+        best=best,
+        base_id=base.id,
+        diff=unified_diff(base.code, best.code, a_name="base", b_name="best"),
+        stats=stats,
+    )
+
+
+def round_handoff(planner: str, goal: str, r: RoundResult) -> Handoff:
+    """A planner's handoff to its own planner: its round, summed up without a model."""
+    best = r.best
+    done = (
+        f"Round {r.round}: {len(r.handoffs)} children, {len(r.merges)} merges; best "
+        f"{best.score if best.ok else best.status} from base {r.base.score}."
+    )
+    learned = " | ".join(f"{h.worker}: {h.learned}" for h in r.handoffs if h.learned)
+    concerns = " | ".join(f"{h.worker}: {h.concerns}" for h in r.handoffs if h.concerns)
+    return Handoff(
+        worker=planner,
+        goal=goal,
+        round=r.round,
+        done=done,
+        learned=learned,
+        concerns=concerns,
+        best=best,
+        base_id=r.base.id,
+        diff=unified_diff(r.base.code, best.code, a_name="base", b_name="best"),
+        stats={
+            "base_score": r.base.score,
+            "best_score": best.score,
+            "evaluations": sum(h.stats.get("evaluations", 0) for h in r.handoffs) + len(r.merges),
+            "children": {h.worker: h.stats.get("best_score") for h in r.handoffs},
+        },
+    )
+
+
+def telling(log: list[Experiment], limit: int) -> list[Experiment]:
+    """The attempts most worth a planner's reading: the best gains, then the latest."""
+    if len(log) <= limit:
+        return log
+    gains = sorted((e for e in log if (e.delta or 0) > 0), key=lambda e: e.delta or 0, reverse=True)
+    keep = {e.n for e in gains[: limit // 2]}
+    for e in reversed(log):
+        if len(keep) >= limit:
+            break
+        keep.add(e.n)
+    return [e for e in log if e.n in keep]

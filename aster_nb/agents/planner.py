@@ -15,53 +15,43 @@ from __future__ import annotations
 import asyncio
 import re
 import time
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
 from typing import Protocol
 
-from ..edits import apply_edit, parse_edit, unified_diff
 from ..events import EventBus, GoalChanged, RoundFinished, RoundStarted
 from ..llm.base import Model, Request, user
-from ..program import Program
 from ..prompts import render
+from ..records import Goal, Handoff, Program, RoundResult
 from ..store import Store
 from ..task import Task
-from .goals import Goal, Goals
-from .handoff import Handoff
+from .attempt import MODEL_TIMEOUT, ask, edited, evaluate_stored, timed_out
+from .context import Budget, Context, Executor, make_context
+from .goals import Goals
+from .handoff import round_handoff
 from .prompts import fenced, system_prompt
-from .worker import Budget, Executor, Worker, _check_markers, evaluate_stored
+from .worker import Worker
+
+__all__ = ["Child", "Planner", "RoundResult"]
 
 
 class Child(Protocol):
-    name: str
+    """What a planner runs: a worker or another planner.
 
-    async def run(self, goal: str, base: Program, budget: Budget, *, round: int = 0) -> Handoff: ...
-
-
-@dataclass(frozen=True, slots=True)
-class RoundResult:
-    """What one round did.
-
-    Attributes:
-        round: its number.
-        base: the current best it started from.
-        best: the current best after synthesis (``base`` if nothing beat it).
-        handoffs: the children's handoffs.
-        merges: merge candidates the planner evaluated.
-        improved: whether ``best`` beats ``base``.
+    ``goal_source``, if given, is read as each attempt starts, so a steer reaches a running
+    child; a child that plans reads its goal once per round.
     """
 
-    round: int
-    base: Program
-    best: Program
-    handoffs: tuple[Handoff, ...]
-    merges: tuple[Program, ...] = ()
-    improved: bool = False
-    seconds: float = 0.0
+    name: str
 
-    @property
-    def child_bests(self) -> dict[str, float | None]:
-        return {h.worker: (h.best.score if h.best is not None else None) for h in self.handoffs}
+    async def run(
+        self,
+        goal: str,
+        base: Program,
+        budget: Budget,
+        *,
+        round: int = 0,
+        goal_source: Callable[[], str] | None = None,
+    ) -> Handoff: ...
 
 
 class Planner:
@@ -69,53 +59,62 @@ class Planner:
 
     Args:
         name: the planner's name (stored with the programs it synthesizes).
-        task: the task.
         model: the planner's model (merges, goal revision).
-        executor: evaluates merge candidates.
-        store: the run's store.
         children: workers or planners, each with a unique ``name``.
-        bus: where events go.
+        context: the run's task, store, executor (it evaluates merge candidates), bus,
+            control and spending ledger (:class:`~aster_nb.agents.context.Context`). A
+            standalone planner may be given ``task``, ``store`` and ``executor`` (and
+            ``bus``) instead.
+        task: the task (without ``context``).
+        executor: evaluates merge candidates (without ``context``).
+        store: the run's store (without ``context``).
+        bus: where events go (without ``context``; a private bus if omitted).
         merges: merge candidates asked of the model per round (when there are at least two
             children's bests to merge).
         revise: let the model revise unpinned goals after each round.
+        model_timeout: seconds a model call (a merge, a goal revision) may take before it
+            counts as failed; the same policy as a worker's attempts.
     """
 
     def __init__(
         self,
         *,
         name: str,
-        task: Task,
         model: Model,
-        executor: Executor,
-        store: Store,
         children: Sequence[Child],
+        context: Context | None = None,
+        task: Task | None = None,
+        executor: Executor | None = None,
+        store: Store | None = None,
         bus: EventBus | None = None,
         merges: int = 2,
         revise: bool = True,
+        model_timeout: float = MODEL_TIMEOUT,
     ) -> None:
+        ctx = make_context(
+            context, task=task, store=store, executor=executor, bus=bus, control=None, who="Planner"
+        )
         names = [c.name for c in children]
         if not children or len(set(names)) != len(names):
             raise ValueError(f"a planner needs children with unique names, got {names}")
         if merges < 0:
             raise ValueError(f"merges must be >= 0, got {merges}")
         self.name = name
-        self.task = task
+        self.context = ctx
+        self.task, self.store, self.executor, self.bus = ctx.task, ctx.store, ctx.executor, ctx.bus
         self.model = model
-        self.executor = executor
-        self.store = store
+        self.model_timeout = model_timeout
         self.children = {c.name: c for c in children}
-        self.bus = bus or EventBus()
         self.merges = merges
         self.revise = revise
         self.goals = Goals(on_change=self._goal_changed)
         self.best: Program | None = None
         self.round_no = 0
         self.goal = ""
-        self._system = system_prompt(task)
+        self._system = system_prompt(self.task)
         for c in children:
             if isinstance(c, Worker):
                 c.planner = name
-                c.goal_of = lambda n=c.name: self.goals[n]
 
     # -- goals ---------------------------------------------------------------------------
 
@@ -188,14 +187,29 @@ class Planner:
 
     # -- rounds --------------------------------------------------------------------------
 
-    async def run(self, goal: str, base: Program, budget: Budget, *, round: int = 0) -> Handoff:
-        """The child protocol: one round from ``base`` toward ``goal``, as a handoff."""
+    async def run(
+        self,
+        goal: str,
+        base: Program,
+        budget: Budget,
+        *,
+        round: int = 0,
+        goal_source: Callable[[], str] | None = None,
+    ) -> Handoff:
+        """The child protocol: one round from ``base`` toward ``goal``, as a handoff.
+
+        The goal is split over the children once per round; ``goal_source`` is not read.
+        """
         if goal != self.goal:
             self.goal = goal
             self.assign_goals(goal)
         self.best, self.round_no = base, round
         r = await self.round(budget)
-        return self._handoff(r)
+        return round_handoff(self.name, self.goal, r)
+
+    def _live(self, child: str) -> Callable[[], str]:
+        """``child``'s goal as it stands when read (a steer lands at its next attempt)."""
+        return lambda: self.goals[child]
 
     async def round(self, budget: Budget) -> RoundResult:
         """Run every child from the current best, synthesize, revise goals."""
@@ -215,7 +229,9 @@ class Planner:
         try:
             async with asyncio.TaskGroup() as tg:
                 tasks = [
-                    tg.create_task(c.run(self.goals[n], base, budget, round=r))
+                    tg.create_task(
+                        c.run(self.goals[n], base, budget, round=r, goal_source=self._live(n))
+                    )
                     for n, c in self.children.items()
                 ]
         except ExceptionGroup as eg:
@@ -267,18 +283,19 @@ class Planner:
         out: list[Program] = []
         seen = {base.id, *bests}
         for v in range(self.merges):
+            request = Request(
+                messages=(user(prompt),),
+                system=self._system,
+                purpose="merge",
+                seed=v,
+                tags=(("planner", self.name),),
+            )
             try:
-                resp = await self.model.complete(
-                    Request(
-                        messages=(user(prompt),),
-                        system=self._system,
-                        purpose="merge",
-                        seed=v,
-                        tags=(("planner", self.name),),
-                    )
-                )
-                code = apply_edit(base.code, parse_edit(resp.text))
-                _check_markers(base.code, code)
+                resp = await ask(self.model, request, timeout=self.model_timeout)
+                code = edited(base.code, resp.text)  # the worker's edit and marker check
+            except TimeoutError:
+                timed_out(self.model, self.model_timeout)
+                continue
             except Exception:  # a failed merge costs a candidate, not the round
                 continue
             child = Program(
@@ -335,16 +352,18 @@ class Planner:
             goals=goals,
             handoffs="\n".join(blocks) or "(none yet: this is the first round)",
         )
+        request = Request(
+            messages=(user(prompt),),
+            system=self._system,
+            purpose="plan",
+            seed=self.round_no,
+            tags=(("planner", self.name),),
+        )
         try:
-            resp = await self.model.complete(
-                Request(
-                    messages=(user(prompt),),
-                    system=self._system,
-                    purpose="plan",
-                    seed=self.round_no,
-                    tags=(("planner", self.name),),
-                )
-            )
+            resp = await ask(self.model, request, timeout=self.model_timeout)
+        except TimeoutError:
+            timed_out(self.model, self.model_timeout)
+            return set()
         except Exception:
             return set()  # goals stay as they were; the next round still runs
         changed = set()
@@ -354,30 +373,3 @@ class Planner:
                 self.goals.set(w, text, by="planner")
                 changed.add(w)
         return changed
-
-    def _handoff(self, r: RoundResult) -> Handoff:
-        best = r.best
-        done = (
-            f"Round {r.round}: {len(r.handoffs)} children, {len(r.merges)} merges; best "
-            f"{best.score if best.ok else best.status} from base {r.base.score}."
-        )
-        learned = " | ".join(f"{h.worker}: {h.learned}" for h in r.handoffs if h.learned)
-        concerns = " | ".join(f"{h.worker}: {h.concerns}" for h in r.handoffs if h.concerns)
-        return Handoff(
-            worker=self.name,
-            goal=self.goal,
-            round=r.round,
-            done=done,
-            learned=learned,
-            concerns=concerns,
-            best=best,
-            base_id=r.base.id,
-            diff=unified_diff(r.base.code, best.code, a_name="base", b_name="best"),
-            stats={
-                "base_score": r.base.score,
-                "best_score": best.score,
-                "evaluations": sum(h.stats.get("evaluations", 0) for h in r.handoffs)
-                + len(r.merges),
-                "children": {h.worker: h.stats.get("best_score") for h in r.handoffs},
-            },
-        )

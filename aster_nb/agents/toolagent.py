@@ -15,9 +15,11 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..edits import EditError
 from ..llm.base import Model, Request, Response, ToolCall, Usage
-from ..program import EvalResult
 from ..prompts import template
+from ..records import EvalResult, Program
+from .attempt import Outcome
 
 PROGRAM = "program.py"
 
@@ -232,3 +234,65 @@ async def run_tool_session(
     session.submitted = ws.submitted
     session.trials = ws.trials
     return session
+
+
+TOOL_NOTE = (
+    "\n\nIn this session you change the program through the tools (read_file, edit_file, "
+    "run_evaluation, submit); SEARCH/REPLACE blocks in your text are not applied.\n"
+)
+
+
+async def tool_attempt(
+    *,
+    model: Model,
+    system: str,
+    prompt: str,
+    parent: Program,
+    out: Outcome,
+    statement: str,
+    evaluate: Any,
+    max_turns: int,
+    timeout: float,
+    seed: int,
+    tags: tuple[tuple[str, str], ...],
+) -> str:
+    """A worker's attempt as a tool session on a copy of ``parent``: fills in ``out``'s
+    reply, rationale and trials, and returns the program the session ended with.
+
+    Args:
+        model: the model the session talks to.
+        system: the system prompt.
+        prompt: the attempt's prompt (a note on the tools is added).
+        parent: the program the session starts from.
+        out: the attempt's outcome record.
+        statement: the task's statement (a tool shows it).
+        evaluate: ``await evaluate(code)``, the sandbox.
+        max_turns: turns the session may take.
+        timeout: seconds each model call may take.
+        seed: the session's seed.
+        tags: the calls' tags.
+
+    Raises:
+        EditError: the session changed nothing.
+    """
+    session = await run_tool_session(
+        model=model,
+        system=system,
+        prompt=prompt + TOOL_NOTE,
+        code=parent.code,
+        statement=statement,
+        evaluate=evaluate,
+        max_turns=max_turns,
+        timeout=timeout,
+        seed=seed,
+        tags=tags,
+    )
+    out.response = session.response(getattr(model, "name", ""))
+    out.rationale = " ".join(session.edit_notes or session.notes)[:2000]
+    out.tool_trials = len(session.trials)
+    if session.code == parent.code:
+        raise EditError(
+            f"the tool session changed nothing ({session.turns} turns, "
+            f"{session.tool_errors} tool errors{', submitted' if session.submitted else ''})"
+        )
+    return session.code

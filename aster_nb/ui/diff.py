@@ -13,7 +13,7 @@ from .highlight import diff_html
 from .throttle import DEFAULT_INTERVAL
 
 if TYPE_CHECKING:
-    from ..program import Program
+    from ..records import Program
     from ..run import Run
 
 MODES = ("initial", "previous")

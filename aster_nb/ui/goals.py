@@ -12,7 +12,7 @@ from .base import ErrorSink, LiveView, style
 from .throttle import DEFAULT_INTERVAL
 
 if TYPE_CHECKING:
-    from ..agents.goals import Goal
+    from ..records import Goal
     from ..run import Run
 
 
@@ -95,10 +95,10 @@ class GoalEditors(LiveView, w.VBox):
 
     def goal(self, worker: str) -> Goal | None:
         """``worker``'s current goal record, or ``None`` before it has one."""
-        owner = self.run.planner.find(worker)
-        if owner is None:
+        if worker not in self.editors:
             raise KeyError(f"no worker {worker!r}; workers are {sorted(self.editors)}")
-        return owner.goals.info(worker) if worker in owner.goals else None
+        goals = self.run.goals
+        return goals.info(worker) if worker in goals else None
 
     def apply(self, worker: str, _: Any = None) -> None:
         """Steer ``worker`` to its editor's text, pinned as its checkbox says."""

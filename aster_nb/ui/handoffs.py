@@ -20,7 +20,7 @@ from .frontend import asset
 from .throttle import DEFAULT_INTERVAL
 
 if TYPE_CHECKING:
-    from ..agents.handoff import Handoff
+    from ..records import Handoff
     from ..run import Run
 
 
