@@ -100,10 +100,10 @@ if TYPE_CHECKING:  # what type checkers and IDEs see; nothing is imported at run
     from .agents.planner import Planner
     from .agents.worker import Worker
     from .archive import Archive, ArchiveBase, ClusterElites, Greedy, GridElites, make_archive
-    from .sandbox import LocalExecutor
     from .llm import OfflineModel, make_model
     from .records import EvalResult, Goal, Handoff, Program, RoundResult, Status
     from .run import Run, RunConfig, RunStatus
+    from .sandbox import LocalExecutor
     from .store import Store
     from .sync import SyncRun
     from .task import Task

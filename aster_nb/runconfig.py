@@ -19,8 +19,8 @@ from .agents.planner import Planner
 from .agents.worker import Worker
 from .control import Control
 from .events import EventBus
-from .sandbox.local import LocalExecutor
 from .llm import FailureWatch, Model, Spend, Watched, aclose, make_model, preflight
+from .sandbox.local import LocalExecutor
 from .store import Store
 from .task import Task
 

@@ -19,9 +19,9 @@ import pytest
 
 from aster_nb.agents import Budget, Worker
 from aster_nb.events import Event, EventBus, ProgramEvaluated
-from aster_nb.sandbox import LocalExecutor
 from aster_nb.llm import OfflineModel, Request, Response
 from aster_nb.program import EvalResult, Program, Status
+from aster_nb.sandbox import LocalExecutor
 from aster_nb.store import Store
 from aster_nb.task import Task
 

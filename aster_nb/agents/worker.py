@@ -22,7 +22,7 @@ from dataclasses import replace
 
 import numpy as np
 
-from ..archive import Archive, make_archive
+from ..archive import Archive, make_archive, replay_archive
 from ..control import Control
 from ..edits import EditError, diff_summary
 from ..events import EventBus, HandoffReceived
@@ -223,11 +223,9 @@ class Worker:
             if p.ok and (best is None or p.score > best.score):
                 best = p
             self._carried[p.round] = (n + 1, best)
-        for p in replay:
-            if p is not None and p.ok:
-                if p.descriptor is None:
-                    p = p.evaluated(p.result, self._describe(p.code, p.result))
-                self.archive_for(len(p.descriptor or ())).add(p)
+        describe = lambda p: p.evaluated(p.result, self._describe(p.code, p.result))  # noqa: E731
+        # archive_for builds self.archive at the first valid program, as a live add does
+        replay_archive(replay, archive=self.archive, make=self.archive_for, describe=describe)
         for row in self.store.attempt_rows(self.name):
             self.memories[row["agent"] % self.agents].record(remembered(row))
             self.attempts_total = max(self.attempts_total, row["n"] + 1)
