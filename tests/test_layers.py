@@ -99,7 +99,6 @@ ALLOWED_UPWARD: frozenset[str] = frozenset()  # issue 11 part 2 moved Handoff to
 # under it: worker.py split by part 1, executors.py by part 3 (the client into sandbox/),
 # snapshot.py by part 4 (replay and geometry out); store.py became the store/ package.
 ALLOWED_LONG = {
-    "aster_nb/agents/worker.py": 426,
     "aster_nb/run.py": 469,
 }
 
