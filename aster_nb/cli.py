@@ -10,7 +10,8 @@ Before a run spends anything, the sandbox must have imported the evaluator and t
 program must evaluate without crashing (``Run.create`` checks it, see
 :func:`aster_nb.task.check_start`); an initial program the evaluator calls *invalid* is
 accepted, with a warning, for the agents to repair. ``Run.open`` checks a store file
-read-only before resuming it (:func:`aster_nb.store.check_run_store`).
+read-only before resuming it (:func:`aster_nb.store.check_run_store`). The JSON line a
+run ends with, and which of its fields depend on timing, is :mod:`aster_nb.runsummary`.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from typing import Any
 
 from .errors import UserInputError
 from .records import Status
+from .runsummary import summary
 from .task import Task, builtin_tasks
 
 
@@ -310,6 +312,7 @@ async def _drive(run: Any, rounds: int, *, quiet: bool) -> dict[str, Any]:
     run.bus.subscribe(progress)
     if not quiet:
         print(f"store: {run.store.path}", file=sys.stderr, flush=True)
+    handoffs_before = run.store.count("handoffs")  # this session's surplus is in those after
     t0 = time.monotonic()
     try:
         for _ in range(rounds):
@@ -321,45 +324,10 @@ async def _drive(run: Any, rounds: int, *, quiet: bool) -> dict[str, Any]:
             if run.control.stopping:  # a spending cap was reached: the run ends cleanly
                 progress.note(f"stopped: {run.status.reason}")
                 break
-        return {**_summary(run, time.monotonic() - t0), **sandbox}
+        seconds = time.monotonic() - t0
+        return {**summary(run, seconds, handoffs_before=handoffs_before), **sandbox}
     finally:
         await run.close()
-
-
-def _summary(run: Any, seconds: float) -> dict[str, Any]:
-    df = run.history()
-    made = df[df["worker"] != ""]
-    initial = run.store.get(
-        __import__("aster_nb.program", fromlist=["code_hash"]).code_hash(run.task.initial_code)
-    )
-    archives = [a for a in run.archives.values() if a is not None]
-    best = run.best
-    return {
-        "task": run.task.name,
-        "initial_score": initial.score if initial is not None else None,
-        "best_score": best.score if best is not None else None,
-        "evaluations": len(made),
-        "failed": int((made["status"] != "ok").sum()),
-        # surplus attempts that were started, then cancelled when the budget was met
-        "discarded": sum(json.loads(s).get("discarded", 0) for s in run.store.handoffs()["stats"]),
-        "archive": run.cfg.archive,
-        # what the archive's cells are made of: the evaluator's features or the code embedding
-        "descriptor": (run.store.meta("descriptor") or {}).get("kind"),
-        "coverage": min((a.coverage() for a in archives), default=0.0),
-        "cells": sum(a.cells for a in archives),
-        "store": str(run.store.path),
-        "rounds": run.rounds_done,
-        "best_round": run.best_round,
-        "planners": run.cfg.planners,
-        "workers": len(run.workers),
-        "seconds": round(seconds, 2),
-        "model": run.cfg.model,
-        "usd": round(run.status.usd, 6),
-        "tokens": run.status.tokens,
-        "stopped": run.status.reason or None,
-        "model_failures": run.status.model_failures,
-        "error": run.status.error,
-    }
 
 
 class _Progress:

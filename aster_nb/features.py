@@ -245,7 +245,7 @@ def resolve_descriptor(choice: str, *, has_features: bool) -> str:
 
 def make_descriptor(kind: str) -> Descriptor | None:
     """A fresh descriptor object for ``kind``; ``None`` for ``features``, which archives
-    read from ``program.features`` as they always have.
+    read from ``program.descriptor`` (the evaluator's features, set by the worker).
 
     Raises:
         ValueError: ``kind`` is not one of :data:`DESCRIPTORS` other than ``auto``.

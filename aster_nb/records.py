@@ -115,8 +115,7 @@ class Program:
         result: the evaluation, ``None`` until evaluated.
         descriptor: where the archive places the program: the evaluator's features when
             it gives them, else metrics, a code embedding or code statistics (see
-            :mod:`aster_nb.features`). ``None`` until described. (Named ``features``
-            before; :attr:`features` still reads it.)
+            :mod:`aster_nb.features`). ``None`` until described.
         created: Unix time the program was made.
         id: content hash of ``code`` (derived, never passed).
     """
@@ -150,11 +149,6 @@ class Program:
     @property
     def ok(self) -> bool:
         return self.result is not None and self.result.ok
-
-    @property
-    def features(self) -> tuple[float, ...] | None:
-        """The old name of :attr:`descriptor` (kept so code that reads it still runs)."""
-        return self.descriptor
 
     def evaluated(
         self,

@@ -11,6 +11,10 @@ and that the initial program evaluates without crashing (:func:`aster_nb.task.ch
 ``Run.open`` checks the store file without writing to it (:func:`aster_nb.store.check_run_store`)
 and the evaluator. Either raises a one-line :class:`~aster_nb.errors.UserInputError`
 (``TaskError``, ``StoreError``) and leaves no process behind, nor the store file of a create.
+
+This module drives and reads a run; making one (create, open, and undoing either when it
+fails) is :mod:`aster_nb.runmake`, its configuration and planner tree
+:mod:`aster_nb.runconfig`, its goals :mod:`aster_nb.rungoals`.
 """
 
 from __future__ import annotations
@@ -20,22 +24,22 @@ import contextlib
 import logging
 import time
 import weakref
-from dataclasses import asdict, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from . import runmake
 from .agents.planner import Planner
 from .agents.worker import Worker
 from .archive import Archive
 from .control import Control
 from .events import Event, EventBus, ProgramEvaluated, RoundFinished, RunStateChanged
 from .llm import FailureWatch, ModelsFailing, Spend
-from .records import EvalResult, Program, RoundResult, code_hash
+from .records import EvalResult, Program, RoundResult
 from .runconfig import Models, RunConfig, RunStatus, build
 from .rungoals import RunGoals
 from .sandbox.local import LocalExecutor
-from .store import Store, StoreError, check_run_store
-from .task import Task, TaskError, check_evaluator, check_start
+from .store import Store
+from .task import Task
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -46,12 +50,6 @@ log = logging.getLogger(__name__)
 
 # every run made in this interpreter, so a notebook harness can settle them (see settle())
 _LIVE: weakref.WeakSet[Run] = weakref.WeakSet()
-
-
-def _remove_store(path: Path) -> None:
-    """Delete a store file made by a create that failed (with SQLite's side files)."""
-    for f in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
-        f.unlink(missing_ok=True)
 
 
 class Run:
@@ -67,6 +65,7 @@ class Run:
         planner: Planner,
         bus: EventBus,
         control: Control,
+        models: Models | None = None,
     ) -> None:
         self.cfg, self.task, self.store, self.executor = cfg, task, store, executor
         self.planner, self.bus, self.control = planner, bus, control
@@ -74,9 +73,10 @@ class Run:
         # The initial program's first evaluation, checked by create (None for an opened run):
         # ``invalid`` is accepted for the agents to repair.
         self.initial_result: EvalResult | None = None
-        self.spend: Spend | None = None  # the ledger every model of the run reports to
-        self.watch = FailureWatch(limit=None)  # model failures in a row (set by _assemble)
-        self._models: Models | None = None
+        # the ledger every model of the run reports to, and their failures in a row
+        self.spend: Spend | None = None if models is None else models.spend
+        self.watch = FailureWatch(limit=None) if models is None else models.watch
+        self._models = models
         self.error: BaseException | None = None
         self._runner: asyncio.Task[None] | None = None
         self._evaluations = store.count()
@@ -113,36 +113,8 @@ class Run:
 
         A create that fails leaves no sandbox process and no store file behind.
         """
-        t = task if isinstance(task, Task) else Task.load(task)
-        cfg = RunConfig(task=str(t.root), **RunConfig.renamed(config, warn=True))
-        if path is None:
-            path = (
-                Path("runs")
-                / f"{t.name}-{time.strftime('%Y%m%d-%H%M%S')}-{id(cfg) & 0xFFFF:04x}.sqlite"
-            )
-        path = Path(path)
-        if path.exists():
-            raise FileExistsError(
-                f"{path} exists: open it with Run.open({str(path)!r}) to continue it"
-            )
-        # Whatever fails below undoes what was started before it (models, store file,
-        # sandbox server): a failed create leaves no process and no file behind.
-        async with contextlib.AsyncExitStack() as undo:
-            # The models first: a typo'd name, a missing key or an unreachable API is
-            # reported before a store or a sandbox server exists.
-            models = await Models.ready(cfg, undo)
-            store = Store(path)
-            undo.callback(_remove_store, path)  # after the close below (last in, first out)
-            undo.callback(store.close)
-            store.set_meta("run", asdict(cfg))
-            run = await cls._assemble(cfg, t, store, models, undo)
-            # Evaluated through the executor's cache: round 0 reuses the result.
-            run.initial_result = await check_start(t, run.executor)
-            run.planner.best = Program(code=t.initial_code)
-            if t.surface_areas:
-                run.planner.assign_goals()  # else the planner's model proposes goals in round 0
-            undo.pop_all()
-        return run
+        # renamed here, so the warning names the caller's line
+        return await runmake.create(cls, task, path, **RunConfig.renamed(config, warn=True))
 
     @classmethod
     async def open(cls, path: str | Path, *, concurrency: int | None = None) -> Run:
@@ -157,103 +129,7 @@ class Run:
 
         An open that fails leaves no sandbox process behind and the store closed.
         """
-        path = Path(path)
-        # read-only: a file that is no run stays as it was; a store written before the
-        # per-round budget had its name keeps working
-        raw = RunConfig.renamed(check_run_store(path), warn=False)
-        unknown = sorted(set(raw) - {f.name for f in fields(RunConfig)})
-        if unknown:
-            raise StoreError(
-                f"{path} was written by another aster_nb version: unknown run settings "
-                f"{unknown}; expected a run made by this version"
-            )
-        if concurrency is not None:
-            raw["concurrency"] = concurrency
-        cfg = RunConfig(**raw)
-        try:
-            task = Task.load(cfg.task)
-        except TaskError as e:
-            raise TaskError(f"{path}: cannot load the run's task: {e}") from e
-        async with contextlib.AsyncExitStack() as undo:
-            # The models first: a missing key is reported before the store is opened for
-            # writing or a sandbox server exists.
-            models = await Models.ready(cfg, undo)
-            store = Store(path)
-            undo.callback(store.close)
-            run = await cls._assemble(cfg, task, store, models, undo)
-            check_evaluator(task, run.executor)  # the evaluator may have changed since
-            run._restore()
-            undo.pop_all()
-        return run
-
-    @classmethod
-    async def _assemble(
-        cls,
-        cfg: RunConfig,
-        task: Task,
-        store: Store,
-        models: Models,
-        undo: contextlib.AsyncExitStack,
-    ) -> Run:
-        executor = LocalExecutor.from_task(task, concurrency=cfg.concurrency)
-        undo.push_async_callback(executor.close)
-        await executor.start()
-        bus, control = EventBus(), Control()
-        # Too many failed model calls in a row: start no new attempt (the round ends and
-        # the run fails, see _round). No stop reason: that is for stops that last (a
-        # spending cap), and the next step or start tries the model again.
-        models.watch.on_trip = lambda _reason: control.stop()
-        planner = build(
-            cfg,
-            task=task,
-            executor=executor,
-            store=store,
-            bus=bus,
-            control=control,
-            model=models.agents,
-            planner_model=models.planners,
-            spend=models.spend,
-        )
-        run = cls(
-            cfg=cfg,
-            task=task,
-            store=store,
-            executor=executor,
-            planner=planner,
-            bus=bus,
-            control=control,
-        )
-        run.spend, run.watch, run._models = models.spend, models.watch, models
-        return run
-
-    def _restore(self) -> None:
-        for w in self.planner.workers().values():
-            w.restore()
-        planners = [
-            self.planner,
-            *(c for c in self.planner.children.values() if isinstance(c, Planner)),
-        ]
-        current = self.store.current_goals()
-        for p in planners:
-            for child in p.children:
-                if child in current:
-                    text, by, pinned = current[child]
-                    p.goals.load(child, text, set_by=by, pinned=pinned)
-        for p in planners[1:]:
-            p.goal = self.planner.goals.get(p.name, "")
-        last = self.store.last_round(self.planner.name)
-        best = self.store.get(last["best_id"]) if last is not None else None
-        if best is None:
-            best = self.store.get(code_hash(self.task.initial_code)) or Program(
-                code=self.task.initial_code
-            )
-        self.planner.best = best
-        self.planner.round_no = self.rounds_done = 0 if last is None else last["round"] + 1
-        rounds = self.store.rounds()
-        gains = rounds[(rounds["planner"] == self.planner.name) & (rounds["improved"] == 1)]
-        self.best_round = int(gains["round"].max()) if len(gains) else None
-        if not self.planner.goals and self.task.surface_areas:
-            self.planner.assign_goals()
+        return await runmake.open_stored(cls, path, concurrency)
 
     # -- driving -------------------------------------------------------------------------
 

@@ -82,7 +82,7 @@ def test_add_elites_best_coverage_qd(archive: ArchiveBase) -> None:
     assert archive.history_size == 60
     desc = archive.descriptors()
     assert desc.shape == (len(elites), 2)
-    np.testing.assert_allclose(desc, [e.features for e in elites])
+    np.testing.assert_allclose(desc, [e.descriptor for e in elites])
     for e in elites:
         assert archive.cell_of(e.id) is not None
     assert archive.cell_of("not-an-id") is None
@@ -128,7 +128,7 @@ def test_failures_are_counted_and_never_sampled(archive: ArchiveBase) -> None:
 
 
 def test_validation_messages(archive: ArchiveBase) -> None:
-    with pytest.raises(ValueError, match=r"requires program\.features.*2"):
+    with pytest.raises(ValueError, match=r"requires program\.descriptor.*2"):
         archive.add(prog(1.0, None))
     with pytest.raises(ValueError, match=r"length 2.*got shape \(3,\)"):
         archive.add(prog(1.0, (0.1, 0.2, 0.3)))
@@ -347,7 +347,7 @@ def test_grid_rebins_all_history_when_bounds_grow() -> None:
     # a and b now share the low-x bin; the better one (b) is its elite, a is not lost
     # from history and sits in the bin its descriptor says.
     for p in (a, b, c, far):
-        assert g.cell_of(p.id) == int(g.cell_index(p.features)[0])
+        assert g.cell_of(p.id) == int(g.cell_index(p.descriptor)[0])
     assert g.cell_of(a.id) == g.cell_of(b.id)
     assert {p.id for p in g.elites()} == {b.id, c.id, far.id}
     # Old programs are still elites in the right bins: bin (x, y) per program.

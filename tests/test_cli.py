@@ -194,3 +194,25 @@ def test_unordered_is_accepted_stored_and_kept_on_resume(tmp_path: Path) -> None
     again = _cli("resume", s["store"], "--rounds", "1", "--quiet", cwd=tmp_path)
     assert again.returncode == 0, again.stderr
     assert meta("ordered") is False, "a resumed run keeps its ordering"
+
+
+def test_a_seed_fixes_every_field_of_the_json_line_but_timings_and_surplus(
+    tmp_path: Path,
+) -> None:
+    # Different model latencies and evaluation concurrency change how many surplus attempts
+    # are under way when a round's budget is met, and so what their (billed) calls spent;
+    # that is reported apart, in discarded*, and nothing else may change.
+    lines = []
+    for latency, concurrency in (("0", "1"), ("0.02", "2")):
+        r = _cli(
+            "run", "toy", "--workers", "2", "--agents", "4", "--rounds", "2", "--budget", "24",
+            "--seed", "3", "--latency", latency, "--concurrency", concurrency,
+            "--out", str(tmp_path / latency), "--quiet",
+            cwd=tmp_path,
+        )  # fmt: skip
+        assert r.returncode == 0, r.stderr
+        lines.append(json.loads(r.stdout.strip().splitlines()[-1]))
+    timing = {"seconds", "store", "discarded", "discarded_tokens", "discarded_usd"}
+    a, b = ({k: v for k, v in s.items() if k not in timing} for s in lines)
+    assert a == b
+    assert a["tokens"] > 0 and all(s["discarded_tokens"] >= 0 for s in lines)

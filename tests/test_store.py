@@ -27,7 +27,7 @@ def test_round_trip_and_wal(tmp_path: Path) -> None:
     assert s.add_program(p) is False, "identical code is one program"
     q = s.get(p.id)
     assert q is not None and q.code == p.code and q.score == 3.0 and q.parents == ("p0",)
-    assert q.result.metrics == {"m": 1.5} and q.features == (0.1, 0.2) and q.agent == 2
+    assert q.result.metrics == {"m": 1.5} and q.descriptor == (0.1, 0.2) and q.agent == 2
     assert p.id in s and "nope" not in s
     # WAL: a second connection reads what the first committed, without closing it.
     with sqlite3.connect(s.path) as db:

@@ -1,9 +1,10 @@
 """Agents: workers and planners, and the parts they are made of.
 
 ``context`` (what they are given), ``scheduler`` (ordered concurrent attempts),
-``attempt`` (propose, edit, check, evaluate), ``bookkeeping`` (what an applied attempt
-changes), ``handoff`` (writing reports), ``memory``, ``goals``, ``prompts``,
-``toolagent``, ``worker`` and ``planner``.
+``attempt`` (propose, edit, check, evaluate; shared with merges), ``propose`` (one
+attempt of a worker's agent), ``bookkeeping`` (what an applied attempt changes),
+``handoff`` (writing reports), ``memory``, ``goals``, ``prompts``, ``toolagent``,
+``worker`` and ``planner``.
 """
 
 from ..records import Experiment, Handoff

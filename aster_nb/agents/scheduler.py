@@ -82,12 +82,12 @@ class Sequencer:
         self.pending.clear()
 
     def discard(self, out: Outcome) -> None:
-        """Count a surplus attempt and what its finished call cost."""
+        """Count a surplus attempt and what its finished calls cost (tokens of every kind,
+        as the spending ledger counts them, so the ledger less these is the kept spend)."""
         self.discarded += 1
         if out.response is not None:
             self.discarded_usd += out.response.cost_usd
-            u = out.response.usage
-            self.discarded_tokens += u.input_tokens + u.output_tokens
+            self.discarded_tokens += out.response.usage.total
 
     async def wait_applied(self, upto: int) -> None:
         """Until every attempt below ``upto`` (and below ``stop_at``) is applied."""

@@ -182,10 +182,15 @@ async def run_tool_session(
     timeout: float = 600.0,
     seed: int | None = None,
     tags: tuple[tuple[str, str], ...] = (),
+    session: ToolSession | None = None,
 ) -> ToolSession:
-    """Let the model work on ``code`` with the tools; see the module docstring."""
+    """Let the model work on ``code`` with the tools; see the module docstring.
+
+    ``session``, if given, is filled in as the turns go (and returned), so a caller whose
+    session is cancelled still knows what its finished turns used.
+    """
     ws = Workspace(code, statement=statement, evaluate=evaluate, max_trials=max_trials)
-    session = ToolSession(code=code)
+    session = ToolSession(code=code) if session is None else session
     messages: list[dict[str, Any]] = [{"role": "user", "content": prompt}]
     sys_text = system + "\n\n" + template("tools").template
     for turn in range(max_turns):
@@ -275,18 +280,26 @@ async def tool_attempt(
     Raises:
         EditError: the session changed nothing.
     """
-    session = await run_tool_session(
-        model=model,
-        system=system,
-        prompt=prompt + TOOL_NOTE,
-        code=parent.code,
-        statement=statement,
-        evaluate=evaluate,
-        max_turns=max_turns,
-        timeout=timeout,
-        seed=seed,
-        tags=tags,
-    )
+    session = ToolSession(code=parent.code)
+    try:
+        await run_tool_session(
+            model=model,
+            system=system,
+            prompt=prompt + TOOL_NOTE,
+            code=parent.code,
+            statement=statement,
+            evaluate=evaluate,
+            max_turns=max_turns,
+            timeout=timeout,
+            seed=seed,
+            tags=tags,
+            session=session,
+        )
+    except asyncio.CancelledError:
+        # Cancelled as surplus (the budget was met meanwhile): the turns it finished were
+        # billed, and the scheduler counts them with the discarded attempts' spend.
+        out.response = session.response(getattr(model, "name", ""))
+        raise
     out.response = session.response(getattr(model, "name", ""))
     out.rationale = " ".join(session.edit_notes or session.notes)[:2000]
     out.tool_trials = len(session.trials)

@@ -5,9 +5,12 @@ model with the goal, the parent, the inspirations and the slot's own memory, app
 edit, evaluate the child in the sandbox, store it, add it to the archive. At the end of
 the budget the worker writes a :class:`~aster_nb.records.Handoff`.
 
-The parts live beside it, one job each: the ordering of concurrent attempts and the
-budget's cut (:mod:`~aster_nb.agents.scheduler`), the steps of one attempt, shared with the
-planner's merges (:mod:`~aster_nb.agents.attempt`), what an applied attempt changes
+This module holds what is the worker's own: its settings, the wiring of one run, sampling
+from its archive, the base program and restoring from the store. The parts live beside it,
+one job each: the ordering of concurrent attempts and the budget's cut
+(:mod:`~aster_nb.agents.scheduler`), what an agent does in one attempt
+(:mod:`~aster_nb.agents.propose`), the steps of an attempt shared with the planner's merges
+(:mod:`~aster_nb.agents.attempt`), what an applied attempt changes
 (:mod:`~aster_nb.agents.bookkeeping`) and the handoff (:mod:`~aster_nb.agents.handoff`).
 Attempt ``n`` draws its randomness from ``(seed, worker, n)`` and, ordered, sees the
 archive as attempts before it left it, so a seed fixes what a run finds.
@@ -24,32 +27,20 @@ import numpy as np
 
 from ..archive import Archive, make_archive, replay_archive
 from ..control import Control
-from ..edits import EditError, diff_summary
 from ..events import EventBus, HandoffReceived
 from ..features import archive_descriptor, describe
-from ..llm.base import Model, Request, user
-from ..llm.spend import BudgetExceeded
-from ..records import EvalResult, Handoff, Program, Status
+from ..llm.base import Model
+from ..records import EvalResult, Handoff, Program
 from ..store import Store
 from ..task import Task, TaskError
-from .attempt import (
-    MODEL_TIMEOUT,
-    Outcome,
-    Ticket,
-    ask,
-    check_markers,
-    edited,
-    evaluate_stored,
-    rationale,
-    timed_out,
-)
+from .attempt import MODEL_TIMEOUT, Outcome, Ticket, evaluate_stored
 from .bookkeeping import RunState, apply_outcome, remembered
 from .context import Budget, Context, Executor, make_context
 from .handoff import write_handoff
 from .memory import AgentMemory
-from .prompts import focus_from_goal, propose_prompt, system_prompt
+from .prompts import system_prompt
+from .propose import propose
 from .scheduler import Scheduler
-from .toolagent import tool_attempt
 
 __all__ = ["Budget", "Executor", "Worker"]
 
@@ -143,8 +134,9 @@ class Worker:
         self._archive_kind = archive if isinstance(archive, str) else archive.name
         self.memories = [AgentMemory() for _ in range(agents)]
         self.known: set[str] = set()  # ids of programs this worker has applied
-        self._system = system_prompt(self.task)
-        self._salt = int.from_bytes(hashlib.sha256(name.encode()).digest()[:4], "little")
+        self.system = system_prompt(self.task)  # of every call its agents make
+        # the worker's share of the seed: attempt n draws from (seed, salt, n)
+        self.salt = int.from_bytes(hashlib.sha256(name.encode()).digest()[:4], "little")
         self.attempts_total = 0  # attempt numbers continue across runs
         # Per round: evaluations already made and the best of them, by a session killed in
         # that round (see restore); that round, resumed, spends only the rest of its budget.
@@ -194,7 +186,7 @@ class Worker:
             halted=lambda: self.stop_reason is not None,
             sample=lambda n, slot: self._sample(n, slot, st),
             begin=lambda t: self._begin(t, source),
-            attempt=lambda t, out: self._attempt(t, out, st),
+            attempt=lambda t, out: propose(self, t, out, st),
             apply=lambda out: apply_outcome(self, out, st),
         )
         st = RunState(goal=goal, base=base, budget=budget, round=round, seq=sched.seq, first=first)
@@ -223,7 +215,7 @@ class Worker:
             if p.ok and (best is None or p.score > best.score):
                 best = p
             self._carried[p.round] = (n + 1, best)
-        describe = lambda p: p.evaluated(p.result, self._describe(p.code, p.result))  # noqa: E731
+        describe = lambda p: p.evaluated(p.result, self.descriptor_of(p.code, p.result))  # noqa: E731
         # archive_for builds self.archive at the first valid program, as a live add does
         replay_archive(replay, archive=self.archive, make=self.archive_for, describe=describe)
         for row in self.store.attempt_rows(self.name):
@@ -245,7 +237,7 @@ class Worker:
     # -- one attempt ---------------------------------------------------------------------
 
     def _sample(self, n: int, slot: int, st: RunState) -> Ticket:
-        rng = np.random.default_rng([self.seed, self._salt, n])
+        rng = np.random.default_rng([self.seed, self.salt, n])
         if self.archive is None or len(self.archive) == 0:
             # Nothing valid yet: the agents must repair the base rather than copy it.
             parent, insp = st.base, []
@@ -269,105 +261,11 @@ class Worker:
             goal=text,
         )
 
-    async def _attempt(self, t: Ticket, out: Outcome, st: RunState) -> None:
-        """Run attempt ``t``, filling in ``out`` (so a cancelled one still shows its call)."""
-        n, slot, parent, insp, goal = t.n, t.slot, t.parent, t.inspirations, out.goal
-        prompt = propose_prompt(
-            task=self.task,
-            goal=goal,
-            focus=focus_from_goal(goal, self.task.area_names),
-            parent=parent,
-            inspirations=insp,
-            memory=t.memory,
-        )
-        seed = self._salt * 1_000_003 + n
-        tags = (("worker", self.name), ("agent", str(slot)))
-        try:
-            if self.agent_kind == "tools":
-                code = await tool_attempt(
-                    model=self.model,
-                    system=self._system,
-                    prompt=prompt,
-                    parent=parent,
-                    out=out,
-                    statement=self.task.statement,
-                    evaluate=self.executor.submit,
-                    max_turns=self.tool_turns,
-                    timeout=self.model_timeout,
-                    seed=seed,
-                    tags=tags,
-                )
-                check_markers(parent.code, code)
-            else:
-                request = Request(
-                    messages=(user(prompt),),
-                    system=self._system,
-                    purpose="propose",
-                    seed=seed,
-                    tags=tags,
-                )
-                st.seq.calling.add(n)
-                try:
-                    out.response = await ask(self.model, request, timeout=self.model_timeout)
-                finally:
-                    st.seq.calling.discard(n)
-                if st.seq.full:
-                    return  # surplus: the budget was met during the call (see close)
-                text = str(out.response.text)
-                out.rationale = rationale(text)
-                code = edited(parent.code, text)
-        except TimeoutError:
-            out.outcome, out.reason = "model_error", timed_out(self.model, self.model_timeout)
-            return
-        except BudgetExceeded as e:
-            # The run's spending cap: nothing was spent on this call; start no more.
-            out.outcome, out.reason = "budget", str(e)
-            self.stop_reason = str(e)
-            if self.control is not None:
-                self.control.stop(str(e))
-            return
-        except EditError as e:
-            out.outcome, out.reason = "edit_failed", str(e)
-            return
-        except Exception as e:  # a model fault is a recorded failure, never a crash
-            out.outcome, out.reason = "model_error", f"{type(e).__name__}: {e}"
-            return
-        out.change = diff_summary(parent.code, code)
-        child = Program(
-            code=code,
-            parents=(parent.id, *(p.id for p in insp if p.id in out.response.text)),
-            origin="edit",
-            worker=self.name,
-            planner=self.planner,
-            agent=slot,
-            round=st.round,
-        )
-        await self._evaluate(child, out, st)
-
-    async def _evaluate(self, child: Program, out: Outcome, st: RunState) -> None:
-        """Evaluate ``child`` unless identical code was: the store's or this run's result."""
-        stored = self.store.get(child.id)
-        earlier = st.fresh.get(child.id)
-        if stored is not None and stored.result is not None:
-            out.child = stored  # identical code is never evaluated twice
-        elif earlier is not None and earlier.result is not None:
-            # Evaluated by an attempt of this run not applied yet: its result, this
-            # attempt's lineage (the row stored is that of the first applied).
-            out.child, out.new = child.evaluated(earlier.result, earlier.descriptor), True
-        else:
-            result = await self.executor.submit(child.code)
-            desc = self._describe(child.code, result) if result.ok else None
-            out.child, out.new = child.evaluated(result, desc), True
-            if result.status is not Status.LOST:  # a lost evaluation may be tried again
-                st.fresh[child.id] = out.child
-        result = out.child.result
-        assert result is not None
-        out.outcome = "ok" if result.ok else str(result.status)
-        out.reason = None if result.ok else result.error
-
     # -- helpers -------------------------------------------------------------------------
 
-    def _describe(self, code: str, result: EvalResult) -> tuple[float, ...]:
+    def descriptor_of(self, code: str, result: EvalResult) -> tuple[float, ...]:
+        """The archive descriptor of a valid program; the evaluator must keep the task's
+        feature contract (one number per declared feature), else a :class:`TaskError`."""
         names = self.task.feature_names
         if names and (result.features is None or len(result.features) != len(names)):
             got = "none" if result.features is None else f"{len(result.features)}"
@@ -385,10 +283,10 @@ class Worker:
                 store=self.store,
                 bus=self.bus,
                 by=self.name,
-                describe=self._describe,
+                describe=self.descriptor_of,
             )
         if base.ok and base.descriptor is None:
-            base = base.evaluated(base.result, self._describe(base.code, base.result))
+            base = base.evaluated(base.result, self.descriptor_of(base.code, base.result))
         if base.id not in self.known:
             self.known.add(base.id)
             if base.ok:
@@ -417,7 +315,7 @@ class Worker:
                 "output_tokens": st.usage_out,
             },
             model=self.model,
-            system=self._system,
+            system=self.system,
             seed=st.first,
             timeout=self.model_timeout,
         )

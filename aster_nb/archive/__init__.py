@@ -56,7 +56,7 @@ def make_archive(
 
     Args:
         kind: ``"cluster"``, ``"grid"`` or ``"greedy"``.
-        dims: descriptor length the archive validates ``program.features`` against;
+        dims: descriptor length the archive validates ``program.descriptor`` against;
             ignored unless ``descriptor`` is ``"features"``.
         seed: seed of the archive's own randomness (ClusterElites' k-means++ picks);
             the grid and greedy archives have none and ignore it.
@@ -64,8 +64,9 @@ def make_archive(
             grid (``None``: learned from the first programs), ignored by the others, which
             need no bounds. Only for ``descriptor="features"``.
         descriptor: what the archive's descriptors are (:mod:`aster_nb.features`):
-            ``"features"`` reads ``program.features``; ``"metrics"``, ``"embedding"`` and
-            ``"code"`` make the archive compute its own from each program.
+            ``"features"`` reads ``program.descriptor`` (the evaluator's features there);
+            ``"metrics"``, ``"embedding"`` and ``"code"`` make the archive compute its own
+            from each program.
         **kw: further keyword arguments of the archive's constructor (e.g. ``k_max``,
             ``bins``, ``top_k``).
 

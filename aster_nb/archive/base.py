@@ -33,8 +33,8 @@ from .selection import TOP_K, Progress, choose_parent, dominated_novelty, mix_to
 from .validation import (
     check_archive_args,
     check_descriptor,
-    check_features,
     check_nonempty,
+    check_program_descriptor,
     check_sample_args,
 )
 
@@ -81,13 +81,13 @@ class ArchiveBase(ABC):
 
     Args:
         dims: number of descriptor dimensions every ``ok`` program must carry in
-            ``program.features``; ``None`` (only :class:`~aster_nb.archive.greedy.Greedy`)
+            ``program.descriptor``; ``None`` (only :class:`~aster_nb.archive.greedy.Greedy`)
             skips the check. With a ``descriptor``, its length (``None``: whatever the
             descriptor gives the first program).
         tournament: size of the tournament that picks a parent by fitness in :meth:`sample`.
         selection: how :meth:`sample` picks a parent among the elites (:data:`SELECTIONS`).
         descriptor: computes each program's descriptor (from its code or result, see
-            :mod:`aster_nb.features`) instead of reading ``program.features``. An adaptive
+            :mod:`aster_nb.features`) instead of reading ``program.descriptor``. An adaptive
             one (the code embedding) is refit when it says it is due, every history row
             is re-described, and the archive re-places them all (:meth:`_redescribed`).
 
@@ -141,8 +141,8 @@ class ArchiveBase(ABC):
         """Offer an evaluated program to the archive.
 
         Args:
-            program: a program with ``result`` set and, when it is ``ok``, ``features`` of
-                length ``dims``.
+            program: a program with ``result`` set and, when it is ``ok``, a ``descriptor``
+                of length ``dims``.
 
         Returns:
             ``True`` if the program is now the elite of a cell (a new cell, or strictly
@@ -153,7 +153,7 @@ class ArchiveBase(ABC):
 
         Raises:
             ValueError: the program is not evaluated, an ``ok`` program has no finite
-                score, or its features are missing, of the wrong length or not finite.
+                score, or its descriptor is missing, of the wrong length or not finite.
         """
         if program.result is None:
             raise ValueError(
@@ -172,7 +172,7 @@ class ArchiveBase(ABC):
                 return False
             desc = self._described(program)
         else:
-            desc = self._check_features(program)
+            desc = self._program_descriptor(program)
             if program.id in self._row_of:
                 return False
         row = len(self._programs)
@@ -231,11 +231,11 @@ class ArchiveBase(ABC):
         """Descriptors of the history rows, shape ``(history_size, dims)`` (a view)."""
         return self._desc_buf[: len(self._programs)]
 
-    def _check_features(self, program: Program) -> np.ndarray | None:
+    def _program_descriptor(self, program: Program) -> np.ndarray | None:
         if self.dims is None:
-            feats = program.features
-            return None if feats is None else np.asarray(feats, dtype=float)
-        return check_features(program, dims=self.dims, archive=self.name)
+            desc = program.descriptor
+            return None if desc is None else np.asarray(desc, dtype=float)
+        return check_program_descriptor(program, dims=self.dims, archive=self.name)
 
     @abstractmethod
     def _add_ok(self, row: int, desc: np.ndarray | None) -> bool:

@@ -65,7 +65,7 @@ class ClusterElites(ArchiveBase):
     consistent with the centroids.
 
     Args:
-        dims: length of the descriptor every ``ok`` program carries in ``features``.
+        dims: length of the descriptor every ``ok`` program carries in ``descriptor``.
         k_max: upper bound on the number of cells (default 64).
         growth: re-cluster when the history has grown by this factor since the last
             re-cluster; must be > 1 (default 1.25).
@@ -77,7 +77,7 @@ class ClusterElites(ArchiveBase):
             :meth:`~aster_nb.archive.base.ArchiveBase.sample`).
         selection: the parent selection rule, one of
             :data:`~aster_nb.archive.selection.SELECTIONS` (default ``adaptive``).
-        descriptor: computes descriptors instead of ``program.features`` (see
+        descriptor: computes descriptors instead of reading ``program.descriptor`` (see
             :class:`~aster_nb.archive.base.ArchiveBase`); with one, ``dims`` may be
             ``None``. A ``scaled`` descriptor (the code embedding) is not standardized, and
             when an adaptive one is refit, all history is re-clustered at once, warm-started

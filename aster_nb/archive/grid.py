@@ -52,7 +52,7 @@ class GridElites(ArchiveBase):
     """MAP-Elites over ``prod(bins)`` equal-width cells.
 
     Args:
-        dims: length of the descriptor every ``ok`` program carries in ``features``
+        dims: length of the descriptor every ``ok`` program carries in ``descriptor``
             (``None`` with a ``descriptor``: its length).
         bins: bins per dimension: one int for all, a sequence of ``dims`` ints, each
             ``>= 1``, or ``None`` (default) for :func:`default_bins` (10 in 2-D, 2 from 7-D on).
@@ -65,7 +65,7 @@ class GridElites(ArchiveBase):
         selection: the parent selection rule, one of
             :data:`~aster_nb.archive.selection.SELECTIONS` (default ``adaptive``).
         max_cells: the most cells the grid may have (default :data:`MAX_CELLS`).
-        descriptor: computes descriptors instead of ``program.features`` (see
+        descriptor: computes descriptors instead of reading ``program.descriptor`` (see
             :class:`~aster_nb.archive.base.ArchiveBase`); its bounds are always learned.
 
     Raises:

@@ -34,28 +34,28 @@ def replay_archive(
         programs: the programs in the order they were added (the store's archive log, or
             a worker's programs in storage order for stores from before the log).
         make: builds the archive at the first valid program, from its descriptor length
-            (``len(program.features)``), e.g. ``lambda dims: make_archive(kind, dims=dims,
+            (``len(program.descriptor)``), e.g. ``lambda dims: make_archive(kind, dims=dims,
             seed=seed, ...)``; not called when ``archive`` is given.
         archive: an archive to continue (it already holds programs before these); ``None``:
             a new one from ``make``.
-        describe: gives a program stored without ``features`` its descriptor (returns the
-            program with ``features`` set); ``None``: such programs are skipped.
+        describe: gives a program stored without a ``descriptor`` one (returns the
+            program with ``descriptor`` set); ``None``: such programs are skipped.
 
     Returns:
         The archive, or ``None`` when ``archive`` was ``None`` and no program was valid.
 
     Raises:
         ValueError: as :meth:`Archive.add <aster_nb.archive.base.ArchiveBase.add>`, for a
-            program the archive rejects (features of the wrong length, say).
+            program the archive rejects (a descriptor of the wrong length, say).
     """
     for p in programs:
         if p is None or not p.ok:
             continue
-        if p.features is None:
+        if p.descriptor is None:
             if describe is None:
                 continue
             p = describe(p)
         if archive is None:
-            archive = make(len(p.features or ()))
+            archive = make(len(p.descriptor or ()))
         archive.add(p)
     return archive

@@ -1,7 +1,7 @@
 """Argument checks the archives share, with messages that name the expected shape.
 
 Every archive validates alike through these: its constructor's common arguments, an ``ok``
-program's ``features`` against the archive's ``dims``, what a computed descriptor gave, and
+program's ``descriptor`` against the archive's ``dims``, what a computed descriptor gave, and
 the arguments of :meth:`~aster_nb.archive.base.ArchiveBase.sample`. A new archive calls
 them rather than writing its own messages.
 """
@@ -17,8 +17,8 @@ from .selection import SELECTIONS
 __all__ = [
     "check_archive_args",
     "check_descriptor",
-    "check_features",
     "check_nonempty",
+    "check_program_descriptor",
     "check_sample_args",
 ]
 
@@ -47,8 +47,8 @@ def check_archive_args(
         raise ValueError(f"selection must be one of {', '.join(SELECTIONS)}; got {selection!r}")
 
 
-def check_features(program: Program, *, dims: int, archive: str) -> np.ndarray:
-    """``program.features`` as an array of ``dims`` finite floats.
+def check_program_descriptor(program: Program, *, dims: int, archive: str) -> np.ndarray:
+    """``program.descriptor`` as an array of ``dims`` finite floats.
 
     Args:
         program: an ``ok`` program offered to an archive.
@@ -56,28 +56,28 @@ def check_features(program: Program, *, dims: int, archive: str) -> np.ndarray:
         archive: the archive's name, for the messages.
 
     Raises:
-        ValueError: the features are missing, not numbers, of another length or not finite.
+        ValueError: the descriptor is missing, not numbers, of another length or not finite.
     """
-    if program.features is None:
+    if program.descriptor is None:
         raise ValueError(
-            f"{archive} archive requires program.features: a tuple of {dims} "
-            f"floats (the behaviour descriptor), program {program.id} has None; "
-            "set it with aster_nb.features.describe()"
+            f"{archive} archive requires program.descriptor: a tuple of {dims} "
+            f"floats (where the archive places it), program {program.id} has None; "
+            "give it one with program.evaluated(result, descriptor)"
         )
     try:
-        desc = np.asarray(program.features, dtype=float)
+        desc = np.asarray(program.descriptor, dtype=float)
     except (TypeError, ValueError) as e:
         raise ValueError(
-            f"program.features must be {dims} numbers, got {program.features!r}"
+            f"program.descriptor must be {dims} numbers, got {program.descriptor!r}"
         ) from e
     if desc.shape != (dims,):
         raise ValueError(
-            f"{archive} archive expects features of length {dims} (dims={dims}), "
-            f"got shape {desc.shape} for program {program.id}: {program.features!r}"
+            f"{archive} archive expects a descriptor of length {dims} (dims={dims}), "
+            f"got shape {desc.shape} for program {program.id}: {program.descriptor!r}"
         )
     if not np.all(np.isfinite(desc)):
         raise ValueError(
-            f"program.features must be finite, got {program.features!r} for {program.id}"
+            f"program.descriptor must be finite, got {program.descriptor!r} for {program.id}"
         )
     return desc
 

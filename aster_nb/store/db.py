@@ -1,8 +1,11 @@
-"""One SQLite file per run (WAL): every program, attempt and handoff.
+"""The store itself: one run's SQLite file (WAL), written as the run goes and read back.
 
 Writes commit before they return, so a program is on disk before any event, progress line
 or widget reports it; killing the process loses nothing that was shown. WAL lets readers
-(a notebook, a second process) read while the run writes.
+(a notebook, a second process) read while the run writes. The tables are in
+:mod:`~aster_nb.store.schema`, the read-only check of a file in
+:mod:`~aster_nb.store.check`, and the incremental history views read in
+:mod:`~aster_nb.store.history`.
 """
 
 from __future__ import annotations
@@ -10,198 +13,16 @@ from __future__ import annotations
 import json
 import sqlite3
 import time
-import urllib.parse
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
-
-from .errors import UserInputError
-from .records import AttemptRecord, EvalResult, Handoff, Program, Status
+from ..records import AttemptRecord, EvalResult, Handoff, Program, Status
+from .check import StoreError
+from .history import History, Scores
+from .schema import SCHEMA
 
 if TYPE_CHECKING:
     import pandas as pd
-
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS programs (
-    seq INTEGER PRIMARY KEY AUTOINCREMENT,
-    id TEXT UNIQUE NOT NULL,
-    code TEXT NOT NULL,
-    parents TEXT NOT NULL,
-    origin TEXT NOT NULL,
-    worker TEXT NOT NULL,
-    planner TEXT NOT NULL DEFAULT '',
-    agent INTEGER,
-    round INTEGER NOT NULL,
-    status TEXT NOT NULL,
-    score REAL,
-    metrics TEXT NOT NULL,
-    features TEXT,
-    descriptor TEXT,
-    error TEXT,
-    stdout TEXT,
-    stderr TEXT,
-    eval_seconds REAL,
-    created REAL NOT NULL
-);
-CREATE TABLE IF NOT EXISTS attempts (
-    seq INTEGER PRIMARY KEY AUTOINCREMENT,
-    worker TEXT NOT NULL,
-    n INTEGER NOT NULL,
-    agent INTEGER NOT NULL,
-    round INTEGER NOT NULL,
-    parent_id TEXT,
-    inspiration_ids TEXT NOT NULL,
-    program_id TEXT,
-    outcome TEXT NOT NULL,
-    reason TEXT,
-    rationale TEXT,
-    goal TEXT,
-    change TEXT,
-    model TEXT,
-    input_tokens INTEGER,
-    output_tokens INTEGER,
-    cache_read_tokens INTEGER,
-    cache_write_tokens INTEGER,
-    cost_usd REAL,
-    retries INTEGER NOT NULL DEFAULT 0,
-    latency REAL,
-    started REAL NOT NULL,
-    finished REAL NOT NULL
-);
-CREATE TABLE IF NOT EXISTS handoffs (
-    seq INTEGER PRIMARY KEY AUTOINCREMENT,
-    worker TEXT NOT NULL,
-    round INTEGER NOT NULL,
-    goal TEXT NOT NULL,
-    done TEXT NOT NULL,
-    learned TEXT NOT NULL,
-    concerns TEXT NOT NULL,
-    base_id TEXT,
-    best_id TEXT,
-    diff TEXT NOT NULL,
-    stats TEXT NOT NULL,
-    created REAL NOT NULL
-);
-CREATE TABLE IF NOT EXISTS goals (
-    seq INTEGER PRIMARY KEY AUTOINCREMENT,
-    worker TEXT NOT NULL,
-    goal TEXT NOT NULL,
-    set_by TEXT NOT NULL,
-    pinned INTEGER NOT NULL,
-    round INTEGER NOT NULL,
-    at REAL NOT NULL
-);
-CREATE TABLE IF NOT EXISTS rounds (
-    seq INTEGER PRIMARY KEY AUTOINCREMENT,
-    planner TEXT NOT NULL,
-    round INTEGER NOT NULL,
-    started REAL NOT NULL,
-    finished REAL NOT NULL,
-    base_id TEXT,
-    best_id TEXT,
-    best_score REAL,
-    improved INTEGER NOT NULL
-);
-CREATE TABLE IF NOT EXISTS archive_log (
-    seq INTEGER PRIMARY KEY AUTOINCREMENT,
-    worker TEXT NOT NULL,
-    program_id TEXT NOT NULL,
-    programs INTEGER NOT NULL
-);
-CREATE INDEX IF NOT EXISTS attempts_worker ON attempts(worker, n);
-CREATE INDEX IF NOT EXISTS archive_log_worker ON archive_log(worker, seq);
-"""
-_TABLES = ("meta", "programs", "attempts", "handoffs", "goals", "rounds", "archive_log")
-_SQLITE_MAGIC = b"SQLite format 3\x00"
-
-
-class StoreError(UserInputError):
-    """A file given as a run store is not one (or is damaged); nothing in it was changed."""
-
-
-def check_run_store(path: str | Path) -> dict[str, Any]:
-    """Check, without writing anything, that ``path`` is a readable aster_nb run store.
-
-    The file is opened read-only (``immutable`` when no ``-wal`` file is beside it, so
-    SQLite creates no ``-wal``/``-shm`` files either; a killed run's ``-wal`` is read), and
-    fully checked (``PRAGMA quick_check``): a truncated file can hold an intact meta table
-    and fail only when a later page is read, mid-run.
-
-    Returns:
-        The run's stored configuration (the ``run`` meta key).
-
-    Raises:
-        StoreError: the file is missing, empty, not SQLite, damaged, or not a run.
-    """
-    p = Path(path)
-    expected = "expected the .sqlite file a run wrote (its JSON line's 'store')"
-    if not p.exists():
-        raise StoreError(f"no run store at {p}: {expected}")
-    if not p.is_file():
-        raise StoreError(f"{p} is not a file: {expected}")
-    with p.open("rb") as f:
-        head = f.read(len(_SQLITE_MAGIC))
-    if not head:
-        raise StoreError(f"{p} is empty (0 bytes): {expected}")
-    if head != _SQLITE_MAGIC:
-        raise StoreError(f"{p} is not an SQLite database: {expected}")
-    mode = "ro" if Path(f"{p}-wal").exists() else "ro&immutable=1"
-    uri = f"file:{urllib.parse.quote(str(p.resolve()))}?mode={mode}"
-    try:
-        db = sqlite3.connect(uri, uri=True)
-        try:
-            tables = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
-            if "meta" not in tables:
-                raise StoreError(
-                    f"{p} is an SQLite database but not an aster_nb run (no meta table); "
-                    f"left unchanged; {expected}"
-                )
-            row = db.execute("SELECT value FROM meta WHERE key='run'").fetchone()
-            missing = [t for t in _TABLES if t not in tables]
-            if row is None or missing:
-                raise StoreError(
-                    f"{p} is not a complete aster_nb run (no run configuration or tables "
-                    f"{missing}); left unchanged; {expected}"
-                )
-            problems = [r[0] for r in db.execute("PRAGMA quick_check(1)")]
-            if problems != ["ok"]:
-                first = " ".join(problems[0].split())
-                raise StoreError(f"{p} is damaged ({first}); it may be truncated or corrupted")
-            cfg = json.loads(row[0])
-        finally:
-            db.close()
-    except sqlite3.DatabaseError as e:
-        raise StoreError(f"{p} is damaged ({e}); it may be truncated or corrupted") from e
-    except json.JSONDecodeError as e:
-        raise StoreError(f"{p} has an unreadable run configuration ({e})") from e
-    if not isinstance(cfg, dict) or "task" not in cfg:
-        raise StoreError(f"{p} has no task in its run configuration; {expected}")
-    return cfg
-
-
-@dataclass(frozen=True, slots=True)
-class Scores:
-    """Per program in store order (see :meth:`Store.scores`).
-
-    Attributes:
-        id, worker, status: object arrays of strings.
-        score: float array, NaN where the program has none.
-        created: float array of Unix times.
-        descriptor: the archive descriptor of each program, or ``None``.
-    """
-
-    id: np.ndarray
-    worker: np.ndarray
-    status: np.ndarray
-    score: np.ndarray
-    created: np.ndarray
-    descriptor: list[list[float] | None]
-
-    def __len__(self) -> int:
-        return len(self.id)
 
 
 class Store:
@@ -226,10 +47,8 @@ class Store:
         self._db.execute("PRAGMA journal_mode=WAL")
         # NORMAL in WAL mode survives a killed process (not a power cut) at far lower cost.
         self._db.execute("PRAGMA synchronous=NORMAL")
-        self._db.executescript(_SCHEMA)
-        self._history_rows: list[tuple[Any, ...]] = []  # history() rows read so far, by seq
-        self._history_json: list[tuple[Any, ...]] = []  # their JSON columns, decoded
-        self._history_at: dict[int, int] = {}  # seq -> index there, of rows still pending
+        self._db.executescript(SCHEMA)
+        self._history = History(self._db)  # what history() and scores() have read so far
 
     def _refuse_foreign(self) -> None:
         try:
@@ -483,67 +302,13 @@ class Store:
         ``parents``, ``metrics``, ``features`` and ``descriptor`` values are shared between
         calls' frames: copy one before changing it in place.
         """
-        import pandas as pd
-
-        rows, decoded = self._read_history()
-        df = pd.DataFrame.from_records(
-            rows, columns=_HISTORY_COLUMNS, coerce_float=True, exclude=_JSON_COLUMNS
-        )
-        values = zip(*decoded, strict=True) if decoded else [()] * len(_JSON_COLUMNS)
-        for col, vals in zip(_JSON_COLUMNS, values, strict=True):
-            df.insert(_HISTORY_COLUMNS.index(col), col, pd.Series(vals, dtype=object))
-        df["best_so_far"] = df["score"].where(df["status"] == "ok").cummax()
-        return df
+        return self._history.frame()
 
     def scores(self, upto: int | None = None) -> Scores:
         """The columns a live view reads (id, worker, status, score, created, descriptor)
         of the first ``upto`` programs (all if ``None``), as arrays: no DataFrame to build,
         so a dashboard can redraw from thousands of programs several times a second."""
-        rows, decoded = self._read_history()
-        if upto is not None:
-            rows, decoded = rows[:upto], decoded[:upto]
-        n = len(rows)
-        cols = list(zip(*rows, strict=True)) if n else [()] * len(_HISTORY_COLUMNS)
-
-        def col(name: str, dtype: Any = object) -> np.ndarray:
-            values = cols[_HISTORY_COLUMNS.index(name)]
-            if dtype is float:
-                return np.array([np.nan if v is None else v for v in values], dtype=float)
-            out = np.empty(n, dtype=object)
-            out[:] = values
-            return out
-
-        return Scores(
-            id=col("id"),
-            worker=col("worker"),
-            status=col("status"),
-            score=col("score", float),
-            created=col("created", float),
-            descriptor=[d[_JSON_COLUMNS.index("descriptor")] for d in decoded],
-        )
-
-    def _read_history(self) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]:
-        """Bring the cached history rows up to date; returns (rows, their decoded JSON)."""
-        cur = self._db.cursor()
-        cur.row_factory = None  # plain tuples
-        rows, decoded, at = self._history_rows, self._history_json, self._history_at
-        if at:
-            marks = ",".join("?" * len(at))
-            for row in cur.execute(
-                f"SELECT {_HISTORY} FROM programs WHERE seq IN ({marks})", list(at)
-            ):
-                rows[at[row[0]]], decoded[at[row[0]]] = row, _decoded(row)
-        last = rows[-1][0] if rows else 0
-        for row in cur.execute(
-            f"SELECT {_HISTORY} FROM programs WHERE seq>? ORDER BY seq", (last,)
-        ):
-            rows.append(row)
-            decoded.append(_decoded(row))
-            if row[_STATUS] == "pending":
-                at[row[0]] = len(rows) - 1  # a result may still land on it
-        for seq in [seq for seq, i in at.items() if rows[i][_STATUS] != "pending"]:
-            del at[seq]
-        return rows, decoded
+        return self._history.scores(upto)
 
     def attempts(self) -> pd.DataFrame:
         import pandas as pd
@@ -582,32 +347,3 @@ def _program(row: sqlite3.Row) -> Program:
         created=row["created"],
     )
     return p
-
-
-_HISTORY_COLUMNS = (
-    "seq",
-    "id",
-    "parents",
-    "origin",
-    "worker",
-    "planner",
-    "agent",
-    "round",
-    "status",
-    "score",
-    "metrics",
-    "features",
-    "descriptor",
-    "error",
-    "eval_seconds",
-    "created",
-)
-_HISTORY = ", ".join(_HISTORY_COLUMNS)
-_JSON_COLUMNS = ("parents", "metrics", "features", "descriptor")
-_STATUS = _HISTORY_COLUMNS.index("status")
-_JSON_AT = tuple(_HISTORY_COLUMNS.index(c) for c in _JSON_COLUMNS)
-
-
-def _decoded(row: tuple[Any, ...]) -> tuple[Any, ...]:
-    """A history row's JSON columns, decoded."""
-    return tuple(json.loads(row[i]) if isinstance(row[i], str) else None for i in _JSON_AT)

@@ -1,0 +1,83 @@
+"""The JSON line a command-line run ends with: what the run found and what it spent.
+
+Why a module: the line is the run's result for scripts and for the reproducibility check
+(a fixed seed must print the same line), so which field may depend on timing is decided
+here, in one place, and said in the README. With a fixed seed every field is the same
+from run to run except:
+
+* ``seconds`` (wall time) and ``store`` (the file's name holds the time and the pid);
+* ``discarded``, ``discarded_tokens`` and ``discarded_usd``: the surplus attempts, started
+  while the applied ones fell short of the budget and left out once it was met (see
+  :mod:`aster_nb.agents.scheduler`). How many were under way then depends on timing; their
+  model calls finish and are billed, so they are counted, but apart.
+
+``tokens`` and ``usd`` are what this session's model calls spent, less the surplus
+attempts' calls: the spend of the attempts kept, the planners and the handoffs, which a
+seed fixes. ``tokens + discarded_tokens`` is what the spending ledger (and the provider)
+counted, for a run in one session.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from .records import code_hash
+
+__all__ = ["summary"]
+
+
+def summary(run: Any, seconds: float, *, handoffs_before: int = 0) -> dict[str, Any]:
+    """The final JSON line of ``run`` (a :class:`~aster_nb.run.Run`) as a dict.
+
+    Args:
+        run: the run, after its rounds.
+        seconds: the session's wall time.
+        handoffs_before: handoffs the store held when this session began: the surplus
+            subtracted from this session's spend is that of the handoffs written since.
+    """
+    df = run.history()
+    made = df[df["worker"] != ""]
+    initial = run.store.get(code_hash(run.task.initial_code))
+    archives = [a for a in run.archives.values() if a is not None]
+    best = run.best
+    stats = [json.loads(s) for s in run.store.handoffs()["stats"]]
+    surplus_tokens, surplus_usd = _surplus(stats)
+    session_tokens, session_usd = _surplus(stats[handoffs_before:])
+    return {
+        "task": run.task.name,
+        "initial_score": initial.score if initial is not None else None,
+        "best_score": best.score if best is not None else None,
+        "evaluations": len(made),
+        "failed": int((made["status"] != "ok").sum()),
+        # surplus attempts started, then cancelled when the budget was met: timing decides
+        # how many, and what their finished calls cost
+        "discarded": sum(s.get("discarded", 0) for s in stats),
+        "discarded_tokens": surplus_tokens,
+        "discarded_usd": round(surplus_usd, 6),
+        "archive": run.cfg.archive,
+        # what the archive's cells are made of: the evaluator's features or the code embedding
+        "descriptor": (run.store.meta("descriptor") or {}).get("kind"),
+        "coverage": min((a.coverage() for a in archives), default=0.0),
+        "cells": sum(a.cells for a in archives),
+        "store": str(run.store.path),
+        "rounds": run.rounds_done,
+        "best_round": run.best_round,
+        "planners": run.cfg.planners,
+        "workers": len(run.workers),
+        "seconds": round(seconds, 2),
+        "model": run.cfg.model,
+        # this session's spend on what was kept (the surplus is in discarded_*)
+        "usd": round(max(0.0, run.status.usd - session_usd), 6),
+        "tokens": run.status.tokens - session_tokens,
+        "stopped": run.status.reason or None,
+        "model_failures": run.status.model_failures,
+        "error": run.status.error,
+    }
+
+
+def _surplus(stats: list[dict[str, Any]]) -> tuple[int, float]:
+    """Tokens and dollars the discarded attempts of these handoffs' rounds spent."""
+    tokens = sum(int(s.get("discarded_tokens", 0)) for s in stats)
+    usd = sum(float(s.get("discarded_usd", 0.0)) for s in stats)
+    return tokens, usd
