@@ -271,14 +271,17 @@ def test_archive_map_update_in_place_on_a_widget() -> None:
 # -- timeline ---------------------------------------------------------------------------------
 
 
+EXTRA_TRACES = ["best", "planner", "new best (by whom: color)", "merges", "target", "record"]
+
+
 def test_timeline_traces_and_steps() -> None:
     tl = hand_timeline()
     fig = timeline_figure(tl)
-    assert [t.name for t in fig.data] == ["p0.w0", "p0.w1", "best", "planner"]
-    assert [t.type for t in fig.data] == ["scattergl"] * 3 + ["scatter"]
-    assert all(t.line.shape == "hv" for t in fig.data)
+    assert [t.name for t in fig.data] == ["p0.w0", "p0.w1", *EXTRA_TRACES]
+    assert [t.type for t in fig.data] == ["scattergl"] * 3 + ["scatter"] * 5
+    assert all(t.line.shape == "hv" for t in fig.data[:4])
 
-    w0, w1, best, planner = fig.data
+    w0, w1, best, planner, credit, merges, target, record = fig.data
     # p0.w0: error at 3, then 3.0 at 5, 2.5 at 6 (best stays 3.0), error at 8: the step
     # line starts at its first score and runs to its last evaluation
     assert list(w0.x) == [5, 8] and list(w0.y) == [3.0, 3.0]
@@ -292,18 +295,75 @@ def test_timeline_traces_and_steps() -> None:
         "program 04eeeeeeeeee"
     )
     assert fig.layout.xaxis.title.text == "evaluations"
+    assert fig.layout.yaxis.title.text == "best score"
+
+    # who set each new best: the initial program (1.0), p0.w1 (2.0 at 4), p0.w0 (3.0 at 5),
+    # each marker in the color of its worker's line
+    assert list(credit.x) == [1, 4, 5] and list(credit.y) == [1.0, 2.0, 3.0]
+    assert list(credit.marker.color) == ["#999", w1.line.color, w0.line.color]
+    assert w0.line.color != w1.line.color
+    assert "set by the initial program" in credit.hovertext[0]
+    assert "set by p0.w1" in credit.hovertext[1] and "evaluation 4" in credit.hovertext[1]
+    # rounds: a dotted line at each round's end, labelled; no merges, target or record
+    assert [sh.x0 for sh in fig.layout.shapes] == [4.0, 8.0]
+    assert [a.text for a in fig.layout.annotations] == ["end of round 0", "1"]
+    assert len(merges.x) == len(target.x) == len(record.x) == 0
+    assert target.showlegend is False and record.showlegend is False
 
     fig = timeline_figure(tl, x="elapsed")
     assert list(fig.data[2].x) == [0.0, 4.5, 6.0, 10.5]
     assert list(fig.data[3].x) == [4.5, 10.5]
+    assert list(fig.data[4].x) == [0.0, 4.5, 6.0]
+    assert [sh.x0 for sh in fig.layout.shapes] == [4.5, 10.5]
     assert fig.layout.xaxis.title.text == "wall time (s)"
+
+
+def test_timeline_marks_merges_target_and_record() -> None:
+    tl = hand_timeline()
+    frame = tl.frame.copy()
+    frame.loc[5, ["worker", "score"]] = ["", 4.0]  # evaluation 6: a merge beats p0.w0's 3.0
+    frame["worker_best"] = frame.groupby("worker")["score"].cummax()
+    frame["best"] = frame["score"].cummax()
+    merges = pd.DataFrame(
+        {
+            "seq": [6],
+            "elapsed": [7.5],
+            "id": [frame.loc[5, "id"]],
+            "round": [1],
+            "status": ["ok"],
+            "score": [4.0],
+        }
+    )
+    marked = Timeline(
+        frame=frame,
+        planner=tl.planner,
+        merges=merges,
+        target=3.5,
+        record=5.25,
+        record_source="Someone (2025)",
+        score_label="sum of radii",
+    )
+    fig = timeline_figure(marked, width=700, height=400)
+    names = [t.name for t in fig.data]
+    assert names[-2:] == ["target 3.5", "record 5.25"]
+    merge, target, record = fig.data[-3:]
+    assert list(merge.x) == [6] and list(merge.y) == [4.0] and "round 1" in merge.hovertext[0]
+    credit = fig.data[-4]
+    assert list(credit.x)[-1] == 6 and credit.marker.color[-1] == "#d62728"  # the planner's
+    assert "set by a planner's merge" in credit.hovertext[-1]
+    # the lines span the drawn evaluations, the record's hover names its source
+    assert list(target.x) == list(record.x) == [1.0, 8.0]
+    assert list(target.y) == [3.5, 3.5] and list(record.y) == [5.25, 5.25]
+    assert "Someone (2025)" in record.hovertext[0] and record.showlegend is True
+    assert fig.layout.yaxis.title.text == "best sum of radii"
+    assert (fig.layout.width, fig.layout.height, fig.layout.autosize) == (700, 400, False)
 
 
 def test_timeline_update_in_place_and_errors() -> None:
     tl = hand_timeline()
     early = Timeline(frame=tl.frame.iloc[:2], planner=tl.planner.iloc[:0])
     widget = go.FigureWidget(timeline_figure(early, workers=["p0.w1", "p0.w0"]))
-    assert [t.name for t in widget.data] == ["p0.w0", "p0.w1", "best", "planner"]
+    assert [t.name for t in widget.data] == ["p0.w0", "p0.w1", *EXTRA_TRACES]
     assert len(widget.data[0].x) == 0  # no p0.w0 program yet: an empty line, still there
     traces = list(widget.data)
     timeline_update(widget, tl, x="elapsed")
@@ -407,6 +467,9 @@ async def test_figures_of_a_real_toy_run(tmp_path: Path) -> None:
         tl = timeline(run)
         chain = lineage(run, run.best.id)
         best = run.best.score
+        assert tl.merges is not None
+        merged = {i: run.store.get(i) for i in tl.merges["id"]}
+        unmerged = [i for i, w in zip(tl.frame["id"], tl.frame["worker"], strict=True) if w == ""]
 
     fig = archive_map_figure(snap)
     assert len(fig.data) == 11
@@ -418,10 +481,19 @@ async def test_figures_of_a_real_toy_run(tmp_path: Path) -> None:
     assert fig.layout.xaxis.title.text == snap.axes[0]
 
     tfig = timeline_figure(tl)
-    assert [t.name for t in tfig.data] == ["p0.w0", "p0.w1", "best", "planner"]
+    assert [t.name for t in tfig.data][:4] == ["p0.w0", "p0.w1", "best", "planner"]
     assert tfig.data[2].y[-1] == pytest.approx(tl.frame["best"].max())
     assert tfig.data[2].x[-1] == len(tl.frame)
     assert list(tfig.data[3].y) == pytest.approx(tl.planner["score"].tolist())
+    # the toy task's target and record (its optimum, 0) and what its score is
+    assert (tl.target, tl.record) == (-0.01, 0.0)
+    assert [t.name for t in tfig.data][-2:] == ["target -0.01", "record 0"]
+    assert list(tfig.data[-1].y) == [0.0, 0.0]
+    assert tfig.layout.yaxis.title.text == "best minus the squared distance to the optimum"
+    # merges are the planner's programs made by merging, found by their origin
+    assert merged and all(p is not None and p.origin == "merge" for p in merged.values())
+    assert set(merged) <= set(unmerged)  # programs without a worker, the initial one not
+    assert list(tfig.data[-3].x) == tl.merges["seq"][tl.merges["status"] == "ok"].tolist()
 
     lfig = lineage_figure(chain)
     assert lfig.data[0].y[-1] == pytest.approx(best)
@@ -436,9 +508,20 @@ async def test_circle_packing_map_and_replay(tmp_path: Path) -> None:
         now = map_snapshot(run, "p0.w0")
         early = map_snapshot(run, "p0.w0", upto=4)
     widget = go.FigureWidget(archive_map_figure(early))
+    early_scale = (widget.data[9].marker.cmin, widget.data[9].marker.cmax)
     archive_map_update(widget, now)
     assert len(widget.data) == 11
-    assert widget.layout.xaxis.title.text == "radius_cv"
+    # the axes say what the features are (task.toml's descriptions), the color bar the score
+    assert (
+        widget.layout.xaxis.title.text
+        == "spread of the radii: std / mean (0: all equal) (radius_cv)"
+    )
+    assert widget.layout.yaxis.title.text.endswith("of the wall (near_wall)")
+    assert widget.data[9].marker.colorbar.title.text == "sum of the 26 radii"
+    # one color scale for the whole run: the replayed frame after 4 evaluations and now
+    assert early_scale == (widget.data[9].marker.cmin, widget.data[9].marker.cmax)
+    assert early.score_range == now.score_range
+    assert early_scale == pytest.approx(now.score_range)
     filled = sum(c.score is not None and len(c.polygon) > 0 for c in now.cells)
     assert sum(len(polygons(t.x, t.y)) for t in widget.data[:8]) == filled
     assert len(widget.data[9].x) == len(now.points)
@@ -537,7 +620,9 @@ def test_export_uses_the_layout_size_and_reports_plotly_errors(tmp_path: Path) -
     tl = hand_timeline()
     cmp = comparison_figure({"a": grid_snapshot(), "b": grid_snapshot(seed=3)}, {"x": tl.frame})
     out = export(cmp, tmp_path / "cmp.png", scale=1)
-    assert png_size(out.read_bytes()) == (cmp.layout.width, cmp.layout.height)
+    # it fills a notebook's width; exported without a size, 360 pixels per panel
+    assert cmp.layout.width is None and cmp.layout.autosize is True
+    assert png_size(out.read_bytes()) == (3 * 360 + 100, 520)
 
     broken = go.Figure()
     # what plotly.js rejects (no figure at all), smuggled past the Python validators
