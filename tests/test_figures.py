@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import plotly.colors
 import plotly.graph_objects as go
 import plotly.offline
 import pytest
@@ -24,6 +25,7 @@ from aster_nb.figures import (
     timeline_figure,
     timeline_update,
 )
+from aster_nb.figures.style import EMPTY_FILL, MODEBAR_ROOM
 from aster_nb.program import EvalResult, Program, Status
 from aster_nb.run import Run
 from aster_nb.snapshot import Cell, MapSnapshot, Timeline, lineage, map_snapshot, timeline
@@ -642,3 +644,80 @@ def test_find_chromium_prefers_the_env(tmp_path: Path, monkeypatch: pytest.Monke
     with pytest.raises(ExportError, match="without an image"):
         export(go.Figure(), tmp_path / "x.png")
     assert not (tmp_path / "x.png").exists()
+
+
+# -- for a paper: sizes, the toolbar, muted empty cells ---------------------------------------
+
+
+def test_figures_fit_the_notebook_and_keep_the_toolbar_off_the_title() -> None:
+    tl = hand_timeline()
+    root = Program(code="x = 1\n").evaluated(EvalResult(status=Status.OK, score=1.0))
+    made = {
+        "map": lambda **kw: archive_map_figure(grid_snapshot(), **kw),
+        "timeline": lambda **kw: timeline_figure(tl, **kw),
+        "comparison": lambda **kw: comparison_figure(
+            {"a": grid_snapshot()}, {"x": tl.frame}, title="Archives", **kw
+        ),
+        "lineage": lambda **kw: lineage_figure([root], **kw),
+    }
+    for name, make in made.items():
+        fig = make()
+        # no fixed width: the figure takes the output area's (a 1540-pixel one was cut off)
+        assert fig.layout.width is None and fig.layout.autosize is not False, name
+        # the title starts below the toolbar's row, and the top margin holds both
+        assert fig.layout.title.yref == "container" and fig.layout.title.yanchor == "top", name
+        assert fig.layout.title.pad.t == MODEBAR_ROOM, name
+        assert fig.layout.margin.t >= MODEBAR_ROOM + 30, name
+        assert "lasso2d" in fig.layout.modebar.remove, name
+        sized = make(width=640, height=480)
+        assert (sized.layout.width, sized.layout.height) == (640, 480), name
+        with pytest.raises(ValueError, match="width must be a positive number of pixels"):
+            make(width=0)
+
+
+def test_empty_cells_are_muted_and_their_centres_invisible() -> None:
+    snap = grid_snapshot()
+    fig = archive_map_figure(snap)
+    empty = fig.data[8]
+    assert empty.fillcolor == EMPTY_FILL and empty.line.width < fig.data[0].line.width
+
+    # nearly white: lighter than any score color
+    def lightness(color: str) -> float:
+        r, g, b = plotly.colors.unlabel_rgb(plotly.colors.convert_colors_to_same_type(color)[0][0])
+        return (r + g + b) / 3
+
+    assert lightness(EMPTY_FILL) > max(lightness(t.fillcolor) for t in fig.data[:8])
+    assert lightness(EMPTY_FILL) > 240
+    colors = list(fig.data[10].marker.color)
+    for c, color in zip(snap.cells, colors, strict=True):
+        assert color.endswith(",0)") if c.elite_id is None else not color.endswith(",0)")
+
+
+def test_a_grid_box_over_more_dimensions_says_what_it_covers() -> None:
+    snap = grid_snapshot(side=3)
+    cells = tuple(
+        Cell(
+            index=c.index,
+            center=c.center,
+            polygon=c.polygon,
+            elite_id=c.elite_id,
+            score=c.score,
+            covers=25,
+        )
+        for c in snap.cells
+    )
+    deep = MapSnapshot(
+        **{
+            **{f: getattr(snap, f) for f in MapSnapshot.__slots__},
+            "archive": "grid",
+            "cells": cells,
+            "cells_total": 225,
+            "cells_filled": 40,
+        }
+    )
+    fig = archive_map_figure(deep)
+    hover = list(fig.data[10].hovertext)
+    assert "best of the 25 cells behind this box" in hover[1]
+    assert "all 25 cells behind this box" in hover[0]  # cell 0 is empty
+    # the title counts the archive's cells, not the 9 boxes drawn
+    assert "40/225 cells filled" in fig.layout.title.text
