@@ -273,7 +273,7 @@ def test_archive_map_update_in_place_on_a_widget() -> None:
 # -- timeline ---------------------------------------------------------------------------------
 
 
-EXTRA_TRACES = ["best", "planner", "new best (by whom: color)", "merges", "target", "record"]
+EXTRA_TRACES = ["best", "planner", "new best (color: who set it)", "merges", "target", "record"]
 
 
 def test_timeline_traces_and_steps() -> None:
@@ -668,6 +668,9 @@ def test_figures_fit_the_notebook_and_keep_the_toolbar_off_the_title() -> None:
         assert fig.layout.title.yref == "container" and fig.layout.title.yanchor == "top", name
         assert fig.layout.title.pad.t == MODEBAR_ROOM, name
         assert fig.layout.margin.t >= MODEBAR_ROOM + 30, name
+        # one line: plotly places a title by its first line, so more would rise into the
+        # toolbar's row; further lines are the subtitle
+        assert "<br>" not in fig.layout.title.text, name
         assert "lasso2d" in fig.layout.modebar.remove, name
         sized = make(width=640, height=480)
         assert (sized.layout.width, sized.layout.height) == (640, 480), name

@@ -157,7 +157,7 @@ async def test_embedding_maps_replay_and_reopen_exactly(tmp_path: Path, archive:
         if archive == "cluster":
             assert len(live.cells) > 1
         fig = archive_map_figure(live)  # the dashboard's map says what its axes are
-        assert "code embedding" in fig.layout.title.text
+        assert "code embedding" in fig.layout.title.subtitle.text
         assert fig.layout.xaxis.title.text == live.axes[0]
         elites = run.archives["p0.w0"].elites()  # type: ignore[union-attr]
         drawn = {c.elite_id for c in live.cells if c.elite_id}

@@ -21,10 +21,10 @@ from .panel import (
     run_range,
     score_edges,
 )
-from .style import AXIS, MODEBAR, MODEBAR_ROOM, TEMPLATE, bin_colors, layout_size, title
+from .style import AXIS, MODEBAR, TEMPLATE, bin_colors, layout_size, title, title_margin
 
-NOTE_WIDTH = 110
-"""Characters per line of a map's note (under its title): a line fits a 900-pixel figure."""
+NOTE_WIDTH = 72
+"""Characters per line of a map's note (the subtitle): a line fits a 480-pixel figure."""
 
 # -- archive maps -----------------------------------------------------------------------------
 
@@ -69,7 +69,7 @@ def archive_map_figure(
     fig.update_layout(
         template=TEMPLATE,
         # room for the toolbar, then the title and the note under it
-        margin={"l": 70, "r": 30, "t": MODEBAR_ROOM + 60, "b": 60},
+        margin={"l": 70, "r": 30, "t": title_margin("note"), "b": 60},
         modebar=MODEBAR,
         hovermode="closest",
         showlegend=False,
@@ -128,22 +128,22 @@ def archive_map_update(
         (x0, x1), (y0, y1) = snap.bounds
         fig.layout.xaxis.update(range=[x0, x1], title_text=snap.axes[0])
         fig.layout.yaxis.update(range=[y0, y1], title_text=snap.axes[1], scaleratio=box_ratio(snap))
-        fig.layout.title = title(text)
-        # the toolbar's room, the title's line, then the note's lines
-        fig.layout.margin.t = MODEBAR_ROOM + 34 + 16 * text.count("<br>")
+        note = _note(snap)
+        fig.layout.title = title(text, note)
+        fig.layout.margin.t = title_margin(note)
         fig.data[bins + 1].marker.colorbar.title.text = snap.score_label
         # a user's zoom survives redraws of one worker and resets on a switch to another
         fig.layout.uirevision = snap.worker
 
 
 def _map_title(snap: MapSnapshot) -> str:
-    title = (
+    return (
         f"{snap.worker} · {snap.archive} archive · {snap.evaluations} evaluations · "
         f"{cells_text(snap)}"
     )
-    if not snap.note:
-        return title
-    # what the axes are: the descriptor, its dimensions and the variance the plane shows,
-    # in lines that fit a notebook's width
-    lines = textwrap.wrap(snap.note, NOTE_WIDTH)
-    return title + "".join(f"<br><sup>{html.escape(line)}</sup>" for line in lines)
+
+
+def _note(snap: MapSnapshot) -> str:
+    """What the axes are: the descriptor, its dimensions and the variance the plane
+    shows, in lines that fit a map half a notebook wide (the dashboard's)."""
+    return "<br>".join(html.escape(line) for line in textwrap.wrap(snap.note, NOTE_WIDTH))

@@ -30,6 +30,7 @@ __all__ = [
     "stepped",
     "tick_labels",
     "title",
+    "title_margin",
     "worker_colors",
 ]
 
@@ -69,13 +70,14 @@ AXIS = {
 """Axis style of every figure: a framed plot without grid lines."""
 
 
-def title(text: str | None) -> dict[str, Any] | None:
+def title(text: str | None, subtitle: str = "") -> dict[str, Any] | None:
     """A figure's title, left-aligned and :data:`MODEBAR_ROOM` below the top, so the
-    toolbar never covers it; ``None`` for none. The top margin must hold it (about 24
-    pixels a line after the room)."""
+    toolbar never covers it; ``None`` for none. Further lines go in ``subtitle``: plotly
+    places a title of several lines by its first, so a ``<br>`` in ``text`` would lift it
+    back under the toolbar. The top margin must hold both (:func:`title_margin`)."""
     if not text:
         return None
-    return {
+    out: dict[str, Any] = {
         "text": text,
         "x": 0.02,
         "xanchor": "left",
@@ -84,6 +86,16 @@ def title(text: str | None) -> dict[str, Any] | None:
         "yanchor": "top",
         "pad": {"t": MODEBAR_ROOM},
     }
+    if subtitle:
+        out["subtitle"] = {"text": subtitle}
+    return out
+
+
+def title_margin(subtitle: str = "") -> int:
+    """The top margin, in pixels, that holds the toolbar's row, a title and ``subtitle``
+    (its ``<br>``-separated lines) above the plot."""
+    lines = subtitle.count("<br>") + 1 if subtitle else 0
+    return MODEBAR_ROOM + 34 + 16 * lines
 
 
 def layout_size(width: int | None, height: int | None) -> dict[str, Any]:

@@ -120,7 +120,7 @@ def timeline_figure(
             x=[],
             y=[],
             mode="markers",
-            name="new best (by whom: color)",
+            name="new best (color: who set it)",
             marker={"size": 9, "line": {"width": 1.5, "color": "white"}},
             hovertemplate="%{hovertext}<extra></extra>",
         ),
@@ -157,11 +157,19 @@ def timeline_figure(
     fig = go.Figure(data=traces)
     fig.update_layout(
         template=TEMPLATE,
-        margin={"l": 70, "r": 30, "t": MODEBAR_ROOM + (40 if title else 10), "b": 60},
+        # the legend goes under the plot: beside it, it takes half of a dashboard's column
+        margin={"l": 70, "r": 30, "t": MODEBAR_ROOM + (40 if title else 10), "b": 110},
         hovermode="closest",
         title=title_of(title),
         modebar=MODEBAR,
-        legend={"title": {"text": ""}},
+        legend={
+            "title": {"text": ""},
+            "orientation": "h",
+            "x": 0,
+            "xanchor": "left",
+            "y": -0.2,
+            "yanchor": "top",
+        },
         uirevision="timeline",
         meta={"aster_nb": "timeline", "workers": names},
     )
