@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import importlib.util
 import io
+import json
+import os
 import re
 import shutil
 from pathlib import Path
@@ -451,6 +454,10 @@ def test_lineage_figure_by_hand() -> None:
     assert "round 1" in t.hovertext[1] and "status error" in t.hovertext[1]
     assert top.id[:12] in fig.layout.title.text
     assert fig.layout.xaxis.title.text == "generation"
+    assert fig.layout.yaxis.title.text == "score"
+    assert (
+        lineage_figure([root], score_label="sum of radii").layout.yaxis.title.text == "sum of radii"
+    )
     with pytest.raises(ValueError, match="empty"):
         lineage_figure([])
     with pytest.raises(TypeError, match=r"programs\[1\] must be a Program"):
@@ -724,3 +731,37 @@ def test_a_grid_box_over_more_dimensions_says_what_it_covers() -> None:
     assert "all 25 cells behind this box" in hover[0]  # cell 0 is empty
     # the title counts the archive's cells, not the 9 boxes drawn
     assert "40/225 cells filled" in fig.layout.title.text
+
+
+# -- the gallery: every figure exported from real runs -----------------------------------------
+
+
+def artifacts_dir() -> Path:
+    """Where tests leave what a person should look at (``$ASTER_NB_ARTIFACTS``, default
+    ``tests/artifacts``, git-ignored), as the browser test does."""
+    d = Path(os.environ.get("ASTER_NB_ARTIFACTS") or Path(__file__).parent / "artifacts")
+    d.mkdir(parents=True, exist_ok=True)
+    return d
+
+
+@needs_chromium
+async def test_gallery_script_exports_every_figure_of_real_runs() -> None:
+    spec = importlib.util.spec_from_file_location(
+        "gallery", Path(__file__).resolve().parents[1] / "scripts" / "gallery.py"
+    )
+    assert spec is not None and spec.loader is not None
+    gallery = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(gallery)
+    out = artifacts_dir() / "figures"
+    summary = await gallery.make_gallery(
+        out, workers=2, rounds=2, budget=10, agents=3, width=600, height=400, scale=1
+    )
+    assert set(summary["files"]) == {"map_cluster", "map_grid", "timeline", "comparison", "lineage"}
+    sizes = {name: png_size((out / f).read_bytes()) for name, f in summary["files"].items()}
+    assert sizes["timeline"] == sizes["lineage"] == (600, 400)
+    assert sizes["map_grid"] == (480, 460)  # a map's box is square: about as tall as wide
+    assert sizes["comparison"] == (3 * 360 + 100, 520)  # its suggested export size
+    grid = summary["runs"]["grid"]
+    assert grid["cells"] == 100 and 0 < grid["cells_filled"] < 100
+    assert summary["runs"]["cluster"]["evaluations"] > 40
+    assert json.loads((out / "gallery.json").read_text()) == summary

@@ -140,7 +140,9 @@ def comparison_figure(
                 col=cols,
             )
         fig.update_xaxes(AXIS, row=1, col=cols, title_text="evaluations")
-        fig.update_yaxes(AXIS, row=1, col=cols, title_text="best score")
+        labels = {s.score_label for s in snaps.values()}
+        label = labels.pop() if len(labels) == 1 else "score"
+        fig.update_yaxes(AXIS, row=1, col=cols, title_text=f"best {label}")
         dom = fig.layout[f"xaxis{cols}"].domain
         # inside the curves panel, bottom right: best-so-far curves rise, so it stays clear
         fig.update_layout(

@@ -27,6 +27,7 @@ def lineage_figure(
     programs: Sequence[Program],
     *,
     title: str | None = None,
+    score_label: str = "score",
     width: int | None = None,
     height: int | None = None,
 ) -> go.Figure:
@@ -34,8 +35,9 @@ def lineage_figure(
 
     One point per generation, shaped by how it was made (star: initial, circle: edit,
     square: rewrite, diamond: crossover, triangle: merge); hover shows id, origin, worker,
-    round and score. Programs without a score (not ``ok``) leave a gap. ``width`` and
-    ``height`` fix the size in pixels (for export); ``None`` fills the notebook's width.
+    round and score. Programs without a score (not ``ok``) leave a gap. ``score_label``
+    titles the score axis (a task's ``score_description``); ``width`` and ``height`` fix the
+    size in pixels (for export), ``None`` fills the notebook's width.
     """
     if isinstance(programs, str | bytes) or not isinstance(programs, Sequence):
         raise TypeError(f"programs must be a list of Program, got {tname(programs)}")
@@ -80,5 +82,5 @@ def lineage_figure(
     )
     fig.update_layout(**layout_size(width, height))
     fig.update_xaxes(AXIS, title_text="generation", dtick=1 if len(programs) <= 20 else None)
-    fig.update_yaxes(AXIS, title_text="score")
+    fig.update_yaxes(AXIS, title_text=score_label)
     return fig
