@@ -185,6 +185,31 @@ CASES: dict[str, Case] = {
         toml_with("", replace=("bounds = [[-10.0, 10.0], [-10.0, 10.0]]", "bounds = 5")),
         "got 5",
     ),
+    "feature descriptions leave one out": Case(
+        toml_with("", replace=(', b = "constant b (optimum -1.5)"', "")),
+        "[features] descriptions must describe exactly the features in names ['a', 'b']; "
+        "undescribed: ['b']",
+    ),
+    "feature descriptions name a typo": Case(
+        toml_with("", replace=('b = "constant b', 'bb = "constant b')),
+        "not in names: ['bb'] (did you mean 'bb' -> 'b'?)",
+    ),
+    "feature descriptions not a table": Case(
+        toml_with("", replace=("descriptions = {", 'descriptions = "x" # {')),
+        "[features] descriptions must be a table of feature name = description, got 'x'",
+    ),
+    "feature description empty": Case(
+        toml_with("", replace=('"constant a (optimum 3)"', '" "')),
+        "[features] descriptions a must be a one-line description, got ' '",
+    ),
+    "record not a number": Case(
+        toml_with("", replace=("record = 0.0", 'record = "zero"')),
+        "record must be a finite number, got 'zero'",
+    ),
+    "record_source without a record": Case(
+        toml_with("", replace=("record = 0.0\n", "")),
+        "record_source names where a record is from; set record too",
+    ),
     "sandbox env names a credential": Case(
         toml_with('[sandbox]\nenv = ["DATA_DIR", "ANTHROPIC_API_KEY"]\n'),
         "[sandbox] env names ANTHROPIC_API_KEY, which looks like a credential",
