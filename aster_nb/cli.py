@@ -338,6 +338,8 @@ def _summary(run: Any, seconds: float) -> dict[str, Any]:
         "task": run.task.name,
         "initial_score": initial.score if initial is not None else None,
         "best_score": best.score if best is not None else None,
+        "initial_metrics": initial.result.metrics if initial and initial.result else {},
+        "best_metrics": best.result.metrics if best and best.result else {},
         "evaluations": len(made),
         "failed": int((made["status"] != "ok").sum()),
         # surplus attempts that were started, then cancelled when the budget was met
