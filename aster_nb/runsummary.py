@@ -48,6 +48,9 @@ def summary(run: Any, seconds: float, *, handoffs_before: int = 0) -> dict[str, 
         "task": run.task.name,
         "initial_score": initial.score if initial is not None else None,
         "best_score": best.score if best is not None else None,
+        # the evaluator's metrics, e.g. a held-out figure that is never part of the score
+        "initial_metrics": initial.result.metrics if initial and initial.result else {},
+        "best_metrics": best.result.metrics if best and best.result else {},
         "evaluations": len(made),
         "failed": int((made["status"] != "ok").sum()),
         # surplus attempts started, then cancelled when the budget was met: timing decides

@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 
 from aster_nb import cli
-from aster_nb.task import BUILTIN_DIR
+from aster_nb.task import BUILTIN_DIR, builtin_tasks
 
 TOY = BUILTIN_DIR / "toy"
 PROGRAM = (TOY / "initial_program.py").read_text()
@@ -225,8 +225,8 @@ CASES: dict[str, Case] = {
     # -- the command line ------------------------------------------------------------------
     "unknown task name": Case(
         lambda tmp_path: ["run", "toyy", *FAST],
-        "no task 'toyy': expected a built-in name (circle_packing, circle_packing_bare, "
-        "deceptive_trap, erdos_min_overlap, toy) or a path to a task folder; did you mean 'toy'?",
+        f"no task 'toyy': expected a built-in name ({', '.join(builtin_tasks())}) "
+        "or a path to a task folder; did you mean 'toy'?",
     ),
     "nonexistent task folder": Case(
         lambda tmp_path: ["run", str(tmp_path / "no" / "such_task"), *FAST],
