@@ -281,7 +281,7 @@ async def test_goal_editor_area_checkboxes_steer_and_show_the_resolved_areas(run
     goals = GoalEditors(run)
     ed = goals.editors["p0.w0"]
     assert list(ed.areas) == ["alpha", "beta"], "one checkbox per surface area"
-    assert ed.ticked == ("alpha",) and ed.resolved.value == "areas: alpha (planner)"
+    assert ed.ticked == ("alpha",) and ed.resolved.value == "areas: alpha (chosen by planner)"
     # Words select nothing: a goal naming `beta` with the ticks untouched keeps `alpha`.
     ed.text.value = "Keep the `beta` code as is."
     ed.apply.click()
@@ -292,12 +292,15 @@ async def test_goal_editor_area_checkboxes_steer_and_show_the_resolved_areas(run
     g = run.goals.info("p0.w0")
     assert g.areas == ("beta",) and g.areas_by == "researcher"
     await drained([goals])
-    assert ed.resolved.value == "areas: beta (researcher)" and not ed.edited
+    assert ed.resolved.value == "areas: beta (chosen by researcher)" and not ed.edited
     assert run.store.goals().iloc[-1]["areas"] == '["beta"]'
     # The planner moves the worker: the ticks and the label follow.
     run.planner.goals.set("p0.w0", "Planner: both.", by="planner", areas=["alpha", "beta"])
     await drained([goals])
-    assert ed.ticked == ("alpha", "beta") and ed.resolved.value == "areas: alpha, beta (planner)"
+    assert (
+        ed.ticked == ("alpha", "beta")
+        and ed.resolved.value == "areas: alpha, beta (chosen by planner)"
+    )
     ed.areas["alpha"].value = ed.areas["beta"].value = False
     ed.apply.click()  # no area ticked: refused, naming the task's areas
     assert len(goals.errors) == 1 and "['alpha', 'beta']" in str(goals.errors[0])

@@ -23,9 +23,10 @@ def goal_class(worker: str) -> str:
 
 
 def areas_text(goal: Goal) -> str:
-    """A goal's resolved areas as the editor shows them: ``areas: refine (researcher)``."""
+    """A goal's resolved areas as the editor shows them: ``areas: refine (chosen by researcher)``."""
     names = ", ".join(goal.areas) if goal.areas else "whole program"
-    return f"areas: {names} ({'default: all' if goal.areas_by == 'default' else goal.areas_by})"
+    by = "default: all" if goal.areas_by == "default" else f"chosen by {goal.areas_by}"
+    return f"areas: {names} ({by})"
 
 
 class GoalEditor(w.VBox):
@@ -58,7 +59,7 @@ class GoalEditor(w.VBox):
         self.by = w.HTML(value="")
         self.by.add_class("aster-goal-by")
         title = w.HTML(value=f"<b>{html.escape(worker)}</b>")
-        ticks = w.HBox([w.HTML(value="edit:"), *self.areas.values()]) if areas else None
+        ticks = w.HBox([w.HTML(value="agents may edit:"), *self.areas.values()]) if areas else None
         rows = [w.HBox([title, self.by]), self.text, w.HBox([self.pin, self.apply])]
         super().__init__([*rows[:2], *([ticks] if ticks else []), self.resolved, rows[2]])
         self.add_class("aster-goal-editor")
