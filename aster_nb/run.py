@@ -2,8 +2,9 @@
 
 ``await run.step()`` runs one round; ``run.start()`` runs rounds as a background task on the
 running loop, so notebook cells stay free; ``pause()``, ``resume()``, ``await stop()``;
-``run.steer(worker, goal)`` (or ``run.goals[worker] = goal``; :attr:`Run.goals` covers every
-worker under every planner) changes a goal at that worker's next attempt.
+``run.steer(worker, goal, areas=[...])`` (or ``run.goals[worker] = goal``, keeping the
+areas; :attr:`Run.goals` covers every worker under every planner) changes a goal and the
+surface areas its agents edit at that worker's next attempt.
 ``Run.open(path)`` rebuilds everything from the store and continues with the next round.
 
 Before a run spends anything, ``Run.create`` checks that the sandbox imported the evaluator

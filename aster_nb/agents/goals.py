@@ -10,14 +10,10 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Iterator, MutableMapping, Sequence
 
-from ..errors import UserInputError
+from ..errors import AreaError
 from ..records import Goal
 
 __all__ = ["AreaError", "Goal", "Goals", "parse_plan"]
-
-
-class AreaError(UserInputError):
-    """A goal named surface areas the task does not have (the message lists its areas)."""
 
 
 def check_areas(areas: Sequence[str], valid: Sequence[str]) -> tuple[str, ...]:
