@@ -137,3 +137,39 @@ async def test_planner_splits_areas_explicitly_and_an_old_store_opens(tmp_path: 
         assert g.areas == ("alpha", "beta") and g.areas_by == "default"
         await run.step()
         assert "areas" in run.store.attempts().columns
+
+
+def test_the_offline_planner_moves_a_stalled_worker_by_its_listed_areas() -> None:
+    from aster_nb.llm.synthesis import write_plan
+    from aster_nb.prompts import render
+
+    prompt = render(
+        "plan",
+        areas="- layout: where.\n- radii: how big.\n- refine: local search.",
+        program="(none)",
+        goals=(
+            "- p0.w0 (open, areas: refine): Keep the `layout` code as is; tune steps.\n"
+            "- p0.w1 (open, areas: radii): Grow radii."
+        ),
+        handoffs="### p0.w0\nbest: 1 (base 1, gain +0)\n### p0.w1\nbest: 2 (base 1, gain +1)\n",
+    )
+    plan = parse_plan(write_plan(prompt), CP)
+    # p0.w0 stalled on `refine` (its listed area, not the `layout` its words mention): it
+    # moves to the untouched `layout`, explicitly; p0.w1 gained and keeps its areas.
+    assert plan["p0.w0"][1] == ("layout",) and "moved from `refine`" in plan["p0.w0"][0]
+    assert plan["p0.w1"] == ("Grow radii.", None)
+
+
+async def test_a_planner_steered_with_areas_splits_them_over_its_workers(tmp_path: Path) -> None:
+    async with await Run.create(
+        "toy", path=tmp_path / "r.sqlite", planners=2, workers=2, agents=1, evaluations_per_round=2
+    ) as run:
+        assert run.goals.info("p1").areas == ("beta",)
+        run.steer("p1", "Work on the constants; leave `beta` alone.", areas=["alpha"])
+        await run.step()
+        for w in ("p1.w0", "p1.w1"):
+            g = run.goals.info(w)
+            assert g.areas == ("alpha",) and g.areas_by == "planner", (w, g)
+        att = run.store.attempts()
+        focus = att.loc[att["worker"].str.startswith("p1."), "focus"].map(json.loads)
+        assert len(focus) and all(f == ["alpha"] for f in focus)
