@@ -108,7 +108,18 @@ ADDED_COLUMNS: dict[str, dict[str, str]] = {
     "attempts": {"focus": "TEXT", "areas": "TEXT"},
     # the goal's resolved areas (JSON list) and who chose them (see records.Goal)
     "goals": {"areas": "TEXT", "areas_by": "TEXT"},
+    # how many programs the store held when the handoff was written: where it falls in a
+    # replay "as after evaluation t" (set by the trigger below; NULL in older rows)
+    "handoffs": {"programs": "INTEGER"},
 }
+# A trigger, not the writer: every handoff insert gets its position, whoever writes it.
+TRIGGERS = """
+CREATE TRIGGER IF NOT EXISTS handoffs_programs AFTER INSERT ON handoffs
+WHEN NEW.programs IS NULL
+BEGIN
+    UPDATE handoffs SET programs = (SELECT COUNT(*) FROM programs) WHERE seq = NEW.seq;
+END;
+"""
 
 
 def add_missing_columns(db: sqlite3.Connection) -> None:
@@ -118,6 +129,7 @@ def add_missing_columns(db: sqlite3.Connection) -> None:
         for name, kind in cols.items():
             if name not in have:
                 db.execute(f"ALTER TABLE {table} ADD COLUMN {name} {kind}")
+    db.executescript(TRIGGERS)  # after the columns it writes exist
 
 
 # every table a complete run store has (the check refuses a file missing one)
