@@ -484,7 +484,8 @@ def steer_lab(tmp_path: Path) -> Iterator[Lab]:
 def test_steer_by_area_checkboxes_in_jupyterlab(steer_lab: Lab) -> None:
     """In a real JupyterLab: untick every area but `refine` in the goal editor, Apply,
     Resume; the store records the researcher's areas, the attempts after the steer edit only
-    `refine`, and the editor shows the resolved areas."""
+    `refine`, and the editor shows the resolved areas. Then replay to evaluation 0: the
+    banner says REPLAY, the dashboard is marked, the handoff feed is empty; live restores."""
     from playwright.sync_api import sync_playwright
 
     shots = artifacts_dir()
@@ -529,6 +530,31 @@ def test_steer_by_area_checkboxes_in_jupyterlab(steer_lab: Lab) -> None:
             assert all(set(a) <= {"refine"} for a in edited), f"edits outside refine: {edited}"
             assert sum(a == ["refine"] for a in edited) >= 3, edited
             page.locator(AREA_EDITOR).screenshot(path=shots / "browser-steer-areas.png")
+
+            # Replay: back to evaluation 0, before the round's handoff, the feed is empty and
+            # a banner says the dashboard shows the past; live brings both back.
+            page.wait_for_function(HANDOFFS, timeout=CONTENT_TIMEOUT_MS, polling=250)
+            readout = page.locator(".aster-replay .widget-readout")
+            readout.click()
+            page.keyboard.press("Control+A")
+            page.keyboard.type("0")
+            page.keyboard.press("Enter")
+            page.wait_for_function(
+                "() => { const b = document.querySelector('.aster-replay-banner');"
+                " return b && b.offsetParent !== null && b.innerText.includes('REPLAY')"
+                " && b.innerText.includes('after evaluation 0 of'); }",
+                timeout=PAGE_TIMEOUT_MS,
+            )
+            page.wait_for_function(f"() => !({HANDOFFS})()", timeout=PAGE_TIMEOUT_MS)
+            assert "aster-replaying" in (page.get_attribute(".aster-dashboard", "class") or "")
+            page.locator(".aster-dashboard").screenshot(path=shots / "browser-replay.png")
+            page.check(".aster-replay input[type=checkbox]")  # live
+            page.wait_for_function(HANDOFFS, timeout=PAGE_TIMEOUT_MS)
+            page.wait_for_function(
+                "() => { const b = document.querySelector('.aster-replay-banner');"
+                " return !b || b.offsetParent === null; }",
+                timeout=PAGE_TIMEOUT_MS,
+            )
         finally:
             try:
                 steer_lab.shutdown_kernels()

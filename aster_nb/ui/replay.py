@@ -19,6 +19,11 @@ if TYPE_CHECKING:
     from ..run import Run
 
 
+_BANNER_STYLE = (
+    "background:#fff3cd;color:#664d03;border:1px solid #e0b000;border-radius:4px;padding:2px 8px"
+)
+
+
 class Replayable(Protocol):
     def show(self, *, upto: int | None) -> None: ...
 
@@ -106,9 +111,11 @@ class ReplaySlider(LiveView, w.VBox):
             self.banner.value = ""
             return
         self.banner.layout.display = None
+        # inline colours too: the banner must stand out even where the CSS is not loaded
         self.banner.value = (
-            f"<b>REPLAY</b> · showing the run as after evaluation {t} of {self.slider.max}"
-            " (map, timeline, handoffs) · tick <i>live</i> to follow the run"
+            f"<div style='{_BANNER_STYLE}'><b>REPLAY</b> · showing the run as after "
+            f"evaluation {t} of {self.slider.max} (map, timeline, handoffs) · tick "
+            "<i>live</i> to follow the run</div>"
         )
 
     def seek(self, t: int) -> None:
