@@ -82,7 +82,8 @@ def written_by(handoffs: Any, history: Any) -> np.ndarray:
     out = np.zeros(n, dtype=np.int64)
     ends = np.sort((history["created"] + history["eval_seconds"].fillna(0)).to_numpy())
     for i, (k, at) in enumerate(zip(known, handoffs["created"], strict=True)):
-        out[i] = int(k) if k is not None and k == k else int(np.searchsorted(ends, at, "right"))
+        recorded = _num(k)  # None for NULL (NaN in the frame)
+        out[i] = int(recorded) if recorded is not None else np.searchsorted(ends, at, "right")
     return out
 
 
