@@ -86,3 +86,32 @@ def replace_block(code: str, name: str, text: str) -> str:
     if text and not text.endswith("\n"):
         text += "\n"
     return "".join(lines[: b.start]) + text + "".join(lines[b.end :])
+
+
+# what :func:`touched_areas` names for a change outside every block (no area can be named
+# so: names are identifiers)
+OUTSIDE = "(outside)"
+
+
+def touched_areas(before: str, after: str) -> tuple[str, ...]:
+    """The surface areas whose code differs between two versions of a program, in
+    ``after``'s order (then :data:`OUTSIDE` if code outside the blocks changed).
+
+    Why: which areas an attempt edited is what steering changes, so the store keeps it.
+    Code with malformed markers counts as changed everywhere it is compared.
+    """
+    try:
+        old, new = find_blocks(before), find_blocks(after)
+    except BlockError:
+        return (OUTSIDE,)
+    out = [n for n, b in new.items() if n not in old or old[n].text != b.text]
+    out += [n for n in old if n not in new]
+
+    def rest(code: str, blocks: dict[str, Block]) -> list[str]:
+        lines = code.splitlines()
+        inside = {i for b in blocks.values() for i in range(b.start, b.end)}
+        return [ln for i, ln in enumerate(lines) if i not in inside]
+
+    if rest(before, old) != rest(after, new):
+        out.append(OUTSIDE)
+    return tuple(out)

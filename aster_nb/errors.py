@@ -18,6 +18,11 @@ class UserInputError(ValueError):
     """Bad input from the user: the message names the problem and what was expected."""
 
 
+class AreaError(UserInputError):
+    """A goal named surface areas the task does not have, or none (the message lists the
+    task's areas)."""
+
+
 def looks_like_credential(name: str) -> bool:
     """True if an environment variable's name suggests it holds a secret (``*KEY*``,
     ``*TOKEN*``, ``ANTHROPIC_*``, ...): such variables never reach the sandbox."""

@@ -84,13 +84,16 @@ class EventBus:
 
 @dataclass(frozen=True, slots=True)
 class GoalChanged(Event):
-    """A worker's goal changed; ``set_by`` is ``planner`` or ``researcher``."""
+    """A worker's goal changed; ``set_by`` is ``planner`` or ``researcher``; ``areas`` are
+    the surface areas it resolved to and ``areas_by`` who chose them (see ``Goal``)."""
 
     planner: str
     worker: str
     goal: str
     set_by: str
     pinned: bool
+    areas: tuple[str, ...] = ()
+    areas_by: str = "default"
 
 
 @dataclass(frozen=True, slots=True)

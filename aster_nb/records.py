@@ -255,6 +255,8 @@ class AttemptRecord:
         started: Unix time the attempt started.
         finished: Unix time it was recorded.
         retries: the call's retries.
+        focus: the goal's areas as the attempt started (its prompt's focus).
+        areas: the surface areas whose code the edit changed (empty without a child).
     """
 
     worker: str
@@ -279,6 +281,8 @@ class AttemptRecord:
     started: float
     finished: float
     retries: int = 0
+    focus: tuple[str, ...] = ()
+    areas: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -338,9 +342,16 @@ class Goal:
         set_by: ``planner`` or ``researcher``.
         pinned: a pinned goal is never revised by the planner's model.
         at: Unix time it was set.
+        areas: the surface areas the worker's agents may edit (its prompts' focus), resolved
+            when the goal was set; never read from the goal's words, whose meaning a name
+            can invert ("keep `layout` as is").
+        areas_by: who chose ``areas``: ``researcher`` or ``planner`` (named explicitly),
+            or ``default`` (nobody did: every area of the task).
     """
 
     text: str
     set_by: str = "planner"
     pinned: bool = False
     at: float = field(default_factory=time.time)
+    areas: tuple[str, ...] = ()
+    areas_by: str = "default"

@@ -2,8 +2,9 @@
 
 ``await run.step()`` runs one round; ``run.start()`` runs rounds as a background task on the
 running loop, so notebook cells stay free; ``pause()``, ``resume()``, ``await stop()``;
-``run.steer(worker, goal)`` (or ``run.goals[worker] = goal``; :attr:`Run.goals` covers every
-worker under every planner) changes a goal at that worker's next attempt.
+``run.steer(worker, goal, areas=[...])`` (or ``run.goals[worker] = goal``, keeping the
+areas; :attr:`Run.goals` covers every worker under every planner) changes a goal and the
+surface areas its agents edit at that worker's next attempt.
 ``Run.open(path)`` rebuilds everything from the store and continues with the next round.
 
 Before a run spends anything, ``Run.create`` checks that the sandbox imported the evaluator
@@ -24,6 +25,7 @@ import contextlib
 import logging
 import time
 import weakref
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -217,16 +219,26 @@ class Run:
         if self._state != "failed":
             self._set_state("stopped")
 
-    def steer(self, worker: str, goal: str, *, pin: bool = True) -> None:
+    def steer(
+        self, worker: str, goal: str, *, areas: Sequence[str] | None = None, pin: bool = True
+    ) -> None:
         """Give ``worker`` a new goal from its next attempt on, recorded as the researcher's.
 
-        ``worker`` may also name a planner under the root (its goal is split over its own
-        workers at its next round).
+        ``areas`` are the surface areas its agents may edit from then on (the prompt's
+        focus); omitted, the worker keeps the areas it has (every area, for a worker that
+        never had any chosen). The goal's text selects no area: "keep `layout` as is"
+        leaves the areas alone. ``run.goals.info(worker)`` shows the resolved areas and who
+        chose them.
+
+        ``worker`` may also name a planner under the root (its goal and areas are split over
+        its own workers at its next round).
 
         Raises:
             KeyError: no worker or planner has that name.
+            AreaError: ``areas`` is empty or names an area the task lacks (the message
+                lists the task's areas).
         """
-        self.goals.owner(worker).goals.set(worker, goal, by="researcher", pinned=pin)
+        self.goals.owner(worker).goals.set(worker, goal, by="researcher", pinned=pin, areas=areas)
 
     @property
     def goals(self) -> RunGoals:

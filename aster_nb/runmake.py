@@ -148,10 +148,13 @@ def restore(run: Run) -> None:
     for p in planners:
         for child in p.children:
             if child in current:
-                text, by, pinned = current[child]
-                p.goals.load(child, text, set_by=by, pinned=pinned)
+                text, by, pinned, areas, areas_by = current[child]
+                p.goals.load(child, text, set_by=by, pinned=pinned, areas=areas, areas_by=areas_by)
     for p in planners[1:]:
         p.goal = run.planner.goals.get(p.name, "")
+        if p.name in run.planner.goals:
+            g = run.planner.goals.info(p.name)
+            p.goal_areas = g.areas if g.areas_by != "default" else None
     last = run.store.last_round(run.planner.name)
     best = run.store.get(last["best_id"]) if last is not None else None
     if best is None:

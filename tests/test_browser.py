@@ -424,3 +424,140 @@ def test_grid_map_geometry_in_jupyterlab(grid_lab: Lab) -> None:
                 browser.close()
     assert not page_errors, f"uncaught errors in the page: {page_errors}"
     assert counts["boxes"] == 100
+
+
+# -- steering by explicit areas, from the goal editor's checkboxes -----------------------------
+
+STEER_NOTEBOOK = "steer_areas.ipynb"
+STEER_CELLS = (
+    "from aster_nb.run import Run\nfrom aster_nb.ui import Dashboard\n\n"
+    'run = await Run.create("circle_packing", workers=1, agents=2, evaluations_per_round=40,'
+    " latency=0.02, seed=0)",
+    # paused before its first attempt: every attempt the test reads follows the steer
+    "runner = run.start(rounds=1)\nrun.pause()\ndashboard = Dashboard(run)\ndashboard",
+)
+AREA_EDITOR = ".aster-goal-p0-w0"
+
+
+def steered_attempts(root: Path) -> tuple[list[tuple[str, str]], list[list[str]]]:
+    """The researcher's goals of p0.w0 as ``(areas, areas_by)`` and the areas edited by
+    the attempts that started after the last of them, read from the run's store."""
+    import json
+
+    (store,) = glob.glob(str(root / "*.sqlite")) or glob.glob(str(root / "runs" / "*.sqlite"))
+    db = sqlite3.connect(f"file:{store}?mode=ro", uri=True, timeout=5)
+    try:
+        goals = db.execute(
+            "SELECT areas, areas_by, at FROM goals WHERE worker='p0.w0' AND set_by='researcher'"
+            " ORDER BY seq"
+        ).fetchall()
+        if not goals:
+            return [], []
+        rows = db.execute(
+            "SELECT areas FROM attempts WHERE worker='p0.w0' AND program_id IS NOT NULL"
+            " AND started > ? ORDER BY n",
+            (goals[-1][2],),
+        ).fetchall()
+    finally:
+        db.close()
+    return [(g[0], g[1]) for g in goals], [json.loads(r[0]) for r in rows]
+
+
+@pytest.fixture
+def steer_lab(tmp_path: Path) -> Iterator[Lab]:
+    import nbformat
+
+    root = tmp_path / "lab"
+    root.mkdir()
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell(src) for src in STEER_CELLS]
+    nb.metadata["kernelspec"] = {
+        "name": "python3",
+        "display_name": "Python 3",
+        "language": "python",
+    }
+    nbformat.write(nb, root / STEER_NOTEBOOK)
+    with jupyter_lab(root) as server:
+        yield server
+
+
+def test_steer_by_area_checkboxes_in_jupyterlab(steer_lab: Lab) -> None:
+    """In a real JupyterLab: untick every area but `refine` in the goal editor, Apply,
+    Resume; the store records the researcher's areas, the attempts after the steer edit only
+    `refine`, and the editor shows the resolved areas. Then replay to evaluation 0: the
+    banner says REPLAY, the dashboard is marked, the handoff feed is empty; live restores."""
+    from playwright.sync_api import sync_playwright
+
+    shots = artifacts_dir()
+    page_errors: list[str] = []
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=chromium_path(), args=CHROMIUM_ARGS)
+        page = browser.new_page(viewport={"width": 1400, "height": 1600})
+        page.set_default_timeout(PAGE_TIMEOUT_MS)
+        page.on("pageerror", lambda e: page_errors.append(f"{e.name}: {e.message}"))
+        try:
+            page.goto(f"{steer_lab.url}/lab/tree/{STEER_NOTEBOOK}?token={steer_lab.token}")
+            page.wait_for_selector(".jp-Notebook .jp-Cell")
+            wait_kernel_connected(steer_lab, STEER_NOTEBOOK)
+            page.wait_for_selector(".jp-Notebook-ExecutionIndicator[data-status='idle']")
+            page.get_by_role("menuitem", name="Run", exact=True).click()
+            page.get_by_role("menuitem", name="Run All Cells", exact=True).click()
+            page.wait_for_function(
+                f"() => !!document.querySelector('{AREA_EDITOR} .aster-goal-area-refine input')"
+                f" || ({CELL_ERRORS}).length",
+                timeout=CONTENT_TIMEOUT_MS,
+                polling=250,
+            )
+            assert not (tracebacks := page.evaluate(CELL_ERRORS)), f"a cell raised: {tracebacks}"
+            shown = page.inner_text(f"{AREA_EDITOR} .aster-goal-areas")
+            assert "layout, radii, refine" in shown, f"before: every area, got {shown!r}"
+            page.uncheck(f"{AREA_EDITOR} .aster-goal-area-layout input")
+            page.uncheck(f"{AREA_EDITOR} .aster-goal-area-radii input")
+            page.fill(f"{AREA_EDITOR} textarea", "Refine harder; keep the `layout` code as is.")
+            page.click(f"{AREA_EDITOR} .aster-goal-apply")
+            page.wait_for_function(
+                f"() => document.querySelector('{AREA_EDITOR} .aster-goal-areas')"
+                ".innerText.includes('areas: refine (chosen by researcher)')",
+                timeout=PAGE_TIMEOUT_MS,
+            )
+            page.click(".aster-btn-pause")  # Resume
+            deadline = time.monotonic() + CONTENT_TIMEOUT_MS / 1000
+            while len((found := steered_attempts(steer_lab.root))[1]) < 6:
+                assert time.monotonic() < deadline, f"too few attempts after the steer: {found}"
+                time.sleep(0.5)
+            goals, edited = found
+            assert goals[-1] == ('["refine"]', "researcher"), goals
+            assert all(set(a) <= {"refine"} for a in edited), f"edits outside refine: {edited}"
+            assert sum(a == ["refine"] for a in edited) >= 3, edited
+            page.locator(AREA_EDITOR).screenshot(path=shots / "browser-steer-areas.png")
+
+            # Replay: back to evaluation 0, before the round's handoff, the feed is empty and
+            # a banner says the dashboard shows the past; live brings both back.
+            page.wait_for_function(HANDOFFS, timeout=CONTENT_TIMEOUT_MS, polling=250)
+            readout = page.locator(".aster-replay .widget-readout")
+            readout.click()
+            page.keyboard.press("Control+A")
+            page.keyboard.type("0")
+            page.keyboard.press("Enter")
+            page.wait_for_function(
+                "() => { const b = document.querySelector('.aster-replay-banner');"
+                " return b && b.offsetParent !== null && b.innerText.includes('REPLAY')"
+                " && b.innerText.includes('after evaluation 0 of'); }",
+                timeout=PAGE_TIMEOUT_MS,
+            )
+            page.wait_for_function(f"() => !({HANDOFFS})()", timeout=PAGE_TIMEOUT_MS)
+            assert "aster-replaying" in (page.get_attribute(".aster-dashboard", "class") or "")
+            page.locator(".aster-dashboard").screenshot(path=shots / "browser-replay.png")
+            page.check(".aster-replay input[type=checkbox]")  # live
+            page.wait_for_function(HANDOFFS, timeout=PAGE_TIMEOUT_MS)
+            page.wait_for_function(
+                "() => { const b = document.querySelector('.aster-replay-banner');"
+                " return !b || b.offsetParent === null; }",
+                timeout=PAGE_TIMEOUT_MS,
+            )
+        finally:
+            try:
+                steer_lab.shutdown_kernels()
+            finally:
+                browser.close()
+    assert not page_errors, f"uncaught errors in the page: {page_errors}"

@@ -277,6 +277,37 @@ async def test_apply_steers_and_planner_changes_respect_unsaved_edits(run: Run) 
     goals.close()
 
 
+async def test_goal_editor_area_checkboxes_steer_and_show_the_resolved_areas(run: Run) -> None:
+    goals = GoalEditors(run)
+    ed = goals.editors["p0.w0"]
+    assert list(ed.areas) == ["alpha", "beta"], "one checkbox per surface area"
+    assert ed.ticked == ("alpha",) and ed.resolved.value == "areas: alpha (chosen by planner)"
+    # Words select nothing: a goal naming `beta` with the ticks untouched keeps `alpha`.
+    ed.text.value = "Keep the `beta` code as is."
+    ed.apply.click()
+    assert run.goals.info("p0.w0").areas == ("alpha",)
+    assert run.goals.info("p0.w0").areas_by == "planner", "untouched ticks choose nothing"
+    ed.areas["alpha"].value, ed.areas["beta"].value = False, True
+    ed.apply.click()
+    g = run.goals.info("p0.w0")
+    assert g.areas == ("beta",) and g.areas_by == "researcher"
+    await drained([goals])
+    assert ed.resolved.value == "areas: beta (chosen by researcher)" and not ed.edited
+    assert run.store.goals().iloc[-1]["areas"] == '["beta"]'
+    # The planner moves the worker: the ticks and the label follow.
+    run.planner.goals.set("p0.w0", "Planner: both.", by="planner", areas=["alpha", "beta"])
+    await drained([goals])
+    assert (
+        ed.ticked == ("alpha", "beta")
+        and ed.resolved.value == "areas: alpha, beta (chosen by planner)"
+    )
+    ed.areas["alpha"].value = ed.areas["beta"].value = False
+    ed.apply.click()  # no area ticked: refused, naming the task's areas
+    assert len(goals.errors) == 1 and "['alpha', 'beta']" in str(goals.errors[0])
+    assert run.goals.info("p0.w0").text == "Planner: both."
+    goals.close()
+
+
 # -- handoffs and diff --------------------------------------------------------------------
 
 
@@ -435,6 +466,55 @@ async def test_replay_slider_draws_the_first_t_evaluations(run: Run) -> None:
     )
     assert db.errors == []
     db.close()
+
+
+async def test_replay_says_so_and_rewinds_the_handoff_feed(run: Run) -> None:
+    await run.step()
+    await run.step()
+    db = Dashboard(run)
+    hand = run.handoffs()
+    assert list(hand["round"]) == [0, 0, 1, 1] and hand["programs"].notna().all()
+    assert "aster-replaying" not in classes(db) and db.replay.banner.layout.display == "none"
+    assert [e["round"] for e in db.handoffs.entries] == [1, 1, 0, 0]
+    # After round 0's handoffs were written and before round 1's: only round 0's show.
+    t = int(hand["programs"].iloc[1])
+    assert t < int(hand["programs"].iloc[2])
+    db.replay.seek(t)
+    await drained(db.views.values())
+    assert db.handoffs.upto == t and [e["round"] for e in db.handoffs.entries] == [0, 0]
+    assert "aster-replaying" in classes(db) and "aster-replaying" in classes(db.replay)
+    assert db.replay.banner.layout.display is None
+    assert f"REPLAY</b> · showing the run as after evaluation {t} of {run.store.count()}" in (
+        db.replay.banner.value
+    )
+    db.replay.seek(int(hand["programs"].iloc[0]) - 1)
+    await drained(db.views.values())
+    assert db.handoffs.entries == [], "before the first handoff, none"
+    # A handoff arriving while replaying waits for live; live shows every handoff again.
+    await run.step()
+    await drained(db.views.values())
+    assert db.handoffs.entries == []
+    db.replay.follow()
+    await drained(db.views.values())
+    assert [e["round"] for e in db.handoffs.entries] == [2, 2, 1, 1, 0, 0]
+    assert "aster-replaying" not in classes(db) and db.replay.banner.value == ""
+    assert db.errors == []
+    db.close()
+
+
+async def test_handoff_replay_places_old_rows_by_time(run: Run) -> None:
+    """A store written before handoffs recorded their position places them by time."""
+    from aster_nb.ui.handoffs import written_by
+
+    await run.step()
+    hand, hist = run.handoffs(), run.history()
+    exact = written_by(hand, hist)
+    assert list(exact) == list(hand["programs"])
+    estimated = written_by(hand.drop(columns="programs"), hist)
+    assert all(abs(int(e) - int(x)) <= 2 for e, x in zip(estimated, exact, strict=True)), (
+        estimated,
+        exact,
+    )
 
 
 async def test_timeline_toggle_switches_to_wall_time(run: Run) -> None:

@@ -64,6 +64,7 @@ class Outcome:
         rationale: the model's text before its edit.
         change: a one-line diff summary.
         goal: the goal it worked toward (read as it started).
+        focus: the goal's surface areas then (the prompt's focus).
         tool_trials: evaluations a tool session ran before submitting.
         new: the child was evaluated by this run, not found in the store.
     """
@@ -80,6 +81,7 @@ class Outcome:
     rationale: str = ""
     change: str = ""
     goal: str = ""
+    focus: tuple[str, ...] = ()
     tool_trials: int = 0
     new: bool = False
 

@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from ..blocks import touched_areas
 from ..events import AttemptFailed, BestImproved, ProgramEvaluated
 from ..records import AttemptRecord, Experiment, Program, Status
 from .attempt import Outcome, first_sentence
@@ -164,6 +165,8 @@ def record_attempt(w: Worker, out: Outcome, st: RunState) -> None:
             latency=r.latency if r is not None else 0.0,
             started=out.started,
             finished=time.time(),
+            focus=out.focus,
+            areas=touched_areas(out.parent.code, out.child.code) if out.child is not None else (),
         )
     )
     if u is not None:

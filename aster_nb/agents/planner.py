@@ -13,7 +13,6 @@ never worse than before. Then the planner's model revises the goals that are not
 from __future__ import annotations
 
 import asyncio
-import re
 import time
 from collections.abc import Callable, Sequence
 from typing import Protocol
@@ -26,7 +25,7 @@ from ..store import Store
 from ..task import Task
 from .attempt import MODEL_TIMEOUT, ask, edited, evaluate_stored, timed_out
 from .context import Budget, Context, Executor, make_context
-from .goals import Goals
+from .goals import Goals, goal_line, parse_plan
 from .handoff import round_handoff
 from .prompts import fenced, system_prompt
 from .worker import Worker
@@ -50,7 +49,7 @@ class Child(Protocol):
         budget: Budget,
         *,
         round: int = 0,
-        goal_source: Callable[[], str] | None = None,
+        goal_source: Callable[[], str | Goal] | None = None,
     ) -> Handoff: ...
 
 
@@ -107,10 +106,11 @@ class Planner:
         self.children = {c.name: c for c in children}
         self.merges = merges
         self.revise = revise
-        self.goals = Goals(on_change=self._goal_changed)
+        self.goals = Goals(on_change=self._goal_changed, areas=self.task.area_names)
         self.best: Program | None = None
         self.round_no = 0
         self.goal = ""
+        self.goal_areas: tuple[str, ...] | None = None  # chosen for this planner, if anyone did
         self._system = system_prompt(self.task)
         for c in children:
             if isinstance(c, Worker):
@@ -118,18 +118,14 @@ class Planner:
 
     # -- goals ---------------------------------------------------------------------------
 
-    def assign_goals(self, goal: str = "") -> None:
-        """Split the surface areas named in ``goal`` (all of them if none) over the children.
+    def assign_goals(self, goal: str = "", areas: Sequence[str] | None = None) -> None:
+        """Split ``areas`` (every surface area if ``None``) over the children, explicitly.
 
         With fewer children than areas a child gets several; with more, areas are shared.
-        Pinned goals are kept.
+        Pinned goals are kept. ``goal``'s words choose nothing (see :mod:`.goals`).
         """
-        areas = [
-            a
-            for a in self.task.surface_areas
-            if re.search(rf"(?<![\w-]){re.escape(a.name)}(?![\w-])", goal)
-        ]
-        areas = areas or list(self.task.surface_areas)
+        chosen = set(self.task.area_names if areas is None else areas)
+        areas = [a for a in self.task.surface_areas if a.name in chosen]
         names = list(self.children)
         for i, child in enumerate(names):
             if child in self.goals and self.goals.info(child).pinned:
@@ -146,7 +142,7 @@ class Planner:
                     + ": "
                     + " ".join(a.description for a in mine)
                 )
-            self.goals.set(child, text, by="planner")
+            self.goals.set(child, text, by="planner", areas=[a.name for a in mine] or None)
 
     def _goal_changed(self, worker: str, goal: Goal) -> None:
         self.store.add_goal(
@@ -155,6 +151,8 @@ class Planner:
             set_by=goal.set_by,
             pinned=goal.pinned,
             round=self.round_no,
+            areas=goal.areas,
+            areas_by=goal.areas_by,
         )
         self.bus.emit(
             GoalChanged(
@@ -163,6 +161,8 @@ class Planner:
                 goal=goal.text,
                 set_by=goal.set_by,
                 pinned=goal.pinned,
+                areas=goal.areas,
+                areas_by=goal.areas_by,
             )
         )
 
@@ -194,22 +194,25 @@ class Planner:
         budget: Budget,
         *,
         round: int = 0,
-        goal_source: Callable[[], str] | None = None,
+        goal_source: Callable[[], str | Goal] | None = None,
     ) -> Handoff:
         """The child protocol: one round from ``base`` toward ``goal``, as a handoff.
 
-        The goal is split over the children once per round; ``goal_source`` is not read.
+        The goal is split over the children once per round: the areas chosen for this
+        planner (``goal_source``'s record, when it names them), else all of them.
         """
-        if goal != self.goal:
-            self.goal = goal
-            self.assign_goals(goal)
+        g = goal_source() if goal_source is not None else None
+        areas = g.areas if isinstance(g, Goal) and g.areas_by != "default" else None
+        if (goal, areas) != (self.goal, self.goal_areas):
+            self.goal, self.goal_areas = goal, areas
+            self.assign_goals(goal, areas)
         self.best, self.round_no = base, round
         r = await self.round(budget)
         return round_handoff(self.name, self.goal, r)
 
-    def _live(self, child: str) -> Callable[[], str]:
+    def _live(self, child: str) -> Callable[[], Goal]:
         """``child``'s goal as it stands when read (a steer lands at its next attempt)."""
-        return lambda: self.goals[child]
+        return lambda: self.goals.info(child)
 
     async def round(self, budget: Budget) -> RoundResult:
         """Run every child from the current best, synthesize, revise goals."""
@@ -217,7 +220,7 @@ class Planner:
             raise RuntimeError("the planner has no current best program; set Planner.best first")
         if not self.goals:
             if self.task.surface_areas:
-                self.assign_goals(self.goal)
+                self.assign_goals(self.goal, self.goal_areas)
             else:
                 await self._initial_goals()
         t0 = time.time()
@@ -330,7 +333,7 @@ class Planner:
             "\n".join(f"- {a.name}: {a.description}" for a in self.task.surface_areas) or "(none)"
         )
         goals = "\n".join(
-            f"- {n} ({'pinned' if self.goals.info(n).pinned else 'open'}): {self.goals[n]}"
+            goal_line(n, self.goals.info(n), with_areas=bool(self.task.surface_areas))
             for n in self.children
         )
         blocks = []
@@ -367,9 +370,12 @@ class Planner:
         except Exception:
             return set()  # goals stay as they were; the next round still runs
         changed = set()
-        for m in re.finditer(r"^GOAL ([\w.-]+): (.+)$", resp.text, re.MULTILINE):
-            w, text = m.group(1), m.group(2).strip()
-            if w in open_children and text and text != self.goals[w]:
-                self.goals.set(w, text, by="planner")
+        for w, (text, areas) in parse_plan(resp.text, self.task.area_names).items():
+            now = self.goals.info(w) if w in open_children else None
+            if now is None or not text:
+                continue
+            if text != now.text or (areas is not None and areas != now.areas):
+                # the plan's areas are the model's explicit choice; none named keeps them
+                self.goals.set(w, text, by="planner", areas=areas)
                 changed.add(w)
         return changed

@@ -104,8 +104,3 @@ def handoff_prompt(
             )
         },
     )
-
-
-def focus_from_goal(goal: str, areas: Sequence[str]) -> tuple[str, ...]:
-    """Surface areas a goal names (as whole words), in the task's order."""
-    return tuple(a for a in areas if re.search(rf"(?<![\w-]){re.escape(a)}(?![\w-])", goal))

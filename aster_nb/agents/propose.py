@@ -20,7 +20,7 @@ from ..llm.base import Request, user
 from ..llm.spend import BudgetExceeded
 from ..records import Program, Status
 from .attempt import Outcome, Ticket, ask, check_markers, edited, rationale, timed_out
-from .prompts import focus_from_goal, propose_prompt
+from .prompts import propose_prompt
 from .toolagent import tool_attempt
 
 if TYPE_CHECKING:
@@ -35,7 +35,7 @@ async def propose(w: Worker, t: Ticket, out: Outcome, st: RunState) -> None:
     prompt = propose_prompt(
         task=w.task,
         goal=goal,
-        focus=focus_from_goal(goal, w.task.area_names),
+        focus=out.focus,  # the goal's resolved areas, never its words
         parent=parent,
         inspirations=insp,
         memory=t.memory,

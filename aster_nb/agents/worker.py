@@ -30,7 +30,7 @@ from ..control import Control
 from ..events import EventBus, HandoffReceived
 from ..features import archive_descriptor, describe
 from ..llm.base import Model
-from ..records import EvalResult, Handoff, Program
+from ..records import EvalResult, Goal, Handoff, Program
 from ..store import Store
 from ..task import Task, TaskError
 from .attempt import MODEL_TIMEOUT, Outcome, Ticket, evaluate_stored
@@ -151,13 +151,14 @@ class Worker:
         budget: Budget,
         *,
         round: int = 0,
-        goal_source: Callable[[], str] | None = None,
+        goal_source: Callable[[], str | Goal] | None = None,
     ) -> Handoff:
         """Search from ``base`` toward ``goal`` until ``budget`` is spent.
 
         ``goal_source``, if given, is read as each attempt starts (a planner passes its
         live goals, so a steer lands on the very next attempt); else every attempt works
-        toward ``goal``. The handoff reports ``goal``.
+        toward ``goal``. The handoff reports ``goal``. A :class:`Goal` record gives the
+        attempt's focus areas; plain text focuses on every area of the task.
 
         A round that a killed session began (see :meth:`restore`) goes on where it
         stopped: the evaluations it stored count against ``budget``, and its best program
@@ -248,9 +249,10 @@ class Worker:
         memory = self.memories[slot].render()
         return Ticket(n=n, slot=slot, parent=parent, inspirations=insp, memory=memory)
 
-    def _begin(self, t: Ticket, goal: Callable[[], str]) -> Outcome:
+    def _begin(self, t: Ticket, goal: Callable[[], str | Goal]) -> Outcome:
         # The goal is read as the attempt starts, so a steer lands on the very next attempt.
-        text = goal()
+        g = goal()
+        text, focus = (g.text, g.areas) if isinstance(g, Goal) else (g, self.task.area_names)
         return Outcome(
             n=t.n,
             agent=t.slot,
@@ -259,6 +261,7 @@ class Worker:
             response=None,
             started=time.time(),
             goal=text,
+            focus=focus,
         )
 
     # -- helpers -------------------------------------------------------------------------

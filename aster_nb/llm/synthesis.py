@@ -27,7 +27,8 @@ _CANDIDATE = re.compile(
     r"^### Candidate[^\n]*\(id (?P<id>\w+), score (?P<score>[-+\w.]+)", re.MULTILINE
 )
 _GOAL_LINE = re.compile(
-    r"^- (?P<worker>[\w.-]+) \((?P<state>pinned|open)\): (?P<goal>.*)$", re.MULTILINE
+    r"^- (?P<worker>[\w.-]+) \((?P<state>pinned|open)(?:, areas: (?P<areas>[^)]*))?\): (?P<goal>.*)$",
+    re.MULTILINE,
 )
 _AREA_LINE = re.compile(r"^- (?P<name>[A-Za-z_][\w.-]*): (?P<desc>.*)$", re.MULTILINE)
 _HANDOFF = re.compile(
@@ -161,6 +162,11 @@ def write_plan(prompt: str) -> str:
         m["worker"]: (m["goal"].strip(), m["state"] == "pinned")
         for m in _GOAL_LINE.finditer(sec.get("current goals", ""))
     }
+    # the areas each goal was given, as listed; never guessed from the goal's words
+    given = {
+        m["worker"]: [a.strip() for a in (m["areas"] or "").split(",") if a.strip()]
+        for m in _GOAL_LINE.finditer(sec.get("current goals", ""))
+    }
     gains: dict[str, float] = {}
     hints: dict[str, str] = {}
     for m in _HANDOFF.finditer(sec.get("handoffs", "")):
@@ -170,16 +176,16 @@ def write_plan(prompt: str) -> str:
         if paid:
             hints[m["worker"]] = paid.group(1).split(";")[0][:160]
 
-    def area_of(goal: str) -> str | None:
-        return next(
-            (a for a in areas if re.search(rf"(?<![\w-]){re.escape(a)}(?![\w-])", goal)), None
-        )
+    def area_of(w: str) -> str | None:
+        # one area stands for a worker's goal; a worker on every area has none of its own
+        mine = [a for a in given.get(w, []) if a in areas]
+        return mine[0] if len(mine) == 1 else None
 
     load = {a: 0 for a in areas}
     area_gain = {a: 0.0 for a in areas}
     area_hint: dict[str, str] = {}
-    for w, (goal, _) in goals.items():
-        a = area_of(goal)
+    for w in goals:
+        a = area_of(w)
         if a is not None:
             load[a] += 1
             if gains.get(w, 0.0) > area_gain[a]:
@@ -193,7 +199,7 @@ def write_plan(prompt: str) -> str:
         if pinned or gains.get(w, 0.0) > 0:
             lines.append(f"GOAL {w}: {goal}")
             continue
-        here = area_of(goal)
+        here = area_of(w)
         # Least crowded first, then the best recent gain: spread out, but toward progress.
         options = sorted((a for a in areas if a != here), key=lambda a: (load[a], -area_gain[a]))
         target = options[0] if options else here
@@ -205,7 +211,7 @@ def write_plan(prompt: str) -> str:
         load[target] += 1
         hint = f" What paid there last round: {area_hint[target]}." if target in area_hint else ""
         lines.append(
-            f"GOAL {w}: Improve `{target}`: {areas[target]} (moved from "
+            f"GOAL {w} (areas: {target}): Improve `{target}`: {areas[target]} (moved from "
             f"{'`' + here + '`' if here else 'its goal'}, which stalled).{hint}"
         )
     return "\n".join(lines)

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 from ..records import AttemptRecord, EvalResult, Handoff, Program, Status
 from .check import StoreError
 from .history import History, Scores
-from .schema import SCHEMA
+from .schema import SCHEMA, add_missing_columns
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -48,6 +48,7 @@ class Store:
         # NORMAL in WAL mode survives a killed process (not a power cut) at far lower cost.
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.executescript(SCHEMA)
+        add_missing_columns(self._db)
         self._history = History(self._db)  # what history() and scores() have read so far
 
     def _refuse_foreign(self) -> None:
@@ -125,8 +126,8 @@ class Store:
         self._db.execute(
             "INSERT INTO attempts(worker, n, agent, round, parent_id, inspiration_ids, program_id,"
             " outcome, reason, rationale, goal, change, model, input_tokens, output_tokens,"
-            " cache_read_tokens, cache_write_tokens, cost_usd, retries, latency, started, finished)"
-            " VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+            " cache_read_tokens, cache_write_tokens, cost_usd, retries, latency, started, finished,"
+            " focus, areas) VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
             (
                 a.worker,
                 a.n,
@@ -150,6 +151,8 @@ class Store:
                 a.latency,
                 a.started,
                 a.finished,
+                json.dumps(list(a.focus)),
+                json.dumps(list(a.areas)),
             ),
         )
 
@@ -173,11 +176,31 @@ class Store:
             ),
         )
 
-    def add_goal(self, *, worker: str, goal: str, set_by: str, pinned: bool, round: int) -> None:
-        """Record a goal change and who made it (``planner`` or ``researcher``)."""
+    def add_goal(
+        self,
+        *,
+        worker: str,
+        goal: str,
+        set_by: str,
+        pinned: bool,
+        round: int,
+        areas: tuple[str, ...] = (),
+        areas_by: str = "default",
+    ) -> None:
+        """Record a goal change, who made it, its surface areas and who chose them."""
         self._db.execute(
-            "INSERT INTO goals(worker, goal, set_by, pinned, round, at) VALUES(?,?,?,?,?,?)",
-            (worker, goal, set_by, int(pinned), round, time.time()),
+            "INSERT INTO goals(worker, goal, set_by, pinned, round, at, areas, areas_by)"
+            " VALUES(?,?,?,?,?,?,?,?)",
+            (
+                worker,
+                goal,
+                set_by,
+                int(pinned),
+                round,
+                time.time(),
+                json.dumps(list(areas)),
+                areas_by,
+            ),
         )
 
     def add_archive_entry(self, *, worker: str, program_id: str) -> None:
@@ -238,13 +261,23 @@ class Store:
 
         return pd.read_sql_query("SELECT * FROM goals ORDER BY seq", self._db)
 
-    def current_goals(self) -> dict[str, tuple[str, str, bool]]:
-        """The latest goal of each worker: ``{worker: (goal, set_by, pinned)}``."""
+    def current_goals(self) -> dict[str, tuple[str, str, bool, list[str] | None, str]]:
+        """The latest goal of each worker: ``{worker: (goal, set_by, pinned, areas,
+        areas_by)}``; ``areas`` is ``None`` for a goal stored before areas were."""
         rows = self._db.execute(
-            "SELECT worker, goal, set_by, pinned FROM goals WHERE seq IN"
+            "SELECT worker, goal, set_by, pinned, areas, areas_by FROM goals WHERE seq IN"
             " (SELECT MAX(seq) FROM goals GROUP BY worker)"
         )
-        return {r[0]: (r[1], r[2], bool(r[3])) for r in rows}
+        return {
+            r[0]: (
+                r[1],
+                r[2],
+                bool(r[3]),
+                None if r[4] is None else json.loads(r[4]),
+                r[5] or "default",
+            )
+            for r in rows
+        }
 
     def rounds(self) -> pd.DataFrame:
         import pandas as pd

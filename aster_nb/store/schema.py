@@ -8,6 +8,8 @@ existing store adds nothing and changes nothing.
 
 from __future__ import annotations
 
+import sqlite3
+
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS programs (
@@ -99,6 +101,37 @@ CREATE TABLE IF NOT EXISTS archive_log (
 CREATE INDEX IF NOT EXISTS attempts_worker ON attempts(worker, n);
 CREATE INDEX IF NOT EXISTS archive_log_worker ON archive_log(worker, seq);
 """
+# Columns added after stores were first written: a store opened without them gets them
+# (ALTER TABLE ... ADD COLUMN, NULL in old rows), so old stores open and keep their rows.
+ADDED_COLUMNS: dict[str, dict[str, str]] = {
+    # JSON lists: the goal's focus areas and the areas an attempt's edit changed
+    "attempts": {"focus": "TEXT", "areas": "TEXT"},
+    # the goal's resolved areas (JSON list) and who chose them (see records.Goal)
+    "goals": {"areas": "TEXT", "areas_by": "TEXT"},
+    # how many programs the store held when the handoff was written: where it falls in a
+    # replay "as after evaluation t" (set by the trigger below; NULL in older rows)
+    "handoffs": {"programs": "INTEGER"},
+}
+# A trigger, not the writer: every handoff insert gets its position, whoever writes it.
+TRIGGERS = """
+CREATE TRIGGER IF NOT EXISTS handoffs_programs AFTER INSERT ON handoffs
+WHEN NEW.programs IS NULL
+BEGIN
+    UPDATE handoffs SET programs = (SELECT COUNT(*) FROM programs) WHERE seq = NEW.seq;
+END;
+"""
+
+
+def add_missing_columns(db: sqlite3.Connection) -> None:
+    """Add the :data:`ADDED_COLUMNS` a store written before them lacks."""
+    for table, cols in ADDED_COLUMNS.items():
+        have = {r[1] for r in db.execute(f"PRAGMA table_info({table})")}
+        for name, kind in cols.items():
+            if name not in have:
+                db.execute(f"ALTER TABLE {table} ADD COLUMN {name} {kind}")
+    db.executescript(TRIGGERS)  # after the columns it writes exist
+
+
 # every table a complete run store has (the check refuses a file missing one)
 TABLES = ("meta", "programs", "attempts", "handoffs", "goals", "rounds", "archive_log")
 # the first bytes of every SQLite file

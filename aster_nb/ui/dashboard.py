@@ -28,8 +28,9 @@ def _half() -> w.Layout:
 class Dashboard(w.VBox):
     """Watch and steer a run from a notebook: put ``Dashboard(run)`` last in a cell.
 
-    Status line, controls, archive map and timeline (with a replay slider), goal editors,
-    handoff feed, and the current best's diff. It works on a run that is running, paused,
+    Status line, controls, archive map and timeline (with a replay slider that also rewinds
+    the handoff feed, and a banner saying so while it does), goal editors, handoff feed,
+    and the current best's diff. It works on a run that is running, paused,
     finished or reopened from its store (``await Run.open(path)``). Exceptions of its tasks
     and redraws are shown in the status line and kept in :attr:`errors`.
 
@@ -58,11 +59,14 @@ class Dashboard(w.VBox):
         self.controls = Controls(run, rounds=rounds, interval=interval, **kw)
         self.archive_map = ArchiveMapView(run, worker=worker, interval=map_interval, **kw)
         self.timeline = TimelineView(run, interval=map_interval, **kw)
-        self.replay = ReplaySlider(
-            run, views=(self.archive_map, self.timeline), interval=interval, **kw
-        )
         self.goals = GoalEditors(run, interval=interval, **kw)
         self.handoffs = HandoffFeed(run, interval=interval, **kw)
+        self.replay = ReplaySlider(
+            run,
+            views=(self.archive_map, self.timeline, self.handoffs),
+            interval=interval,
+            **kw,
+        )
         self.diff = BestDiff(run, interval=interval, **kw)
         self.archive_map.layout, self.timeline.layout = _half(), _half()
         self.goals.layout, self.handoffs.layout = _half(), _half()
@@ -71,6 +75,7 @@ class Dashboard(w.VBox):
             [
                 style(),
                 self.status,
+                self.replay.banner,  # on top: in replay, nothing below is the present
                 self.controls,
                 w.HBox([self.archive_map, self.timeline], layout=wrap),
                 self.replay,
@@ -79,6 +84,7 @@ class Dashboard(w.VBox):
             ]
         )
         self.add_class("aster-dashboard")
+        self.replay.marked.append(self)
 
     @property
     def views(self) -> dict[str, w.Widget]:

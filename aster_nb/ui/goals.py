@@ -1,4 +1,5 @@
-"""Goal editors: one text area per worker, a pin toggle, Apply, and who set the goal."""
+"""Goal editors: per worker a text area, one checkbox per surface area, a pin toggle,
+Apply, who set the goal and the areas it resolved to (who chose them)."""
 
 from __future__ import annotations
 
@@ -21,15 +22,32 @@ def goal_class(worker: str) -> str:
     return "aster-goal-" + worker.replace(".", "-")
 
 
+def areas_text(goal: Goal) -> str:
+    """A goal's resolved areas as the editor shows them: ``areas: refine (chosen by researcher)``."""
+    names = ", ".join(goal.areas) if goal.areas else "whole program"
+    by = "default: all" if goal.areas_by == "default" else f"chosen by {goal.areas_by}"
+    return f"areas: {names} ({by})"
+
+
 class GoalEditor(w.VBox):
-    """One worker's goal: a Textarea, a pin Checkbox, Apply, and a "set by ..." label.
+    """One worker's goal: a Textarea, a Checkbox per surface area (the areas its agents
+    may edit), a pin Checkbox, Apply, a "set by ..." label and the resolved areas.
 
     Args:
         worker: the worker's name.
+        areas: the task's surface area names (no checkboxes without any).
     """
 
-    def __init__(self, *, worker: str) -> None:
+    def __init__(self, *, worker: str, areas: tuple[str, ...] = ()) -> None:
         self.worker = worker
+        self.areas: dict[str, w.Checkbox] = {}
+        for a in areas:
+            box = w.Checkbox(value=True, description=a, indent=False, layout=w.Layout(width="auto"))
+            box.add_class("aster-goal-area")
+            box.add_class(f"aster-goal-area-{a}")
+            self.areas[a] = box
+        self.resolved = w.HTML(value="")
+        self.resolved.add_class("aster-goal-areas")
         self.text = w.Textarea(
             value="", placeholder="No goal yet", layout=w.Layout(width="100%", height="4.5em")
         )
@@ -41,29 +59,43 @@ class GoalEditor(w.VBox):
         self.by = w.HTML(value="")
         self.by.add_class("aster-goal-by")
         title = w.HTML(value=f"<b>{html.escape(worker)}</b>")
-        super().__init__([w.HBox([title, self.by]), self.text, w.HBox([self.pin, self.apply])])
+        ticks = w.HBox([w.HTML(value="agents may edit:"), *self.areas.values()]) if areas else None
+        rows = [w.HBox([title, self.by]), self.text, w.HBox([self.pin, self.apply])]
+        super().__init__([*rows[:2], *([ticks] if ticks else []), self.resolved, rows[2]])
         self.add_class("aster-goal-editor")
         self.add_class(goal_class(worker))
-        self.synced: tuple[str, bool] = ("", False)  # the goal as last shown or applied
+        # the goal as last shown or applied: text, pin, ticked areas
+        self.synced: tuple[str, bool, tuple[str, ...]] = ("", False, self.ticked)
+
+    @property
+    def ticked(self) -> tuple[str, ...]:
+        """The areas whose checkbox is ticked, in the task's order."""
+        return tuple(a for a, box in self.areas.items() if box.value)
 
     @property
     def edited(self) -> bool:
-        """Whether the researcher changed the text or the pin since the last sync."""
-        return (self.text.value, self.pin.value) != self.synced
+        """Whether the researcher changed the text, the pin or the areas since the last sync."""
+        return (self.text.value, self.pin.value, self.ticked) != self.synced
 
     def show(self, goal: Goal | None) -> None:
-        """Show ``goal``; the text and pin only if the researcher has no unsaved edit."""
+        """Show ``goal``; the text, pin and ticks only if the researcher has no unsaved
+        edit (the resolved areas always: they are what the agents work on)."""
         if goal is None:
             self.by.value = "no goal yet"
             return
         self.by.value = f"set by {html.escape(goal.set_by)}" + (" · pinned" if goal.pinned else "")
+        self.resolved.value = html.escape(areas_text(goal))
         if not self.edited:
             self.text.value, self.pin.value = goal.text, goal.pinned
-            self.synced = (goal.text, goal.pinned)
+            for a, box in self.areas.items():
+                box.value = a in goal.areas
+            self.synced = (goal.text, goal.pinned, self.ticked)
 
 
 class GoalEditors(LiveView, w.VBox):
-    """Every worker's goal, editable; Apply calls ``run.steer(worker, text, pin=...)``.
+    """Every worker's goal, editable; Apply calls ``run.steer(worker, text, pin=...,
+    areas=...)`` (areas only when the ticks differ from the goal's: untouched, the areas
+    stay as chosen, by whoever chose them).
 
     When the planner revises a goal the editor follows, unless it holds an unsaved edit.
 
@@ -83,7 +115,7 @@ class GoalEditors(LiveView, w.VBox):
         sink = self._live(run, interval=interval, errors=errors)
         self.editors: dict[str, GoalEditor] = {}
         for name in sorted(run.workers):
-            ed = GoalEditor(worker=name)
+            ed = GoalEditor(worker=name, areas=run.task.area_names)
             ed.apply.on_click(
                 self._guard(lambda _, n=name: self.apply(n), f"applying {name}'s goal")
             )
@@ -101,11 +133,17 @@ class GoalEditors(LiveView, w.VBox):
         return goals.info(worker) if worker in goals else None
 
     def apply(self, worker: str, _: Any = None) -> None:
-        """Steer ``worker`` to its editor's text, pinned as its checkbox says."""
+        """Steer ``worker`` to its editor's text and ticked areas, pinned as its checkbox says.
+
+        Raises:
+            AreaError: no area is ticked (the task has some).
+        """
         ed = self.editors[worker]
-        text, pin = ed.text.value, ed.pin.value
-        self.run.steer(worker, text, pin=pin)
-        ed.synced = (text.strip(), pin)
+        text, pin, ticked = ed.text.value, ed.pin.value, ed.ticked
+        now = self.goal(worker)
+        areas = ticked if now is None or ticked != now.areas else None
+        self.run.steer(worker, text, pin=pin, areas=areas)
+        ed.synced = (text.strip(), pin, ticked)
         ed.text.value = text.strip()
         self.refresh()
 

@@ -12,10 +12,11 @@ from collections import deque
 from typing import TYPE_CHECKING, Any
 
 import anywidget
+import numpy as np
 import traitlets
 
 from ..events import Event, HandoffReceived
-from .base import ErrorSink, LiveView
+from .base import ErrorSink, ReplayView
 from .frontend import asset
 from .throttle import DEFAULT_INTERVAL
 
@@ -70,10 +71,27 @@ def from_handoff(h: Handoff) -> dict[str, Any]:
     )
 
 
-class HandoffFeed(LiveView, anywidget.AnyWidget):
+def written_by(handoffs: Any, history: Any) -> np.ndarray:
+    """How many programs were stored when each handoff was written (its place in a replay).
+
+    The store records it (``handoffs.programs``); rows written before it did are placed
+    by time: the programs whose evaluation had ended (created + evaluation seconds) by then.
+    """
+    n = len(handoffs)
+    known = handoffs["programs"] if "programs" in handoffs else [None] * n
+    out = np.zeros(n, dtype=np.int64)
+    ends = np.sort((history["created"] + history["eval_seconds"].fillna(0)).to_numpy())
+    for i, (k, at) in enumerate(zip(known, handoffs["created"], strict=True)):
+        recorded = _num(k)  # None for NULL (NaN in the frame)
+        out[i] = int(recorded) if recorded is not None else np.searchsorted(ends, at, "right")
+    return out
+
+
+class HandoffFeed(ReplayView, anywidget.AnyWidget):
     """Handoffs newest first, each with its round, worker, goal, and what was done, learned
     and worrying. Starts from the store (``run.handoffs()``), then follows
-    ``HandoffReceived`` events.
+    ``HandoffReceived`` events; ``show(upto=t)`` (the replay slider) shows only the
+    handoffs written by the time the store held ``t`` programs.
 
     Args:
         run: the run to follow.
@@ -100,12 +118,19 @@ class HandoffFeed(LiveView, anywidget.AnyWidget):
         super().__init__()
         self.limit = limit
         self._pending: deque[Handoff] = deque(maxlen=limit)
+        self._reload = False  # the replay point moved: read the feed again from the store
         self._live(run, interval=interval, errors=errors)
         self.add_class("aster-handoffs")
         self.entries = self._stored()
 
-    def _stored(self) -> list[dict[str, Any]]:
+    def show(self, *, upto: int | None) -> None:
+        super().show(upto=upto)
+        self._reload = True
+
+    def _stored(self, upto: int | None = None) -> list[dict[str, Any]]:
         df = self.run.handoffs()
+        if upto is not None and len(df):
+            df = df[written_by(df, self.run.history()) <= upto]
         rows = df.tail(self.limit).iloc[::-1]
         return [
             entry(
@@ -122,11 +147,17 @@ class HandoffFeed(LiveView, anywidget.AnyWidget):
         ]
 
     def _on_event(self, e: Event) -> None:
-        if isinstance(e, HandoffReceived):
+        # in replay the past does not change; going live reads the store again
+        if isinstance(e, HandoffReceived) and self.upto is None:
             self._pending.append(e.handoff)  # O(1); converted at the next redraw
             self.throttle.mark()
 
     def _draw(self) -> None:
+        if self._reload:
+            self._reload = False
+            self._pending.clear()
+            self.entries = self._stored(self.upto)
+            return
         if not self._pending:
             return
         new = [from_handoff(h) for h in reversed(self._pending)]

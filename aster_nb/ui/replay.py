@@ -1,4 +1,9 @@
-"""A slider over the stored evaluations that redraws the map and timeline as they were."""
+"""A slider over the stored evaluations that redraws the views as they were, and says so.
+
+In replay a banner (``.aster-replay-banner``) names the evaluation shown and how to go back
+to live, and the marked widgets (a dashboard marks itself) carry ``aster-replaying``: a
+researcher must never take the past for the run's present.
+"""
 
 from __future__ import annotations
 
@@ -12,6 +17,11 @@ from .throttle import DEFAULT_INTERVAL
 
 if TYPE_CHECKING:
     from ..run import Run
+
+
+_BANNER_STYLE = (
+    "background:#fff3cd;color:#664d03;border:1px solid #e0b000;border-radius:4px;padding:2px 8px"
+)
 
 
 class Replayable(Protocol):
@@ -29,9 +39,10 @@ class ReplaySlider(LiveView, w.VBox):
 
     Args:
         run: the run to replay.
-        views: views with ``show(upto=...)`` to drive (a dashboard passes its map and
-            timeline); ``None`` makes an :class:`ArchiveMapView` and a :class:`TimelineView`
-            shown under the slider.
+        views: views with ``show(upto=...)`` to drive (a dashboard passes its map,
+            timeline and handoff feed); ``None`` makes an :class:`ArchiveMapView` and a
+            :class:`TimelineView` shown under the slider, with the replay banner above it
+            (a dashboard places :attr:`banner` itself).
         interval: minimum seconds between updates of the slider's range.
         errors: where exceptions go (a dashboard shares one); a new sink if ``None``.
     """
@@ -56,6 +67,10 @@ class ReplaySlider(LiveView, w.VBox):
             layout=w.Layout(width="100%"),
         )
         self.live = w.Checkbox(value=True, description="live", indent=False)
+        self.banner = w.HTML(value="", layout=w.Layout(display="none"))
+        self.banner.add_class("aster-replay-banner")
+        # widgets that carry the aster-replaying class while replaying (a dashboard adds itself)
+        self.marked: list[w.DOMWidget] = []
         super().__init__()
         sink = self._live(run, interval=interval, errors=errors)
         self._own = views is None
@@ -69,6 +84,7 @@ class ReplaySlider(LiveView, w.VBox):
         row = w.HBox([self.slider, self.live], layout=w.Layout(width="100%"))
         parts: tuple[Any, ...] = (style(), row)
         if self._own:
+            parts = (style(), self.banner, row)
             parts += tuple(v for v in self.views if isinstance(v, w.Widget))
         self.children = parts if errors is not None else (*parts, sink.widget)
         self.add_class("aster-replay")
@@ -79,6 +95,28 @@ class ReplaySlider(LiveView, w.VBox):
     def upto(self) -> int | None:
         """The evaluation shown, ``None`` when following the run."""
         return None if self.live.value else self.slider.value
+
+    @property
+    def replaying(self) -> bool:
+        """Whether the views show the past (the banner is up)."""
+        return not self.live.value
+
+    def _mark(self) -> None:
+        """Show or hide the banner and the marked widgets' ``aster-replaying`` class."""
+        t = self.upto
+        for x in (self, *self.marked):
+            (x.remove_class if t is None else x.add_class)("aster-replaying")
+        if t is None:
+            self.banner.layout.display = "none"
+            self.banner.value = ""
+            return
+        self.banner.layout.display = None
+        # inline colours too: the banner must stand out even where the CSS is not loaded
+        self.banner.value = (
+            f"<div style='{_BANNER_STYLE}'><b>REPLAY</b> · showing the run as after "
+            f"evaluation {t} of {self.slider.max} (map, timeline, handoffs) · tick "
+            "<i>live</i> to follow the run</div>"
+        )
 
     def seek(self, t: int) -> None:
         """Show the views as after evaluation ``t`` (leaves live mode)."""
@@ -104,6 +142,7 @@ class ReplaySlider(LiveView, w.VBox):
                 self._syncing = False
         for v in self.views:
             v.show(upto=int(change["new"]))
+        self._mark()
 
     def _live_toggled(self, change: Any) -> None:
         if self._syncing:
@@ -115,6 +154,7 @@ class ReplaySlider(LiveView, w.VBox):
         else:
             for v in self.views:
                 v.show(upto=self.slider.value)
+        self._mark()
 
     def _draw(self) -> None:
         total = self.run.store.count()
@@ -125,6 +165,7 @@ class ReplaySlider(LiveView, w.VBox):
                 self.slider.value = total
         finally:
             self._syncing = False
+        self._mark()  # "of N" grows while the run goes on
 
     def close(self) -> None:
         if self._own:
