@@ -78,6 +78,7 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
             "aster_nb.runconfig",
             "aster_nb.runmake",
             "aster_nb.runsummary",
+            "aster_nb.runspend",
             "aster_nb.rungoals",
             "aster_nb.sync",
             "aster_nb.snapshot",

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 from ..records import AttemptRecord, EvalResult, Handoff, Program, Status
 from .check import StoreError
 from .history import History, Scores
-from .schema import SCHEMA
+from .schema import SCHEMA, migrate
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -48,7 +48,13 @@ class Store:
         # NORMAL in WAL mode survives a killed process (not a power cut) at far lower cost.
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.executescript(SCHEMA)
+        migrate(self._db)
         self._history = History(self._db)  # what history() and scores() have read so far
+        # The run's evaluations (see evaluations()), counted once here and then kept by
+        # add_program: a status line reads it several times a second.
+        self._evaluations = self._db.execute(
+            "SELECT COUNT(*) FROM programs WHERE status != 'pending'"
+        ).fetchone()[0]
 
     def _refuse_foreign(self) -> None:
         try:
@@ -119,7 +125,21 @@ class Store:
                 p.created,
             ),
         )
+        if cur.rowcount == 1 and r.status is not Status.PENDING:
+            self._evaluations += 1  # a new program, or a pending one evaluated
         return cur.rowcount == 1
+
+    def evaluations(self) -> int:
+        """The run's evaluations: programs stored with a result, one per distinct code.
+
+        The one definition every report uses (the command line's round lines and JSON
+        line, ``Run.status``, the dashboard, the snapshots' and replays' counts): the
+        initial program, every worker's child and every planner's merge, each evaluated
+        once (identical code proposed again, by any worker, is a duplicate or a cache hit,
+        not an evaluation). The budget counts differently: a worker's budget counts each
+        program new to that worker, so two workers finding the same code spend two.
+        """
+        return self._evaluations
 
     def add_attempt(self, a: AttemptRecord) -> None:
         self._db.execute(

@@ -3,10 +3,13 @@ creates and what :func:`~aster_nb.store.check_run_store` expects to find.
 
 Why apart: the writer and the read-only check must agree on the same tables; a column
 added here is seen by both. ``CREATE ... IF NOT EXISTS`` throughout, so opening an
-existing store adds nothing and changes nothing.
+existing store adds nothing and changes nothing, but for the columns of
+:data:`COLUMNS_ADDED`, which :func:`migrate` adds to a store written before them.
 """
 
 from __future__ import annotations
+
+import sqlite3
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -68,7 +71,8 @@ CREATE TABLE IF NOT EXISTS handoffs (
     best_id TEXT,
     diff TEXT NOT NULL,
     stats TEXT NOT NULL,
-    created REAL NOT NULL
+    created REAL NOT NULL,
+    report TEXT
 );
 CREATE TABLE IF NOT EXISTS goals (
     seq INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -99,6 +103,23 @@ CREATE TABLE IF NOT EXISTS archive_log (
 CREATE INDEX IF NOT EXISTS attempts_worker ON attempts(worker, n);
 CREATE INDEX IF NOT EXISTS archive_log_worker ON archive_log(worker, seq);
 """
+# Columns added after their table first shipped: (table, column, declaration). A store
+# written before one gets it (NULL in its old rows) when it is next opened for writing;
+# the read-only check requires none of them, so an old store still opens and resumes.
+COLUMNS_ADDED: tuple[tuple[str, str, str], ...] = (
+    # a handoff's numbers as JSON (aster_nb.agents.report.HandoffReport)
+    ("handoffs", "report", "TEXT"),
+)
+
+
+def migrate(db: sqlite3.Connection) -> None:
+    """Add the :data:`COLUMNS_ADDED` an older store lacks."""
+    for table, column, declaration in COLUMNS_ADDED:
+        have = {row[1] for row in db.execute(f"PRAGMA table_info({table})")}
+        if column not in have:
+            db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {declaration}")
+
+
 # every table a complete run store has (the check refuses a file missing one)
 TABLES = ("meta", "programs", "attempts", "handoffs", "goals", "rounds", "archive_log")
 # the first bytes of every SQLite file
