@@ -46,6 +46,7 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
         (
             "aster_nb.errors",
             "aster_nb.records",
+            "aster_nb.handoffreport",
             "aster_nb.program",
             "aster_nb.blocks",
             "aster_nb.edits",

@@ -177,7 +177,7 @@ class Store:
         """Store a :class:`~aster_nb.records.Handoff`."""
         self._db.execute(
             "INSERT INTO handoffs(worker, round, goal, done, learned, concerns, base_id, best_id,"
-            " diff, stats, created) VALUES(?,?,?,?,?,?,?,?,?,?,?)",
+            " diff, stats, created, report) VALUES(?,?,?,?,?,?,?,?,?,?,?,?)",
             (
                 h.worker,
                 h.round,
@@ -190,6 +190,7 @@ class Store:
                 h.diff,
                 json.dumps(h.stats),
                 time.time(),
+                None if h.report is None else json.dumps(h.report.to_dict()),
             ),
         )
 
@@ -336,6 +337,9 @@ class Store:
         return pd.read_sql_query("SELECT * FROM attempts ORDER BY seq", self._db)
 
     def handoffs(self) -> pd.DataFrame:
+        """Every handoff, oldest first; ``stats`` and ``report`` are JSON text (``report``
+        is ``None`` for a planner's and for those stored before reports existed;
+        ``HandoffReport.from_dict(json.loads(...))`` reads it)."""
         import pandas as pd
 
         return pd.read_sql_query("SELECT * FROM handoffs ORDER BY seq", self._db)
