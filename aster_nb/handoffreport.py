@@ -44,12 +44,14 @@ NO_PROGRAM = frozenset({"edit_failed", "model_error"})
 # program: a tenth of their whole. Below that they are reported, not flagged.
 STALL_SHARE, STALL_MIN, SHARE = 1 / 3, 10, 0.10
 MAX_SITES = 50  # kept in a report; the rest are counted in ``more_sites``
-_FAILURE_NAMES = {
+_NAMES = {  # outcomes in words: (one, many)
     "timeout": ("timeout", "timeouts"),
     "error": ("error", "errors"),
     "memory": ("out of memory", "out of memory"),
     "invalid": ("invalid", "invalid"),
     "lost": ("lost (the sandbox died)", "lost (the sandbox died)"),
+    "edit_failed": ("edit that did not apply", "edits that did not apply"),
+    "model_error": ("model error", "model errors"),
 }
 _DIGITS = re.compile(r"\d+\.?\d*(?:[eE][-+]?\d+)?")
 
@@ -343,55 +345,36 @@ def _with_flags(r: HandoffReport, reasons: dict[str, str]) -> HandoffReport:
     if e and not r.raises:
         flags.append(Flag("stall", f"no improvement on the round's start in {e} evaluations", e, e))
     elif e and r.since_raise >= max(STALL_MIN, math.ceil(e * STALL_SHARE)):
-        flags.append(
-            Flag(
-                "stall",
-                f"no improvement in the last {r.since_raise} of {e} evaluations (the best last "
-                f"rose at evaluation {e - r.since_raise})",
-                r.since_raise,
-                e,
-            )
+        text = (
+            f"no improvement in the last {r.since_raise} of {e} evaluations (the best last "
+            f"rose at evaluation {e - r.since_raise})"
         )
+        flags.append(Flag("stall", text, r.since_raise, e))
     if e and r.failed / e >= SHARE:
-        parts = ", ".join(
-            f"{n} {_FAILURE_NAMES.get(k, (k, k))[n != 1]}" for k, n in r.failures.items()
-        )
         worst = next(iter(r.failures))
         # a traceback's last line with words in it (not the ~~~^^^ markers under code)
         said = [ln for ln in reasons.get(worst, "").splitlines() if re.search(r"[A-Za-z]", ln)]
-        example = _short(said[-1], 160) if said else ""
-        flags.append(
-            Flag(
-                "failures",
-                f"{r.failed / e:.0%} of evaluations failed ({r.failed} of {e}): {parts}"
-                + (f"; e.g. {example}" if example else ""),
-                r.failed,
-                e,
-            )
+        text = f"{r.failed / e:.0%} of evaluations failed ({r.failed} of {e}): " + _counted(
+            r.failures
         )
+        flags.append(Flag("failures", text + (f"; e.g. {_short(said[-1], 160)}" if said else ""),
+                          r.failed, e))  # fmt: skip
     if a and r.duplicates / a >= SHARE:
-        flags.append(
-            Flag(
-                "duplicates",
-                f"{r.duplicates / a:.0%} of proposals were duplicates ({r.duplicates} of {a}): "
-                "code already evaluated, which spent model calls and no evaluation",
-                r.duplicates,
-                a,
-            )
+        text = (
+            f"{r.duplicates / a:.0%} of proposals were duplicates ({r.duplicates} of {a}): "
+            "code already evaluated, which spent model calls and no evaluation"
         )
+        flags.append(Flag("duplicates", text, r.duplicates, a))
     none = sum(r.no_program.values())
     if a and none / a >= SHARE:
-        names = {"edit_failed": "edits that did not apply", "model_error": "model errors"}
-        parts = ", ".join(f"{n} {names.get(k, k)}" for k, n in r.no_program.items())
-        flags.append(
-            Flag(
-                "no_program",
-                f"{none / a:.0%} of attempts produced no program ({none} of {a}): {parts}",
-                none,
-                a,
-            )
-        )
+        text = f"{none / a:.0%} of attempts produced no program ({none} of {a}): "
+        flags.append(Flag("no_program", text + _counted(r.no_program), none, a))
     gain = r.gain
     if gain is not None and r.start is not None and 0 < gain < 1e-6 * max(1.0, abs(r.start)):
         flags.append(Flag("noise", f"the round's gain, {gain:+.3g}, is within numerical noise"))
     return replace(r, flags=tuple(flags))
+
+
+def _counted(counts: dict[str, int]) -> str:
+    """``12 timeouts, 1 error``: outcome counts in words, singular or plural."""
+    return ", ".join(f"{n} {_NAMES.get(k, (k, k))[n != 1]}" for k, n in counts.items())

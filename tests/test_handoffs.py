@@ -81,7 +81,7 @@ def test_the_report_of_a_log_measures_against_the_round_start() -> None:
     )
     assert flags["duplicates"].text.startswith("17% of proposals were duplicates (1 of 6)")
     assert flags["no_program"].text == (
-        "17% of attempts produced no program (1 of 6): 1 edits that did not apply"
+        "17% of attempts produced no program (1 of 6): 1 edit that did not apply"
     )
     assert "stall" not in flags, "the best rose at the last evaluation"
     assert HandoffReport.from_dict(json.loads(json.dumps(r.to_dict()))) == r
