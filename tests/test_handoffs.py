@@ -271,3 +271,32 @@ def test_a_planner_round_without_progress_says_so() -> None:
         "- the round did not raise the current best",
         "- p0.w0: no improvement on the round's start in 12 evaluations",
     ]
+
+
+def test_the_offline_planner_reads_what_paid_from_the_sites() -> None:
+    from aster_nb.llm.synthesis import write_plan
+    from aster_nb.prompts import render
+
+    def block(worker: str, goal: str, log: list[Experiment], gain: float) -> str:
+        r = build_report(log, start=1.0)
+        text = write_handoff(handoff_prompt(goal=goal, report=r, log=""))
+        return (
+            f"### {worker}\ngoal: {goal}\nbest: {1 + gain} (base 1.0, gain {gain:+.6g})\n{text}\n"
+        )
+
+    paying = block("w0", "Improve `alpha`.", LOG, 0.7)
+    stalled = block("w1", "Improve `beta`.", [exp(n, "ok", A1, 0.5) for n in range(12)], 0.0)
+    prompt = render(
+        "plan",
+        areas="- alpha: the first block\n- beta: the second block",
+        program="(none)",
+        goals="- w0 (open): Improve `alpha`.\n- w1 (open): Improve `beta`.",
+        handoffs=paying + stalled,
+    )
+    plan = write_plan(prompt).splitlines()
+    assert plan[0] == "GOAL w0: Improve `alpha`.", "a paying worker keeps its goal"
+    assert plan[1] == (
+        "GOAL w1: Improve `alpha`: the first block (moved from `beta`, which stalled). What "
+        "paid there last round: `x = #` raised the best 2 times (one of them with other "
+        "sites), +0.7 in all."
+    )
