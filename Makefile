@@ -47,6 +47,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/archives.py --plot benchmarks/results/archives.png --json benchmarks/results/archives.json
 	$(BIN)/python benchmarks/llm_concurrency.py
 	$(BIN)/python benchmarks/kernel_latency.py --json benchmarks/results/kernel_latency.json --plot benchmarks/results/kernel_latency.png
+	$(BIN)/python benchmarks/protein.py --json benchmarks/results/protein.json
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

@@ -8,10 +8,12 @@ as how:
 * :class:`Projection` -- descriptors to the plane: as they are in 1-2 dimensions, the
   first two coordinates (already principal components, as a code embedding's are), or
   the first two principal components of the standardized descriptors.
-* :func:`voronoi_regions` -- the region of each centre inside a box, computed in
-  coordinates scaled to the box so both axes weigh alike; :func:`voronoi_region` for one
-  centre, by half-plane clips (Sutherland-Hodgman).
-* :func:`grid_box` -- the rectangle of one cell of a grid archive.
+* :func:`voronoi_regions` -- the region of each centre inside a box, in the metric the
+  archive assigns programs by (its per-dimension scale), else in coordinates scaled to
+  the box so both axes weigh alike; :func:`voronoi_region` for one centre, by half-plane
+  clips (Sutherland-Hodgman).
+* :func:`grid_box` -- the rectangle of one cell of a grid archive, or of the column of
+  cells behind one box when a grid over more than two dimensions is seen in its first two.
 * :func:`padded_bounds` -- the box around points that leaves edge cells visible.
 """
 
@@ -120,31 +122,54 @@ def padded_bounds(xy: np.ndarray, pad: float = PAD) -> Bounds:
 
 
 def grid_box(bounds: np.ndarray, bins: np.ndarray, cell: int) -> np.ndarray:
-    """The rectangle of flat cell ``cell`` of a grid of ``bins`` over ``bounds``
-    (``(dims, 2)``, low and high per dimension), as its 4 corners, ``(4, 2)``.
+    """The rectangle of flat cell ``cell`` (C order over ``bins``, as
+    ``np.ravel_multi_index`` numbers it) of a grid of ``bins`` over ``bounds`` (``(dims,
+    2)``, low and high per dimension), in the plane of its first two dimensions, as 4
+    corners, ``(4, 2)``.
 
-    Only the first two dimensions are drawn; with one, the cell is a band across the
-    plot (``y`` from -1 to 1).
+    With one dimension the cell is a band across the plot (``y`` from -1 to 1). With more
+    than two, the rectangle is where every cell sharing the first two bin indices lies in
+    that plane: the column of ``prod(bins[2:])`` cells behind it.
     """
+    bins = np.asarray(bins, dtype=np.int64)
+    # the flat index holds one bin index per dimension: unravel it, never read it as one
+    idx = np.asarray(np.unravel_index(int(cell), tuple(int(b) for b in bins)), dtype=float)
     width = (bounds[:, 1] - bounds[:, 0]) / bins
-    idx = np.asarray(np.unravel_index(cell, tuple(int(b) for b in bins)), dtype=float)
     lo = bounds[:, 0] + idx * width
-    hi = lo + width
+    hi = bounds[:, 0] + (idx + 1) * width
     if len(lo) == 1:  # one feature: bands across the plot
         lo, hi = np.array([lo[0], -1.0]), np.array([hi[0], 1.0])
     return np.array([[lo[0], lo[1]], [hi[0], lo[1]], [hi[0], hi[1]], [lo[0], hi[1]]])
 
 
-def voronoi_regions(centers: np.ndarray, bounds: Bounds) -> list[np.ndarray]:
+def voronoi_regions(
+    centers: np.ndarray, bounds: Bounds, *, metric: np.ndarray | None = None
+) -> list[np.ndarray]:
     """The Voronoi region of each of ``centers`` (``(n, 2)``) inside the box ``bounds``.
 
-    Computed in coordinates scaled to the box, so both axes weigh alike (raw features
-    often differ in units by 10x; distances in them would draw slivers).
+    Args:
+        centers: the centres in the plane.
+        bounds: the box the regions are clipped to.
+        metric: the divisor of each axis before distances are taken, ``(2,)``: the scale
+            an archive assigns programs to centres by (Cluster-Elites' standardization),
+            so each drawn region holds exactly the points the archive puts in its cell.
+            ``None``: the box's span, so both axes weigh alike on the drawn square (raw
+            features often differ in units by 10x; distances in them would draw slivers).
+
+    Raises:
+        ValueError: ``metric`` is not two positive finite numbers.
     """
     (x0, x1), (y0, y1) = bounds
-    origin, span = np.array([x0, y0]), np.array([x1 - x0, y1 - y0])
+    origin = np.array([x0, y0])
+    if metric is None:
+        span = np.array([x1 - x0, y1 - y0])
+    else:
+        span = np.asarray(metric, dtype=float)
+        if span.shape != (2,) or not np.all(np.isfinite(span)) or not np.all(span > 0):
+            raise ValueError(f"metric must be two positive finite numbers, got {metric!r}")
     scaled = (np.asarray(centers, dtype=float) - origin) / span
-    box = np.array([[0.0, 0.0], [1.0, 0.0], [1.0, 1.0], [0.0, 1.0]])
+    corner = np.array([x1 - x0, y1 - y0]) / span
+    box = np.array([[0.0, 0.0], [corner[0], 0.0], corner, [0.0, corner[1]]])
     return [voronoi_region(scaled, i, box) * span + origin for i in range(len(scaled))]
 
 

@@ -52,6 +52,9 @@ def summary(run: Any, seconds: float, *, handoffs_before: int = 0) -> dict[str, 
         "task": run.task.name,
         "initial_score": initial.score if initial is not None else None,
         "best_score": best.score if best is not None else None,
+        # the evaluator's metrics, e.g. a held-out figure that is never part of the score
+        "initial_metrics": initial.result.metrics if initial and initial.result else {},
+        "best_metrics": best.result.metrics if best and best.result else {},
         # the one count every report gives (Store.evaluations): the round lines, the
         # status of the run reopened, the dashboard and the replays agree with it
         "evaluations": run.store.evaluations(),

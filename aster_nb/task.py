@@ -18,6 +18,9 @@ It runs inside the sandbox, never in the caller's process.
     name = "circle_packing"
     preload = ["numpy"]          # modules the warm sandbox server imports once
     target = 2.5                 # optional: score that counts as "reached" in benchmarks
+    record = 2.635983            # optional: the best known score, in the same units
+    record_source = "..."        # optional: who set it, shown with the record line
+    score_description = "sum of the radii"  # optional: what the score is, for axis titles
     descriptor = "auto"          # optional: what the archive's cells separate (below)
     noise = 0.0                  # optional: std. dev. of the score between re-evaluations
     [limits]                     # optional; see Limits
@@ -26,6 +29,7 @@ It runs inside the sandbox, never in the caller's process.
     [features]                   # optional: names and bounds of the evaluator's features
     names = ["a", "b"]
     bounds = [[0.0, 1.0], [0.0, 1.0]]
+    descriptions = {a = "width (m)", b = "share of time idle"}  # axis titles, units
     [sandbox]                    # optional: what evaluations may reach
     network = false              # true lets evaluations use the network (default: none)
     env = ["DATA_DIR"]           # environment variables passed through to evaluations
@@ -72,7 +76,16 @@ class Task:
             with them already loaded.
         feature_names: names of the evaluator's features, if it reports any.
         feature_bounds: ``(low, high)`` per feature, if known (used by grid archives).
+        feature_descriptions: what each feature measures, with its unit, in the order of
+            ``feature_names`` (``[features] descriptions``; empty if not given): the axis
+            titles of archive maps.
         target: a score that counts as reaching the goal (benchmarks), if any.
+        record: the best known score, in the score's units and sign (a minimised
+            quantity ``M`` scored as ``-M`` has its record as ``-M*``), if given: the
+            record line of score figures.
+        record_source: who set the record, and where it is published.
+        score_description: what the score is, with its unit (``"sum of the 26 radii"``);
+            empty if not given.
         descriptor: what the archives' cells separate: ``auto``, ``features``,
             ``metrics``, ``embedding`` or ``code`` (see :mod:`aster_nb.features`).
         noise: standard deviation of the score between re-evaluations (0: deterministic).
@@ -97,6 +110,10 @@ class Task:
     noise: float = 0.0
     network: bool = False
     env: tuple[str, ...] = ()
+    feature_descriptions: tuple[str, ...] = ()
+    record: float | None = None
+    record_source: str = ""
+    score_description: str = ""
 
     @classmethod
     def load(cls, name_or_path: str | Path) -> Task:

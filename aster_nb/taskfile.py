@@ -7,8 +7,9 @@ and what was expected. It also holds the parts of a task that ``task.toml`` decl
 
 Every key is checked when the task loads: an unknown key (a typo), a value of the wrong
 type, feature bounds that are not one ``[low, high]`` pair per name, EVOLVE-BLOCK markers
-that do not pair up, and an initial program or evaluator that does not parse are each a
-:class:`TaskError` naming the file and what was expected. ``[sandbox].env`` never passes a
+that do not pair up, feature descriptions that do not describe exactly the named features,
+and an initial program or evaluator that does not parse are each a :class:`TaskError`
+naming the file and what was expected. ``[sandbox].env`` never passes a
 variable whose name looks like a credential (``*KEY*``, ``*TOKEN*``, ``ANTHROPIC_*``, ...;
 see :func:`aster_nb.errors.looks_like_credential`): naming one is an error, because the
 sandbox exists to keep model-written code away from such secrets.
@@ -85,7 +86,11 @@ class TaskFields(TypedDict):
     preload: tuple[str, ...]
     feature_names: tuple[str, ...]
     feature_bounds: tuple[tuple[float, float], ...] | None
+    feature_descriptions: tuple[str, ...]
     target: float | None
+    record: float | None
+    record_source: str
+    score_description: str
     descriptor: str
     noise: float
     network: bool
@@ -99,6 +104,9 @@ _KEYS = {
         "evaluator",
         "preload",
         "target",
+        "record",
+        "record_source",
+        "score_description",
         "descriptor",
         "noise",
         "limits",
@@ -107,7 +115,7 @@ _KEYS = {
         "sandbox",
     },
     "limits": {f.name for f in fields(Limits)},
-    "features": {"names", "bounds"},
+    "features": {"names", "bounds", "descriptions"},
     "sandbox": {"network", "env"},
 }
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
@@ -263,6 +271,7 @@ def read_folder(root: Path) -> TaskFields:
                 f"numbers with low < high per name in {list(names)}; got {bounds!r}"
             )
         bounds = tuple((float(lo), float(hi)) for lo, hi in bounds)
+    descriptions = _feature_descriptions(toml, names, feats.get("descriptions"))
 
     sandbox = toml.table("sandbox")
     network = sandbox.get("network", False)
@@ -288,6 +297,11 @@ def read_folder(root: Path) -> TaskFields:
             f'{toml_path}: descriptor = "features" needs the evaluator\'s features named in '
             '[features] names; or choose "metrics", "embedding" or "code"'
         )
+    record = cfg.get("record")
+    record = None if record is None else toml.number("record", record)
+    record_source = toml.string("record_source", "") if "record_source" in cfg else ""
+    if record_source and record is None:
+        raise TaskError(f"{toml_path}: record_source names where a record is from; set record too")
     noise = toml.number("noise", cfg.get("noise", 0.0))
     if noise < 0:
         raise toml.fail("noise", "a standard deviation >= 0", noise)
@@ -302,9 +316,43 @@ def read_folder(root: Path) -> TaskFields:
         preload=toml.strings("preload", cfg.get("preload", [])),
         feature_names=names,
         feature_bounds=bounds,
+        feature_descriptions=descriptions,
         target=None if target is None else toml.number("target", target),
+        record=record,
+        record_source=record_source,
+        score_description=(
+            toml.string("score_description", "") if "score_description" in cfg else ""
+        ),
         descriptor=descriptor,
         noise=noise,
         network=network,
         env=env,
     )
+
+
+def _feature_descriptions(toml: _Toml, names: tuple[str, ...], table: object) -> tuple[str, ...]:
+    """``[features] descriptions``, one per name in ``names``' order (``()`` if not given).
+
+    Each is what a figure's axis says: what the feature measures, with its unit. A table
+    that leaves a feature out or describes one not in ``names`` (a typo) is refused, as
+    ``[surface_areas]`` is: a half-described map would mix titles and bare names.
+    """
+    if table is None:
+        return ()
+    if not isinstance(table, dict):
+        raise toml.fail("[features] descriptions", "a table of feature name = description", table)
+    for key, value in table.items():
+        if not isinstance(value, str) or not value.strip():
+            raise toml.fail(f"[features] descriptions {key}", "a one-line description", value)
+    missing = [n for n in names if n not in table]
+    extra = [str(k) for k in table if k not in names]
+    if missing or extra:
+        hints = [
+            f"{k!r} -> {m[0]!r}?" for k in extra if (m := difflib.get_close_matches(k, missing, 1))
+        ]
+        raise TaskError(
+            f"{toml.path}: [features] descriptions must describe exactly the features in "
+            f"names {list(names)}; undescribed: {missing}, not in names: {extra}"
+            + (f" (did you mean {', '.join(hints)})" if hints else "")
+        )
+    return tuple(" ".join(table[n].split()) for n in names)

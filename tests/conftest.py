@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import os
+import sys
 import textwrap
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -30,6 +31,32 @@ def toy() -> Task:
 async def toy_executor(toy: Task) -> AsyncIterator[LocalExecutor]:
     async with LocalExecutor.from_task(toy, concurrency=2) as ex:
         yield ex
+
+
+PROTEIN_TASK = Path(__file__).resolve().parents[1] / "aster_nb" / "tasks" / "protein_scoring"
+
+
+@pytest.fixture(scope="session")
+def proteingym() -> Path:
+    """The ProteinGym folder, exported as ``ASTER_PROTEINGYM`` so that sandboxes and CLI runs
+    started by the tests find it, with its cache prepared once (in a subprocess, so this
+    process never starts ``datasets``' threads). ``$ASTER_PROTEINGYM``, else
+    ``<repo>/../shared/data/proteingym``; ``.ci/run`` points CI's clones at the shared copy.
+    Missing data fails the test: it is never a reason to skip."""
+    sys.path.insert(0, str(PROTEIN_TASK))
+    import protein_data
+
+    try:
+        data = protein_data.data_dir()
+    except protein_data.DataMissing as e:
+        missing = str(e)
+    else:
+        missing = ""
+    if missing:
+        pytest.fail(missing, pytrace=False)
+    os.environ[protein_data.ENV_DATA] = str(data)
+    protein_data.ensure_cache(data, subprocess_build=True)
+    return data
 
 
 # -- what some tests need from the machine ------------------------------------------------------

@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 
 from aster_nb import cli
-from aster_nb.task import BUILTIN_DIR
+from aster_nb.task import BUILTIN_DIR, builtin_tasks
 
 TOY = BUILTIN_DIR / "toy"
 PROGRAM = (TOY / "initial_program.py").read_text()
@@ -186,6 +186,31 @@ CASES: dict[str, Case] = {
         toml_with("", replace=("bounds = [[-10.0, 10.0], [-10.0, 10.0]]", "bounds = 5")),
         "got 5",
     ),
+    "feature descriptions leave one out": Case(
+        toml_with("", replace=(', b = "constant b (optimum -1.5)"', "")),
+        "[features] descriptions must describe exactly the features in names ['a', 'b']; "
+        "undescribed: ['b']",
+    ),
+    "feature descriptions name a typo": Case(
+        toml_with("", replace=('b = "constant b', 'bb = "constant b')),
+        "not in names: ['bb'] (did you mean 'bb' -> 'b'?)",
+    ),
+    "feature descriptions not a table": Case(
+        toml_with("", replace=("descriptions = {", 'descriptions = "x" # {')),
+        "[features] descriptions must be a table of feature name = description, got 'x'",
+    ),
+    "feature description empty": Case(
+        toml_with("", replace=('"constant a (optimum 3)"', '" "')),
+        "[features] descriptions a must be a one-line description, got ' '",
+    ),
+    "record not a number": Case(
+        toml_with("", replace=("record = 0.0", 'record = "zero"')),
+        "record must be a finite number, got 'zero'",
+    ),
+    "record_source without a record": Case(
+        toml_with("", replace=("record = 0.0\n", "")),
+        "record_source names where a record is from; set record too",
+    ),
     "sandbox env names a credential": Case(
         toml_with('[sandbox]\nenv = ["DATA_DIR", "ANTHROPIC_API_KEY"]\n'),
         "[sandbox] env names ANTHROPIC_API_KEY, which looks like a credential",
@@ -201,8 +226,8 @@ CASES: dict[str, Case] = {
     # -- the command line ------------------------------------------------------------------
     "unknown task name": Case(
         lambda tmp_path: ["run", "toyy", *FAST],
-        "no task 'toyy': expected a built-in name (circle_packing, circle_packing_bare, "
-        "deceptive_trap, erdos_min_overlap, toy) or a path to a task folder; did you mean 'toy'?",
+        f"no task 'toyy': expected a built-in name ({', '.join(builtin_tasks())}) "
+        "or a path to a task folder; did you mean 'toy'?",
     ),
     "nonexistent task folder": Case(
         lambda tmp_path: ["run", str(tmp_path / "no" / "such_task"), *FAST],

@@ -11,6 +11,7 @@ anywidgets) must load without network, and any widget error in the page fails th
 from __future__ import annotations
 
 import glob
+import itertools
 import os
 import shutil
 import sqlite3
@@ -252,3 +253,167 @@ def test_quick_start_in_jupyterlab(lab: Lab) -> None:
     assert not page_errors, f"uncaught errors in the page: {page_errors}"
     widget_errors = [m for m in console_errors if any(w in m.lower() for w in WIDGET_ERROR_WORDS)]
     assert not widget_errors, f"widget front-end errors in the browser console: {widget_errors}"
+
+
+# -- the grid map's geometry, read from the rendered page --------------------------------------
+
+GRID_NOTEBOOK = "grid_map.ipynb"
+GRID_CELLS = (
+    "from aster_nb.run import Run\nfrom aster_nb.ui import Dashboard\n\n"
+    'run = await Run.create("circle_packing", workers=1, agents=4, evaluations_per_round=48,'
+    ' archive="grid", seed=0)\nawait run.step()',
+    "dashboard = Dashboard(run)\ndashboard",
+)
+# The archive map's plotly graph div as drawn: its traces' data (typed arrays arrive
+# base64-encoded as {dtype, bdata} or already decoded), split into rings at the NaN gaps,
+# and where the title and the toolbar are on the page.
+MAP_DATA = """() => {
+  const gd = document.querySelector('.aster-archive-map .js-plotly-plot');
+  if (!gd || !gd.data || gd.data.length < 4) return null;
+  const types = {f4: Float32Array, f8: Float64Array, i4: Int32Array, u4: Uint32Array,
+                 i2: Int16Array, u2: Uint16Array, i1: Int8Array, u1: Uint8Array};
+  const arr = v => {
+    if (v == null) return [];
+    if (Array.isArray(v)) return v;
+    if (ArrayBuffer.isView(v)) return Array.from(v);
+    if (v.bdata !== undefined) {
+      const bin = atob(v.bdata), bytes = new Uint8Array(bin.length);
+      for (let i = 0; i < bin.length; i++) bytes[i] = bin.charCodeAt(i);
+      return Array.from(new types[v.dtype](bytes.buffer));
+    }
+    return [];
+  };
+  const rings = t => {
+    const xs = arr(t.x), ys = arr(t.y), out = [[]];
+    xs.forEach((x, i) => {
+      if (x === null || Number.isNaN(x)) out.push([]); else out[out.length - 1].push([x, ys[i]]);
+    });
+    return out.filter(r => r.length);
+  };
+  const n = gd.data.length, bins = n - 3, pts = gd.data[bins + 1], cen = gd.data[bins + 2];
+  const box = el => { if (!el) return null; const r = el.getBoundingClientRect();
+                      return [r.left, r.top, r.right, r.bottom]; };
+  return {
+    filled: gd.data.slice(0, bins).map(rings).flat(),
+    empty: rings(gd.data[bins]),
+    px: arr(pts.x), py: arr(pts.y), pid: arr(pts.customdata),
+    cx: arr(cen.x), cy: arr(cen.y), cid: arr(cen.customdata),
+    title: (gd.layout.title || {}).text || '',
+    titleBox: box(gd.querySelector('.gtitle')),
+    modebarBox: box(gd.querySelector('.modebar')),
+    figureBox: box(gd),
+    titleLayout: JSON.stringify((gd._fullLayout || {}).title || null),
+  };
+}"""
+
+
+def point_in_ring(ring: list[list[float]], x: float, y: float, tol: float = 1e-6) -> bool:
+    """Whether (x, y) lies in the convex ring (closed: first vertex repeated), up to ``tol``
+    of its size."""
+    xs, ys = [p[0] for p in ring], [p[1] for p in ring]
+    size = (max(xs) - min(xs)) * (max(ys) - min(ys)) or 1.0
+    cross = [
+        (b[0] - a[0]) * (y - a[1]) - (b[1] - a[1]) * (x - a[0]) for a, b in itertools.pairwise(ring)
+    ]
+    return all(c >= -tol * size for c in cross) or all(c <= tol * size for c in cross)
+
+
+def check_grid_geometry(drawn: dict) -> dict[str, int]:
+    """Every elite's point lies inside the box drawn for its cell, every box of the 10 x 10
+    grid is drawn once, and the title counts the archive's cells; returns the counts."""
+    elites = [
+        (x, y, i) for x, y, i in zip(drawn["cx"], drawn["cy"], drawn["cid"], strict=True) if i
+    ]
+    point = {i: (x, y) for x, y, i in zip(drawn["px"], drawn["py"], drawn["pid"], strict=True)}
+    assert len(drawn["filled"]) == len(elites) > 1, (
+        f"{len(drawn['filled'])} filled boxes drawn for {len(elites)} elites"
+    )
+    assert len(drawn["filled"]) + len(drawn["empty"]) == 100, "a 10 x 10 grid draws 100 boxes"
+    for cx, cy, elite in elites:
+        (box,) = [r for r in drawn["filled"] if point_in_ring(r, cx, cy, -1e-6)]
+        assert elite in point, f"elite {elite} is not among the map's points"
+        assert point_in_ring(box, *point[elite]), (
+            f"elite {elite} at {point[elite]} lies outside its box {box}"
+        )
+    assert f"{len(elites)}/100 cells filled" in drawn["title"], drawn["title"]
+    return {"elites": len(elites), "boxes": len(drawn["filled"]) + len(drawn["empty"])}
+
+
+def overlap(a: list[float] | None, b: list[float] | None) -> bool:
+    if a is None or b is None:
+        return False
+    return a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3]
+
+
+@pytest.fixture
+def grid_lab(tmp_path: Path) -> Iterator[Lab]:
+    import nbformat
+
+    root = tmp_path / "lab"
+    root.mkdir()
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell(src) for src in GRID_CELLS]
+    nb.metadata["kernelspec"] = {
+        "name": "python3",
+        "display_name": "Python 3",
+        "language": "python",
+    }
+    nbformat.write(nb, root / GRID_NOTEBOOK)
+    with jupyter_lab(root) as server:
+        yield server
+
+
+def test_grid_map_geometry_in_jupyterlab(grid_lab: Lab) -> None:
+    """A grid run's dashboard in a real JupyterLab: the map's plotly data as the page has
+    it puts every elite inside the box drawn for its cell, draws all 100 boxes, counts the
+    archive's cells in its title, and the toolbar does not cover the title."""
+    from playwright.sync_api import sync_playwright
+
+    shots = artifacts_dir()
+    page_errors: list[str] = []
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=chromium_path(), args=CHROMIUM_ARGS)
+        page = browser.new_page(viewport={"width": 1400, "height": 1600})
+        page.set_default_timeout(PAGE_TIMEOUT_MS)
+        page.on("pageerror", lambda e: page_errors.append(f"{e.name}: {e.message}"))
+        try:
+            page.goto(f"{grid_lab.url}/lab/tree/{GRID_NOTEBOOK}?token={grid_lab.token}")
+            page.wait_for_selector(".jp-Notebook .jp-Cell")
+            wait_kernel_connected(grid_lab, GRID_NOTEBOOK)
+            page.wait_for_selector(".jp-Notebook-ExecutionIndicator[data-status='idle']")
+            page.get_by_role("menuitem", name="Run", exact=True).click()
+            page.get_by_role("menuitem", name="Run All Cells", exact=True).click()
+            try:
+                page.wait_for_function(
+                    f"() => ({MAP_FILLED})() || ({CELL_ERRORS}).length",
+                    timeout=CONTENT_TIMEOUT_MS,
+                    polling=250,
+                )
+            except Exception as e:
+                page.screenshot(path=shots / "browser-grid-failure.png", full_page=True)
+                raise AssertionError(
+                    f"the grid run's map did not fill; page errors: {page_errors}\n"
+                    f"server log:\n{grid_lab.log_tail(30)}"
+                ) from e
+            assert not (tracebacks := page.evaluate(CELL_ERRORS)), f"a cell raised: {tracebacks}"
+            drawn = page.evaluate(MAP_DATA)
+            assert drawn is not None, "no archive map graph div with its traces in the page"
+            counts = check_grid_geometry(drawn)
+            # the toolbar shows on hover; it must sit above the title, not on it
+            page.hover(".aster-archive-map .js-plotly-plot .nsewdrag")
+            page.wait_for_timeout(300)
+            drawn = page.evaluate(MAP_DATA)
+            assert drawn["modebarBox"] is not None and drawn["titleBox"] is not None
+            assert not overlap(drawn["modebarBox"], drawn["titleBox"]), (
+                f"the toolbar {drawn['modebarBox']} covers the title {drawn['titleBox']} "
+                f"(figure {drawn['figureBox']}, title layout {drawn['titleLayout']})"
+            )
+            page.locator(".aster-archive-map").screenshot(path=shots / "browser-grid-map.png")
+            page.locator(".aster-dashboard").screenshot(path=shots / "browser-grid-dashboard.png")
+        finally:
+            try:
+                grid_lab.shutdown_kernels()
+            finally:
+                browser.close()
+    assert not page_errors, f"uncaught errors in the page: {page_errors}"
+    assert counts["boxes"] == 100

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import importlib.util
 import io
+import json
+import os
 import re
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import plotly.colors
 import plotly.graph_objects as go
 import plotly.offline
 import pytest
@@ -23,6 +27,7 @@ from aster_nb.figures import (
     timeline_figure,
     timeline_update,
 )
+from aster_nb.figures.style import EMPTY_FILL, MODEBAR_ROOM
 from aster_nb.program import EvalResult, Program, Status
 from aster_nb.run import Run
 from aster_nb.snapshot import Cell, MapSnapshot, Timeline, lineage, map_snapshot, timeline
@@ -268,14 +273,17 @@ def test_archive_map_update_in_place_on_a_widget() -> None:
 # -- timeline ---------------------------------------------------------------------------------
 
 
+EXTRA_TRACES = ["best", "planner", "new best (color: who set it)", "merges", "target", "record"]
+
+
 def test_timeline_traces_and_steps() -> None:
     tl = hand_timeline()
     fig = timeline_figure(tl)
-    assert [t.name for t in fig.data] == ["p0.w0", "p0.w1", "best", "planner"]
-    assert [t.type for t in fig.data] == ["scattergl"] * 3 + ["scatter"]
-    assert all(t.line.shape == "hv" for t in fig.data)
+    assert [t.name for t in fig.data] == ["p0.w0", "p0.w1", *EXTRA_TRACES]
+    assert [t.type for t in fig.data] == ["scattergl"] * 3 + ["scatter"] * 5
+    assert all(t.line.shape == "hv" for t in fig.data[:4])
 
-    w0, w1, best, planner = fig.data
+    w0, w1, best, planner, credit, merges, target, record = fig.data
     # p0.w0: error at 3, then 3.0 at 5, 2.5 at 6 (best stays 3.0), error at 8: the step
     # line starts at its first score and runs to its last evaluation
     assert list(w0.x) == [5, 8] and list(w0.y) == [3.0, 3.0]
@@ -289,18 +297,75 @@ def test_timeline_traces_and_steps() -> None:
         "program 04eeeeeeeeee"
     )
     assert fig.layout.xaxis.title.text == "evaluations"
+    assert fig.layout.yaxis.title.text == "best score"
+
+    # who set each new best: the initial program (1.0), p0.w1 (2.0 at 4), p0.w0 (3.0 at 5),
+    # each marker in the color of its worker's line
+    assert list(credit.x) == [1, 4, 5] and list(credit.y) == [1.0, 2.0, 3.0]
+    assert list(credit.marker.color) == ["#999", w1.line.color, w0.line.color]
+    assert w0.line.color != w1.line.color
+    assert "set by the initial program" in credit.hovertext[0]
+    assert "set by p0.w1" in credit.hovertext[1] and "evaluation 4" in credit.hovertext[1]
+    # rounds: a dotted line at each round's end, labelled; no merges, target or record
+    assert [sh.x0 for sh in fig.layout.shapes] == [4.0, 8.0]
+    assert [a.text for a in fig.layout.annotations] == ["end of round 0", "1"]
+    assert len(merges.x) == len(target.x) == len(record.x) == 0
+    assert target.showlegend is False and record.showlegend is False
 
     fig = timeline_figure(tl, x="elapsed")
     assert list(fig.data[2].x) == [0.0, 4.5, 6.0, 10.5]
     assert list(fig.data[3].x) == [4.5, 10.5]
+    assert list(fig.data[4].x) == [0.0, 4.5, 6.0]
+    assert [sh.x0 for sh in fig.layout.shapes] == [4.5, 10.5]
     assert fig.layout.xaxis.title.text == "wall time (s)"
+
+
+def test_timeline_marks_merges_target_and_record() -> None:
+    tl = hand_timeline()
+    frame = tl.frame.copy()
+    frame.loc[5, ["worker", "score"]] = ["", 4.0]  # evaluation 6: a merge beats p0.w0's 3.0
+    frame["worker_best"] = frame.groupby("worker")["score"].cummax()
+    frame["best"] = frame["score"].cummax()
+    merges = pd.DataFrame(
+        {
+            "seq": [6],
+            "elapsed": [7.5],
+            "id": [frame.loc[5, "id"]],
+            "round": [1],
+            "status": ["ok"],
+            "score": [4.0],
+        }
+    )
+    marked = Timeline(
+        frame=frame,
+        planner=tl.planner,
+        merges=merges,
+        target=3.5,
+        record=5.25,
+        record_source="Someone (2025)",
+        score_label="sum of radii",
+    )
+    fig = timeline_figure(marked, width=700, height=400)
+    names = [t.name for t in fig.data]
+    assert names[-2:] == ["target 3.5", "record 5.25"]
+    merge, target, record = fig.data[-3:]
+    assert list(merge.x) == [6] and list(merge.y) == [4.0] and "round 1" in merge.hovertext[0]
+    credit = fig.data[-4]
+    assert list(credit.x)[-1] == 6 and credit.marker.color[-1] == "#d62728"  # the planner's
+    assert "set by a planner's merge" in credit.hovertext[-1]
+    # the lines span the drawn evaluations, the record's hover names its source
+    assert list(target.x) == list(record.x) == [1.0, 8.0]
+    assert list(target.y) == [3.5, 3.5] and list(record.y) == [5.25, 5.25]
+    assert "Someone (2025)" in record.hovertext[0] and record.showlegend is True
+    assert fig.layout.yaxis.title.text == "best sum of radii"
+    assert (fig.layout.width, fig.layout.height, fig.layout.autosize) == (700, 400, False)
 
 
 def test_timeline_update_in_place_and_errors() -> None:
     tl = hand_timeline()
     early = Timeline(frame=tl.frame.iloc[:2], planner=tl.planner.iloc[:0])
     widget = go.FigureWidget(timeline_figure(early, workers=["p0.w1", "p0.w0"]))
-    assert [t.name for t in widget.data] == ["p0.w0", "p0.w1", "best", "planner"]
+    assert [t.name for t in widget.data] == ["p0.w0", "p0.w1", *EXTRA_TRACES]
     assert len(widget.data[0].x) == 0  # no p0.w0 program yet: an empty line, still there
     traces = list(widget.data)
     timeline_update(widget, tl, x="elapsed")
@@ -386,6 +451,10 @@ def test_lineage_figure_by_hand() -> None:
     assert "round 1" in t.hovertext[1] and "status error" in t.hovertext[1]
     assert top.id[:12] in fig.layout.title.text
     assert fig.layout.xaxis.title.text == "generation"
+    assert fig.layout.yaxis.title.text == "score"
+    assert (
+        lineage_figure([root], score_label="sum of radii").layout.yaxis.title.text == "sum of radii"
+    )
     with pytest.raises(ValueError, match="empty"):
         lineage_figure([])
     with pytest.raises(TypeError, match=r"programs\[1\] must be a Program"):
@@ -404,6 +473,9 @@ async def test_figures_of_a_real_toy_run(tmp_path: Path) -> None:
         tl = timeline(run)
         chain = lineage(run, run.best.id)
         best = run.best.score
+        assert tl.merges is not None
+        merged = {i: run.store.get(i) for i in tl.merges["id"]}
+        unmerged = [i for i, w in zip(tl.frame["id"], tl.frame["worker"], strict=True) if w == ""]
 
     fig = archive_map_figure(snap)
     assert len(fig.data) == 11
@@ -415,10 +487,19 @@ async def test_figures_of_a_real_toy_run(tmp_path: Path) -> None:
     assert fig.layout.xaxis.title.text == snap.axes[0]
 
     tfig = timeline_figure(tl)
-    assert [t.name for t in tfig.data] == ["p0.w0", "p0.w1", "best", "planner"]
+    assert [t.name for t in tfig.data][:4] == ["p0.w0", "p0.w1", "best", "planner"]
     assert tfig.data[2].y[-1] == pytest.approx(tl.frame["best"].max())
     assert tfig.data[2].x[-1] == len(tl.frame)
     assert list(tfig.data[3].y) == pytest.approx(tl.planner["score"].tolist())
+    # the toy task's target and record (its optimum, 0) and what its score is
+    assert (tl.target, tl.record) == (-0.01, 0.0)
+    assert [t.name for t in tfig.data][-2:] == ["target -0.01", "record 0"]
+    assert list(tfig.data[-1].y) == [0.0, 0.0]
+    assert tfig.layout.yaxis.title.text == "best minus the squared distance to the optimum"
+    # merges are the planner's programs made by merging, found by their origin
+    assert merged and all(p is not None and p.origin == "merge" for p in merged.values())
+    assert set(merged) <= set(unmerged)  # programs without a worker, the initial one not
+    assert list(tfig.data[-3].x) == tl.merges["seq"][tl.merges["status"] == "ok"].tolist()
 
     lfig = lineage_figure(chain)
     assert lfig.data[0].y[-1] == pytest.approx(best)
@@ -433,9 +514,20 @@ async def test_circle_packing_map_and_replay(tmp_path: Path) -> None:
         now = map_snapshot(run, "p0.w0")
         early = map_snapshot(run, "p0.w0", upto=4)
     widget = go.FigureWidget(archive_map_figure(early))
+    early_scale = (widget.data[9].marker.cmin, widget.data[9].marker.cmax)
     archive_map_update(widget, now)
     assert len(widget.data) == 11
-    assert widget.layout.xaxis.title.text == "radius_cv"
+    # the axes say what the features are (task.toml's descriptions), the color bar the score
+    assert (
+        widget.layout.xaxis.title.text
+        == "spread of the radii: std / mean (0: all equal) (radius_cv)"
+    )
+    assert widget.layout.yaxis.title.text.endswith("of the wall (near_wall)")
+    assert widget.data[9].marker.colorbar.title.text == "sum of the 26 radii"
+    # one color scale for the whole run: the replayed frame after 4 evaluations and now
+    assert early_scale == (widget.data[9].marker.cmin, widget.data[9].marker.cmax)
+    assert early.score_range == now.score_range
+    assert early_scale == pytest.approx(now.score_range)
     filled = sum(c.score is not None and len(c.polygon) > 0 for c in now.cells)
     assert sum(len(polygons(t.x, t.y)) for t in widget.data[:8]) == filled
     assert len(widget.data[9].x) == len(now.points)
@@ -534,7 +626,9 @@ def test_export_uses_the_layout_size_and_reports_plotly_errors(tmp_path: Path) -
     tl = hand_timeline()
     cmp = comparison_figure({"a": grid_snapshot(), "b": grid_snapshot(seed=3)}, {"x": tl.frame})
     out = export(cmp, tmp_path / "cmp.png", scale=1)
-    assert png_size(out.read_bytes()) == (cmp.layout.width, cmp.layout.height)
+    # it fills a notebook's width; exported without a size, 360 pixels per panel
+    assert cmp.layout.width is None and cmp.layout.autosize is True
+    assert png_size(out.read_bytes()) == (3 * 360 + 100, 520)
 
     broken = go.Figure()
     # what plotly.js rejects (no figure at all), smuggled past the Python validators
@@ -554,3 +648,117 @@ def test_find_chromium_prefers_the_env(tmp_path: Path, monkeypatch: pytest.Monke
     with pytest.raises(ExportError, match="without an image"):
         export(go.Figure(), tmp_path / "x.png")
     assert not (tmp_path / "x.png").exists()
+
+
+# -- for a paper: sizes, the toolbar, muted empty cells ---------------------------------------
+
+
+def test_figures_fit_the_notebook_and_keep_the_toolbar_off_the_title() -> None:
+    tl = hand_timeline()
+    root = Program(code="x = 1\n").evaluated(EvalResult(status=Status.OK, score=1.0))
+    made = {
+        "map": lambda **kw: archive_map_figure(grid_snapshot(), **kw),
+        "timeline": lambda **kw: timeline_figure(tl, **kw),
+        "comparison": lambda **kw: comparison_figure(
+            {"a": grid_snapshot()}, {"x": tl.frame}, title="Archives", **kw
+        ),
+        "lineage": lambda **kw: lineage_figure([root], **kw),
+    }
+    for name, make in made.items():
+        fig = make()
+        # no fixed width: the figure takes the output area's (a 1540-pixel one was cut off)
+        assert fig.layout.width is None and fig.layout.autosize is not False, name
+        # the title starts below the toolbar's row, and the top margin holds both
+        assert fig.layout.title.yref == "container" and fig.layout.title.yanchor == "top", name
+        assert fig.layout.title.pad.t == MODEBAR_ROOM, name
+        assert fig.layout.margin.t >= MODEBAR_ROOM + 30, name
+        # one line: plotly places a title by its first line, so more would rise into the
+        # toolbar's row; further lines are the subtitle
+        assert "<br>" not in fig.layout.title.text, name
+        assert "lasso2d" in fig.layout.modebar.remove, name
+        sized = make(width=640, height=480)
+        assert (sized.layout.width, sized.layout.height) == (640, 480), name
+        with pytest.raises(ValueError, match="width must be a positive number of pixels"):
+            make(width=0)
+
+
+def test_empty_cells_are_muted_and_their_centres_invisible() -> None:
+    snap = grid_snapshot()
+    fig = archive_map_figure(snap)
+    empty = fig.data[8]
+    assert empty.fillcolor == EMPTY_FILL and empty.line.width < fig.data[0].line.width
+
+    # nearly white: lighter than any score color
+    def lightness(color: str) -> float:
+        r, g, b = plotly.colors.unlabel_rgb(plotly.colors.convert_colors_to_same_type(color)[0][0])
+        return (r + g + b) / 3
+
+    assert lightness(EMPTY_FILL) > max(lightness(t.fillcolor) for t in fig.data[:8])
+    assert lightness(EMPTY_FILL) > 240
+    colors = list(fig.data[10].marker.color)
+    for c, color in zip(snap.cells, colors, strict=True):
+        assert color.endswith(",0)") if c.elite_id is None else not color.endswith(",0)")
+
+
+def test_a_grid_box_over_more_dimensions_says_what_it_covers() -> None:
+    snap = grid_snapshot(side=3)
+    cells = tuple(
+        Cell(
+            index=c.index,
+            center=c.center,
+            polygon=c.polygon,
+            elite_id=c.elite_id,
+            score=c.score,
+            covers=25,
+        )
+        for c in snap.cells
+    )
+    deep = MapSnapshot(
+        **{
+            **{f: getattr(snap, f) for f in MapSnapshot.__slots__},
+            "archive": "grid",
+            "cells": cells,
+            "cells_total": 225,
+            "cells_filled": 40,
+        }
+    )
+    fig = archive_map_figure(deep)
+    hover = list(fig.data[10].hovertext)
+    assert "best of the 25 cells behind this box" in hover[1]
+    assert "all 25 cells behind this box" in hover[0]  # cell 0 is empty
+    # the title counts the archive's cells, not the 9 boxes drawn
+    assert "40/225 cells filled" in fig.layout.title.text
+
+
+# -- the gallery: every figure exported from real runs -----------------------------------------
+
+
+def artifacts_dir() -> Path:
+    """Where tests leave what a person should look at (``$ASTER_NB_ARTIFACTS``, default
+    ``tests/artifacts``, git-ignored), as the browser test does."""
+    d = Path(os.environ.get("ASTER_NB_ARTIFACTS") or Path(__file__).parent / "artifacts")
+    d.mkdir(parents=True, exist_ok=True)
+    return d
+
+
+@needs_chromium
+async def test_gallery_script_exports_every_figure_of_real_runs() -> None:
+    spec = importlib.util.spec_from_file_location(
+        "gallery", Path(__file__).resolve().parents[1] / "scripts" / "gallery.py"
+    )
+    assert spec is not None and spec.loader is not None
+    gallery = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(gallery)
+    out = artifacts_dir() / "figures"
+    summary = await gallery.make_gallery(
+        out, workers=2, rounds=2, budget=10, agents=3, width=600, height=400, scale=1
+    )
+    assert set(summary["files"]) == {"map_cluster", "map_grid", "timeline", "comparison", "lineage"}
+    sizes = {name: png_size((out / f).read_bytes()) for name, f in summary["files"].items()}
+    assert sizes["timeline"] == sizes["lineage"] == (600, 400)
+    assert sizes["map_grid"] == (480, 460)  # a map's box is square: about as tall as wide
+    assert sizes["comparison"] == (3 * 360 + 100, 520)  # its suggested export size
+    grid = summary["runs"]["grid"]
+    assert grid["cells"] == 100 and 0 < grid["cells_filled"] < 100
+    assert summary["runs"]["cluster"]["evaluations"] > 40
+    assert json.loads((out / "gallery.json").read_text()) == summary

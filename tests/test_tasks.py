@@ -68,6 +68,17 @@ def test_task_loads_with_its_surface_areas(name):
     assert task.target is not None and task.target > INITIAL_SCORES[name]
     assert task.noise == 0.0
     assert task.statement.startswith("# ")
+    # what figures need: a description per feature (the axis titles), the score's meaning
+    # and the best known score, on the score's side of the target (higher is better)
+    assert len(task.feature_descriptions) == 2 and all(task.feature_descriptions)
+    assert task.score_description and task.record_source
+    assert task.record is not None and task.record > task.target
+
+
+def test_records_are_in_score_units():
+    # Erdős' problem minimises M; its score is -M, so the record M <= 0.380876 is -0.380876
+    assert Task.load("erdos_min_overlap").record == -0.380876
+    assert Task.load("circle_packing").record == 2.635983
 
 
 @pytest.mark.parametrize("name", sorted(INITIAL_SCORES))

@@ -405,9 +405,13 @@ async def test_replay_slider_draws_the_first_t_evaluations(run: Run) -> None:
     db = Dashboard(run)
     total = run.store.count()
     assert db.replay.slider.max == total and db.replay.upto is None
+    points = db.archive_map.figure.data[db.archive_map.bins + 1]
+    live_scale = (points.marker.cmin, points.marker.cmax)
     t = total // 3
     db.replay.seek(t)
     await drained(db.views.values())
+    # one color scale for the run: a color means the same score in every frame
+    assert (points.marker.cmin, points.marker.cmax) == live_scale
     assert db.replay.upto == t and db.archive_map.upto == t and db.timeline.upto == t
     then = map_snapshot(run, db.archive_map.worker, upto=t)
     assert 0 < len(then.points) < len(map_snapshot(run, db.archive_map.worker).points)

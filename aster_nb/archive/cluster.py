@@ -162,6 +162,16 @@ class ClusterElites(ArchiveBase):
         """Cell centroids in the original descriptor units, shape ``(cells, dims)``."""
         return self._centroids_z * self._std + self._mean
 
+    @property
+    def scale(self) -> np.ndarray:
+        """Each dimension's divisor before distances are taken, shape ``(dims,)``: the
+        history's standard deviation at the last re-cluster (1 where a dimension has no
+        spread or the descriptor is already scaled). A program belongs to the cell of the
+        nearest centroid in ``descriptor / scale``, so a map draws the cells' Voronoi
+        regions in that metric."""
+        std = getattr(self, "_std", None)  # set once the descriptor length is known
+        return np.ones(self.dims or 0) if std is None else std.copy()
+
     def labels(self) -> np.ndarray:
         """Cell of every history row, shape ``(history_size,)`` (a copy)."""
         return self._labels[: self.history_size].copy()

@@ -12,8 +12,32 @@ from plotly.subplots import make_subplots
 
 from ..snapshot import MapSnapshot
 from .checks import check_bins, check_snap, tname
-from .panel import box_ratio, fill_map, map_data, map_scores, map_skeleton, score_edges
-from .style import AXIS, TEMPLATE, bin_colors, step_corners
+from .panel import (
+    box_ratio,
+    cells_text,
+    fill_map,
+    map_data,
+    map_scores,
+    map_skeleton,
+    run_range,
+    score_edges,
+)
+from .style import (
+    AXIS,
+    MODEBAR,
+    MODEBAR_ROOM,
+    TEMPLATE,
+    bin_colors,
+    layout_size,
+    step_corners,
+)
+from .style import (
+    title as title_of,
+)
+
+PANEL_WIDTH = 360
+"""Pixels per panel of an exported comparison (its suggested size, see
+:func:`~aster_nb.figures.export`)."""
 
 
 def comparison_figure(
@@ -23,6 +47,9 @@ def comparison_figure(
     bins: int = 8,
     colorscale: str = "Viridis",
     title: str | None = None,
+    score_range: tuple[float, float] | None = None,
+    width: int | None = None,
+    height: int | None = 520,
 ) -> go.Figure:
     """Archive maps side by side on one color scale, and optionally best-score curves.
 
@@ -34,6 +61,16 @@ def comparison_figure(
         bins: score bins, as in :func:`archive_map_figure`.
         colorscale: a plotly named colorscale.
         title: figure title (none by default).
+        score_range: ``(low, high)`` of the one color scale; ``None``: the union of the
+            maps' runs' score ranges (of their cells' scores for maps made by hand).
+        width: pixels, for export; ``None`` (default) fills the notebook's output area.
+            Exported without one, the figure is ``360`` pixels per panel wide.
+        height: pixels (default 520).
+
+    Raises:
+        TypeError: ``snaps`` or ``curves`` of the wrong type.
+        ValueError: a bad ``bins``, ``colorscale``, ``score_range``, ``width`` or
+            ``height``, or curves without ``seq`` and ``best``.
     """
     if not isinstance(snaps, Mapping) or not snaps:
         raise TypeError(
@@ -51,7 +88,11 @@ def comparison_figure(
     if curves is not None:
         subtitles.append("<b>best score</b><br><sup>against evaluations</sup>")
     fig = make_subplots(rows=1, cols=cols, subplot_titles=subtitles, horizontal_spacing=0.07)
-    edges = score_edges([map_scores(s) for s in snaps.values()], bins, None)
+    edges = score_edges(
+        [map_scores(s) for s in snaps.values()],
+        bins,
+        score_range or run_range(list(snaps.values())),
+    )
     for k, snap in enumerate(snaps.values(), start=1):
         ax = "" if k == 1 else str(k)
         start = len(fig.data)
@@ -99,7 +140,9 @@ def comparison_figure(
                 col=cols,
             )
         fig.update_xaxes(AXIS, row=1, col=cols, title_text="evaluations")
-        fig.update_yaxes(AXIS, row=1, col=cols, title_text="best score")
+        labels = {s.score_label for s in snaps.values()}
+        label = labels.pop() if len(labels) == 1 else "score"
+        fig.update_yaxes(AXIS, row=1, col=cols, title_text=f"best {label}")
         dom = fig.layout[f"xaxis{cols}"].domain
         # inside the curves panel, bottom right: best-so-far curves rise, so it stays clear
         fig.update_layout(
@@ -113,24 +156,25 @@ def comparison_figure(
         )
     fig.update_layout(
         template=TEMPLATE,
-        width=360 * cols + 100,
-        height=520,
-        margin={"l": 60, "r": 30, "t": 110 if title else 80, "b": 130},
+        # the toolbar's room, the title, then the panels' two-line titles
+        margin={"l": 60, "r": 30, "t": MODEBAR_ROOM + (90 if title else 60), "b": 130},
         hovermode="closest",
         showlegend=curves is not None,
-        title={"text": title, "x": 0.02, "xanchor": "left"} if title else None,
-        meta={"aster_nb": "comparison"},
+        title=title_of(title),
+        modebar=MODEBAR,
+        # the size it exports at when none is given: a readable width per panel
+        meta={"aster_nb": "comparison", "size": [PANEL_WIDTH * cols + 100, height or 520]},
     )
+    fig.update_layout(**layout_size(width, height))
     return fig
 
 
 def _panel_title(name: str, snap: MapSnapshot) -> str:
     n = len(snap.points)
-    if snap.cells:
-        filled = sum(c.elite_id is not None for c in snap.cells)
-        sub = f"{filled}/{len(snap.cells)} cells filled · {n} programs · {snap.descriptor}"
-    else:
-        sub = f"{snap.archive}: no cells · {n} programs · {snap.descriptor}"
+    what = cells_text(snap)
+    if not snap.cells:
+        what = f"{snap.archive}: {what}"
+    sub = f"{what} · {n} programs · {snap.descriptor}"
     return f"<b>{html.escape(str(name))}</b><br><sup>{sub}</sup>"
 
 

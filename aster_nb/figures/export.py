@@ -94,8 +94,10 @@ def export(
             or ``.svg`` (rendered by a headless Chromium, see :func:`find_chromium`).
             Missing parent folders are created.
         width: image width in CSS pixels (PNG/SVG); default: the figure's layout width,
-            else 900. HTML stays responsive.
-        height: image height; default: the figure's layout height, else 600.
+            else the size the figure suggests for export (a comparison: 360 pixels per
+            panel), else 900. HTML stays responsive.
+        height: image height; default: the figure's layout height, else its suggested
+            height, else 600.
         scale: PNG pixels per CSS pixel (2 is print-sharp); the PNG is ``width * scale``
             pixels wide.
         timeout: seconds to wait for the browser.
@@ -120,8 +122,11 @@ def export(
     if suffix == ".html":
         fig.write_html(out, include_plotlyjs=True, full_html=True)
         return out
-    w = _size(width, fig.layout.width, 900, "width")
-    h = _size(height, fig.layout.height, 600, "height")
+    # figures that fill a notebook's width carry no layout width: their suggested size
+    meta = fig.layout.meta if isinstance(fig.layout.meta, dict) else {}
+    suggested = meta.get("size") if isinstance(meta.get("size"), list | tuple) else (900, 600)
+    w = _size(width, fig.layout.width, suggested[0], "width")
+    h = _size(height, fig.layout.height, suggested[1], "height")
     if not (isinstance(scale, int | float) and not isinstance(scale, bool) and scale > 0):
         raise ValueError(f"scale must be a number > 0, got {scale!r}")
     data = _render(fig, suffix[1:], w, h, float(scale), timeout)

@@ -9,7 +9,8 @@ import plotly.graph_objects as go
 
 from ..program import Program
 from .checks import tname
-from .style import AXIS, SHORT, TEMPLATE, fmt
+from .style import AXIS, MODEBAR, MODEBAR_ROOM, SHORT, TEMPLATE, fmt, layout_size
+from .style import title as title_of
 
 # -- lineage ----------------------------------------------------------------------------------
 
@@ -22,12 +23,21 @@ _ORIGIN_SYMBOL = {
 }
 
 
-def lineage_figure(programs: Sequence[Program], *, title: str | None = None) -> go.Figure:
+def lineage_figure(
+    programs: Sequence[Program],
+    *,
+    title: str | None = None,
+    score_label: str = "score",
+    width: int | None = None,
+    height: int | None = None,
+) -> go.Figure:
     """Score along a program's ancestry, oldest first (from :func:`aster_nb.snapshot.lineage`).
 
     One point per generation, shaped by how it was made (star: initial, circle: edit,
     square: rewrite, diamond: crossover, triangle: merge); hover shows id, origin, worker,
-    round and score. Programs without a score (not ``ok``) leave a gap.
+    round and score. Programs without a score (not ``ok``) leave a gap. ``score_label``
+    titles the score axis (a task's ``score_description``); ``width`` and ``height`` fix the
+    size in pixels (for export), ``None`` fills the notebook's width.
     """
     if isinstance(programs, str | bytes) or not isinstance(programs, Sequence):
         raise TypeError(f"programs must be a list of Program, got {tname(programs)}")
@@ -64,15 +74,13 @@ def lineage_figure(programs: Sequence[Program], *, title: str | None = None) -> 
     last = programs[-1]
     fig.update_layout(
         template=TEMPLATE,
-        margin={"l": 70, "r": 30, "t": 60, "b": 60},
-        title={
-            "text": title or f"Lineage of {last.id[:SHORT]} · {len(programs)} generations",
-            "x": 0.02,
-            "xanchor": "left",
-        },
+        margin={"l": 70, "r": 30, "t": MODEBAR_ROOM + 40, "b": 60},
+        title=title_of(title or f"Lineage of {last.id[:SHORT]} · {len(programs)} generations"),
+        modebar=MODEBAR,
         showlegend=False,
         meta={"aster_nb": "lineage"},
     )
+    fig.update_layout(**layout_size(width, height))
     fig.update_xaxes(AXIS, title_text="generation", dtick=1 if len(programs) <= 20 else None)
-    fig.update_yaxes(AXIS, title_text="score")
+    fig.update_yaxes(AXIS, title_text=score_label)
     return fig

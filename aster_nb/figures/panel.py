@@ -18,9 +18,27 @@ from plotly.basedatatypes import BaseFigure
 
 from ..snapshot import Cell, MapSnapshot
 from .checks import check_range
-from .style import CELL_EDGE, EMPTY_FILL, SHORT, fmt, stepped, tick_labels
+from .style import (
+    CELL_EDGE,
+    EMPTY_CENTRE,
+    EMPTY_FILL,
+    FILLED_CENTRE,
+    SHORT,
+    fmt,
+    stepped,
+    tick_labels,
+)
 
-__all__ = ["box_ratio", "fill_map", "map_data", "map_scores", "map_skeleton", "score_edges"]
+__all__ = [
+    "box_ratio",
+    "cells_text",
+    "fill_map",
+    "map_data",
+    "map_scores",
+    "map_skeleton",
+    "run_range",
+    "score_edges",
+]
 
 
 def box_ratio(snap: MapSnapshot) -> float:
@@ -38,20 +56,23 @@ def map_skeleton(
 ) -> list[Any]:
     """The ``len(colors) + 3`` traces of a map panel, styled, without data."""
     ax = {"xaxis": xaxis, "yaxis": yaxis, "showlegend": False}
-    fills = [*((c, f"bin {i}") for i, c in enumerate(colors)), (EMPTY_FILL, "empty cells")]
-    filled = [  # one per score bin, then the empty cells
+    fills = [
+        *((c, f"bin {i}", 0.6) for i, c in enumerate(colors)),
+        (EMPTY_FILL, "empty cells", 0.4),
+    ]
+    filled = [  # one per score bin, then the empty cells (muted: thinner edges)
         go.Scatter(
             x=[],
             y=[],
             mode="lines",
             fill="toself",
             fillcolor=color,
-            line={"color": CELL_EDGE, "width": 0.6},
+            line={"color": CELL_EDGE, "width": width},
             hoverinfo="skip",
             name=name,
             **ax,
         )
-        for color, name in fills
+        for color, name, width in fills
     ]
     programs = go.Scattergl(
         x=np.empty(0, np.float32),
@@ -74,11 +95,43 @@ def map_skeleton(
         y=[],
         mode="markers",
         name="cells",
-        marker={"size": 5, "color": "rgba(30,30,30,0.45)"},
+        marker={"size": 5, "color": FILLED_CENTRE},
         hovertemplate="%{hovertext}<extra></extra>",
         **ax,
     )
     return [*filled, programs, centres]
+
+
+def cells_text(snap: MapSnapshot) -> str:
+    """How many cells the archive has and holds, as titles say it: a grid's filled share
+    (of all its bins, drawn or not), Cluster-Elites' count (all filled by construction),
+    greedy's lack of niches."""
+    total = snap.cells_total or len(snap.cells)
+    filled = (
+        snap.cells_filled if snap.cells_total else sum(c.elite_id is not None for c in snap.cells)
+    )
+    if snap.archive == "greedy" or (not snap.cells and total <= 1):
+        return "one cell: no niches"
+    if snap.archive == "cluster" and filled == total:
+        return f"{total} cells"
+    return f"{filled}/{total} cells filled"
+
+
+def run_range(snaps: Sequence[MapSnapshot]) -> tuple[float, float] | None:
+    """The score range the colors span when none is given: the union of the snapshots'
+    runs' ranges (:attr:`~aster_nb.snapshot.MapSnapshot.score_range`), so colors hold
+    still as a run is replayed; ``None`` if a snapshot has none (made by hand)."""
+    ranges = [s.score_range for s in snaps]
+    if not ranges or any(r is None for r in ranges):
+        return None
+    lo = min(r[0] for r in ranges if r is not None)
+    hi = max(r[1] for r in ranges if r is not None)
+    if not (math.isfinite(lo) and math.isfinite(hi)):
+        return None
+    if hi <= lo:  # one score in the whole run: a band around it, as score_edges makes
+        pad = max(abs(lo) * 0.05, 0.5)
+        return lo - pad, hi + pad
+    return lo, hi
 
 
 def map_scores(snap: MapSnapshot) -> np.ndarray:
@@ -132,6 +185,11 @@ def map_data(snap: MapSnapshot, edges: np.ndarray) -> dict[str, Any]:
         else f"cell {c.index}<br>program {c.elite_id[:SHORT]}<br>score {fmt(c.score)}"
         for c in centres
     ]
+    if any(c.covers > 1 for c in centres):  # a grid in the plane of two of its dimensions
+        hover = [
+            f"{h}<br>{'best of the' if c.elite_id else 'all'} {c.covers} cells behind this box"
+            for h, c in zip(hover, centres, strict=True)
+        ]
     return {
         "polys": polys,
         "empty": _polygons([c.polygon for c in empty]),
@@ -144,6 +202,7 @@ def map_data(snap: MapSnapshot, edges: np.ndarray) -> dict[str, Any]:
         "cx": np.array([c.center[0] for c in centres], dtype=float),
         "cy": np.array([c.center[1] for c in centres], dtype=float),
         "cid": [c.elite_id for c in centres],
+        "ccolor": [FILLED_CENTRE if c.elite_id else EMPTY_CENTRE for c in centres],
         "chover": hover,
     }
 
@@ -173,6 +232,7 @@ def fill_map(fig: BaseFigure, start: int, data: dict[str, Any], edges: np.ndarra
     cen = fig.data[start + bins + 2]
     cen.x, cen.y = data["cx"], data["cy"]
     cen.customdata, cen.hovertext = data["cid"], data["chover"]
+    cen.marker.color = data["ccolor"]
 
 
 def _polygons(polys: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:

@@ -14,7 +14,7 @@ import numpy as np
 from ..program import Program
 from ..store import Store
 from .records import Timeline
-from .source import Source, check_upto
+from .source import Source, check_upto, load_task
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -67,7 +67,32 @@ def timeline(source: Run | Store, *, upto: int | None = None) -> Timeline:
     )
     if upto is not None:  # a round counts once every program it made is within the first upto
         planner = planner[planner["seq"] <= upto]
-    return Timeline(frame=frame, planner=planner.reset_index(drop=True))
+    task = src.task if src.run is not None else load_task(src.task_path)
+    return Timeline(
+        frame=frame,
+        planner=planner.reset_index(drop=True),
+        merges=_merges(src.store, frame),
+        target=None if task is None else task.target,
+        record=None if task is None else task.record,
+        record_source="" if task is None else task.record_source,
+        score_label=(task.score_description if task is not None else "") or "score",
+    )
+
+
+def _merges(store: Store, frame: pd.DataFrame) -> pd.DataFrame:
+    """The rows of ``frame`` that a planner made by merging diffs. Only programs without a
+    worker can be (the initial program, syntheses), a few per round, so each is looked up
+    by id rather than reading every program's origin."""
+    rows = frame[frame["worker"] == ""]
+    keep, rounds = [], []
+    for i, pid in zip(rows.index, rows["id"], strict=True):
+        p = store.get(str(pid))
+        if p is not None and p.origin == "merge":
+            keep.append(i)
+            rounds.append(p.round)
+    out = frame.loc[keep, ["seq", "elapsed", "id", "status", "score"]].reset_index(drop=True)
+    out.insert(3, "round", rounds)
+    return out
 
 
 def _top_planner(rounds: pd.DataFrame) -> str:

@@ -6,26 +6,42 @@ worker uses too), so the map after ``t`` is the archive the worker had then (sam
 same order, same cells).
 
 The map's axes are the archive's descriptor (the store's meta ``"descriptor"`` says which,
-see :mod:`aster_nb.features`): the evaluator's features as they are in 1-2 dimensions,
-their first two principal components beyond; a code embedding's first two components,
-which already are principal components of the history; and a note says which, with the
-share of variance the plane shows. The cells are drawn as the archive's ``layout`` says
-(:attr:`~aster_nb.archive.ArchiveBase.layout`); the arithmetic is in
-:mod:`aster_nb.geometry`.
+see :mod:`aster_nb.features`): the evaluator's features as they are in 1-2 dimensions
+(titled by the task's ``[features] descriptions``), their first two principal components
+beyond; a code embedding's first two components, which already are principal components
+of the history; and a note says which, with the share of variance the plane shows.
+
+What is drawn is the archive's own geometry wherever the plane can show it, so every
+elite's point lies inside its drawn cell:
+
+* a grid (``layout == "grid"``): its boxes, empty ones too, computed from the cell's flat
+  index unravelled into one bin per dimension. Over more than two dimensions the plane
+  is the first two, as they are (no PCA: a box is then exact), and a box is the column
+  of cells behind it, showing the best of their elites (:attr:`Cell.covers`).
+* Cluster-Elites (``"centroids"``) in 1-2 dimensions: the Voronoi regions of its
+  centroids in the metric it assigns programs by (its standardization,
+  :attr:`~aster_nb.archive.ClusterElites.scale`), so a region holds exactly its cell's
+  programs. Beyond two dimensions the projection of a cell is no region of the plane
+  (projected cells overlap), so each elite gets the part of the plane nearest to it, and
+  the note says so.
+* greedy (``"single"``): no cells, the programs only.
+
+The arithmetic is in :mod:`aster_nb.geometry`.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+import math
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from ..archive import Archive, make_archive, replay_archive
 from ..features import CODE_FEATURE_NAMES
-from ..geometry import Bounds, Projection, grid_box, padded_bounds, voronoi_regions
-from ..program import Program
+from ..geometry import Bounds, Projection, padded_bounds, voronoi_regions
 from ..store import Store
 from ..task import Task
+from .cells import Metric, archive_cells, is_grid, layout_of
 from .records import Cell, MapSnapshot
 from .source import Source, check_upto, load_task, workers
 
@@ -43,8 +59,6 @@ _WHAT = {
     "code": "code size and numeric share",
     "embedding": "a code embedding (PCA of literal values and token pairs)",
 }
-
-_Elites = dict[int, tuple[Program, np.ndarray]]  # cell -> its elite and the elite's descriptor
 
 
 def map_snapshot(source: Run | Store, worker: str, *, upto: int | None = None) -> MapSnapshot:
@@ -132,16 +146,20 @@ class ArchiveMaps:
             scores = table.score[rows].astype(float)
         if descs is None or len(descs) == 0:
             descs = np.empty((0, 0))
-        axis_names = self._axis_names(src, archive, descs.shape[1])
-        proj, note = _plane(descs, axis_names, archive, src.descriptor)
-        if archive is not None and _layout(archive) == "single":  # the plane only places
+        names, titles = self._axes(src, archive, descs.shape[1])
+        proj, note = _plane(descs, names, titles, archive, src.descriptor)
+        if archive is not None and layout_of(archive) == "single":  # the plane only places
             note = note.replace("cells over", "programs placed by", 1)
         points = proj(descs)
-        cells = _cells(archive, proj) if archive is not None and len(ids) else ()
+        cells, metric, extra = (
+            archive_cells(archive, proj) if archive is not None and len(ids) else ((), None, "")
+        )
         every = np.vstack(
             [points, *(np.array([c.center]) for c in cells), *(c.polygon for c in cells)]
         )
         bounds = padded_bounds(every)
+        task = self._task(src)
+        ok = table.score[(table.status == "ok") & np.isfinite(table.score)]
         return MapSnapshot(
             worker=worker,
             archive=archive.name if archive is not None else src.archive_kind,
@@ -150,10 +168,15 @@ class ArchiveMaps:
             points=points.astype(np.float32),
             point_scores=scores.astype(np.float32),
             point_ids=tuple(ids),
-            cells=self._fill_regions(cells, bounds),
+            cells=self._fill_regions(cells, bounds, metric),
             bounds=bounds,
             descriptor=src.descriptor,
-            note=note,
+            note=f"{note}; {extra}" if extra else note,
+            cells_total=int(archive.cells) if archive is not None else 0,
+            cells_filled=len(archive) if archive is not None else 0,
+            # the whole run's range, whatever `upto` is: colors stay put while replaying
+            score_range=(float(ok.min()), float(ok.max())) if len(ok) else None,
+            score_label=(task.score_description if task is not None else "") or "score",
         )
 
     def _task(self, src: Source) -> Task | None:
@@ -190,32 +213,44 @@ class ArchiveMaps:
             self._replays[worker] = (list(ids), archive)
         return archive
 
-    def _axis_names(self, src: Source, archive: Archive | None, dims: int) -> tuple[str, ...]:
+    def _axes(
+        self, src: Source, archive: Archive | None, dims: int
+    ) -> tuple[tuple[str, ...], tuple[str, ...]]:
+        """The descriptor's dimension names, and each one's axis title: the task's
+        description with the name, where ``[features] descriptions`` gives one."""
         descriptor = getattr(archive, "descriptor", None)
         if descriptor is not None:
             names = tuple(descriptor.axis_names())
             if len(names) == dims:
-                return names
+                return names, names
         task = self._task(src)
         names = task.feature_names if task is not None else ()
         if len(names) == dims:
-            return tuple(names)
+            about = task.feature_descriptions if task is not None else ()
+            if len(about) == dims:
+                return tuple(names), tuple(f"{a} ({n})" for a, n in zip(about, names, strict=True))
+            return tuple(names), tuple(names)
         if dims == len(CODE_FEATURE_NAMES):
-            return CODE_FEATURE_NAMES  # no evaluator features: the code's own
-        return tuple(f"feature {i}" for i in range(dims))
+            return CODE_FEATURE_NAMES, CODE_FEATURE_NAMES  # no evaluator features: the code's
+        names = tuple(f"feature {i}" for i in range(dims))
+        return names, names
 
-    def _fill_regions(self, cells: tuple[Cell, ...], bounds: Bounds) -> tuple[Cell, ...]:
+    def _fill_regions(
+        self, cells: tuple[Cell, ...], bounds: Bounds, metric: Metric
+    ) -> tuple[Cell, ...]:
         """Give every cell without a polygon its Voronoi region among all centres, inside
-        ``bounds``; clip the others' polygons to ``bounds``."""
+        ``bounds``, in ``metric`` (see :func:`~aster_nb.geometry.voronoi_regions`); clip
+        the others' polygons to ``bounds``."""
         if not cells:
             return cells
         centers = np.array([c.center for c in cells])
         # centroids move only when the archive re-clusters: between re-clusters a live map
         # redraws with the regions it already has
-        key = (centers.tobytes(), bounds)
+        key = (centers.tobytes(), bounds, metric)
         regions = self._regions.get(key)
         if regions is None:
-            regions = self._regions[key] = voronoi_regions(centers, bounds)
+            scale = None if metric is None else np.array(metric)
+            regions = self._regions[key] = voronoi_regions(centers, bounds, metric=scale)
             while len(self._regions) > self.region_cache:
                 del self._regions[next(iter(self._regions))]
         (x0, x1), (y0, y1) = bounds
@@ -229,18 +264,18 @@ class ArchiveMaps:
                     polygon=poly.astype(np.float32),
                     elite_id=c.elite_id,
                     score=c.score,
+                    covers=c.covers,
                 )
             )
         return tuple(out)
 
 
-def _layout(archive: Archive) -> str:
-    # an archive that only implements the protocol: regions around its elites
-    return str(getattr(archive, "layout", "elites"))
-
-
 def _plane(
-    x: np.ndarray, names: tuple[str, ...], archive: Archive | None, kind: str
+    x: np.ndarray,
+    names: tuple[str, ...],
+    titles: tuple[str, ...],
+    archive: Archive | None,
+    kind: str,
 ) -> tuple[Projection, str]:
     """The projection of the descriptors ``x`` to the map's plane, and the note that says
     what the plane shows."""
@@ -248,7 +283,23 @@ def _plane(
     descriptor = getattr(archive, "descriptor", None)
     what = _WHAT[kind]
     if dims <= 2:
-        return Projection.as_is(dims, names), f"cells over {what}"
+        return Projection.as_is(dims, titles), f"cells over {what}"
+    if is_grid(archive):
+        # a grid's boxes are exact only in its own coordinates: the first two, as they are
+        bins = archive.bins  # type: ignore[union-attr]
+        behind = math.prod(int(b) for b in bins[2:])
+        shape = (
+            f"{int(bins[0])} bins per dimension"
+            if (bins == bins[0]).all()
+            else " x ".join(str(int(b)) for b in bins) + " bins"
+        )
+        listed = "" if descriptor is not None and descriptor.scaled else f" ({', '.join(names)})"
+        note = (
+            f"a grid of {shape} over {what} in {dims} dimensions{listed}; the plane shows "
+            f"{names[0]} and {names[1]}, each box the best elite of the {behind} cells "
+            "behind it"
+        )
+        return Projection.leading(dims, titles), note
     if descriptor is not None and descriptor.scaled:
         # components sorted by variance: the plane is the first two, as they are
         keep = float(descriptor.explained()) if hasattr(descriptor, "explained") else 1.0
@@ -267,54 +318,3 @@ def _plane(
         f"their first two principal components ({first + second:.0%} of the variance)"
     )
     return proj, note
-
-
-def _cells(archive: Archive, proj: Projection) -> tuple[Cell, ...]:
-    """The archive's cells on the map, as its layout says; polygons are left empty where
-    :meth:`ArchiveMaps._fill_regions` gives them Voronoi regions."""
-    elites = archive.elites()
-    descs = archive.descriptors()  # the archive's own, in the order of elites()
-    by_cell: _Elites = {}
-    for p, d in zip(elites, descs, strict=True):
-        c = archive.cell_of(p.id)
-        if c is not None:
-            by_cell.setdefault(c, (p, d))
-    layout = _layout(archive)
-    if layout == "single":
-        return ()
-    if layout == "centroids":
-        return _centroid_cells(archive, proj, by_cell)
-    if layout == "grid" and proj.basis is None and getattr(archive, "bounds", None) is not None:
-        return _grid_cells(archive, by_cell)
-    # any other archive, or a grid seen through a projection: regions around the elites
-    return tuple(_cell(c, proj(d[None, :])[0], p, None) for c, (p, d) in sorted(by_cell.items()))
-
-
-def _centroid_cells(archive: Any, proj: Projection, by_cell: _Elites) -> tuple[Cell, ...]:
-    """Every cell, empty or not, around its projected centroid (``archive.centroids``)."""
-    centers = proj(archive.centroids)
-    return tuple(
-        _cell(i, centers[i], by_cell[i][0] if i in by_cell else None, None)
-        for i in range(archive.cells)
-    )
-
-
-def _grid_cells(archive: Any, by_cell: _Elites) -> tuple[Cell, ...]:
-    """The filled cells as the boxes of the grid (``archive.bounds``, ``bins``,
-    ``cell_index``), in the plane as they are."""
-    bounds, bins = archive.bounds, archive.bins
-    out = []
-    for i, (p, d) in by_cell.items():
-        rect = grid_box(bounds, bins, int(archive.cell_index(d)[0]))
-        out.append(_cell(i, rect.mean(axis=0), p, rect))
-    return tuple(out)
-
-
-def _cell(index: int, center: np.ndarray, p: Program | None, polygon: np.ndarray | None) -> Cell:
-    return Cell(
-        index=int(index),
-        center=(float(center[0]), float(center[1])),
-        polygon=np.empty((0, 2), np.float32) if polygon is None else polygon.astype(np.float32),
-        elite_id=None if p is None else p.id,
-        score=None if p is None or p.score is None else float(p.score),
-    )

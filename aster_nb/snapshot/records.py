@@ -31,6 +31,10 @@ class Cell:
             closed (the first vertex is not repeated).
         elite_id: id of the cell's best program; ``None`` if it holds none.
         score: that program's score.
+        covers: the archive cells drawn as this one: 1, except for a grid over more
+            than two dimensions seen in its first two, where a box stands for the column
+            of cells behind it (the bins of the other dimensions) and shows the best of
+            their elites.
     """
 
     index: int
@@ -38,6 +42,7 @@ class Cell:
     polygon: np.ndarray
     elite_id: str | None
     score: float | None
+    covers: int = 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,8 +62,16 @@ class MapSnapshot:
         points: ``(n, 2)`` float32, every valid program of the worker, projected.
         point_scores: ``(n,)`` float32 scores of those programs.
         point_ids: their ids.
-        cells: one per cell; empty for the greedy archive, which has none.
+        cells: one per drawn cell, empty ones included; none for the greedy archive.
         bounds: ``((x_low, x_high), (y_low, y_high))`` of the plotted box.
+        cells_total: the archive's cells (``archive.cells``): a grid's every bin, whether
+            drawn one by one or in columns (see :attr:`Cell.covers`).
+        cells_filled: those holding an elite (``len(archive)``).
+        score_range: lowest and highest ``ok`` score of the whole run (every worker, every
+            evaluation, also when replaying to an earlier one), so a map's colors mean the
+            same score in every frame and for every worker; ``None`` without one.
+        score_label: what the score is, with its unit (the task's ``score_description``),
+            else ``"score"``.
     """
 
     worker: str
@@ -72,6 +85,10 @@ class MapSnapshot:
     bounds: Bounds
     descriptor: str = "features"
     note: str = ""
+    cells_total: int = 0
+    cells_filled: int = 0
+    score_range: tuple[float, float] | None = None
+    score_label: str = "score"
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,7 +103,20 @@ class Timeline:
         planner: one row per finished round of the top planner: ``round``, ``seq``
             (evaluations stored by its end), ``elapsed``, ``score`` (the planner's current
             best after synthesis) and ``best_id``.
+        merges: one row per program a planner made by merging workers' diffs: ``seq``,
+            ``elapsed``, ``id``, ``round``, ``status``, ``score`` (NaN unless ``ok``);
+            ``None`` when not read (a timeline made by hand).
+        target: the task's target score, if it has one.
+        record: the best known score, in the score's units and sign, if the task gives one.
+        record_source: who set the record.
+        score_label: what the score is, with its unit (the task's ``score_description``),
+            else ``"score"``.
     """
 
     frame: pd.DataFrame
     planner: pd.DataFrame
+    merges: pd.DataFrame | None = None
+    target: float | None = None
+    record: float | None = None
+    record_source: str = ""
+    score_label: str = "score"
