@@ -25,7 +25,7 @@ import sys
 import time
 from collections.abc import Coroutine
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from .errors import UserInputError
 from .records import Status
@@ -52,9 +52,19 @@ def main(argv: list[str] | None = None) -> int:
         return 2
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, with the error line every other bad input gets: the (sub)command's usage,
+    then one ``aster_nb: error: ...`` line, exit code 2. Subparsers are of this class too
+    (``add_subparsers`` makes its parsers of the parent's class)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.print_usage(sys.stderr)
+        self.exit(2, f"aster_nb: error: {' '.join(message.split())}\n")
+
+
 def _parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParser]]:
     # allow_abbrev=False everywhere: `--worker 2` must not quietly mean `--workers 2`
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="python -m aster_nb", description=__doc__.split("\n\n")[0], allow_abbrev=False
     )
     parser.add_argument("--debug", action="store_true", help="show tracebacks of input errors")
@@ -154,7 +164,8 @@ def _command(args: argparse.Namespace) -> int:
                 ">= 1",
             ),
         )
-        return _finish(_resume(args))  # Run.open checks the store file before writing to it
+        # Run.open checks the store file before writing to it
+        return _finish(_resume(args), quiet=args.quiet)
     _check_flags(
         ("budget", args.budget, args.budget is None or args.budget >= 1, ">= 1"),
         ("agents", args.agents, args.agents >= 1, ">= 1"),
@@ -191,7 +202,7 @@ def _command(args: argparse.Namespace) -> int:
         args.budget = 300
     task = Task.load(args.task)
     _out_folder(args.out)
-    return _finish(_run(task, args))
+    return _finish(_run(task, args), quiet=args.quiet)
 
 
 def _check_flags(*checks: tuple[str, Any, bool, str]) -> None:
@@ -223,15 +234,31 @@ def _say(kind: str, text: str) -> None:
     print(f"aster_nb: {kind}: {' '.join(text.split())}", file=sys.stderr, flush=True)
 
 
-def _finish(work: Coroutine[Any, Any, dict[str, Any]]) -> int:
-    """Run ``work`` and print its summary line. Exit code 1 when the run ended failed (say,
-    its model calls kept failing); input errors (2) are raised to :func:`main`."""
+def _finish(work: Coroutine[Any, Any, dict[str, Any]], *, quiet: bool) -> int:
+    """Run ``work``, print its summary line, then (unless ``quiet``) how to open the run
+    in JupyterLab. Exit code 1 when the run ended failed (say, its model calls kept
+    failing); input errors (2) are raised to :func:`main`."""
     summary = asyncio.run(work)
     print(json.dumps(summary), flush=True)
+    if not quiet:
+        print(open_hint(summary["store"]), file=sys.stderr, flush=True)
     if summary["error"]:
         _say("error", f"the run failed: {summary['error']}")
         return 1
     return 0
+
+
+def open_hint(store: str | Path) -> str:
+    """What to type in JupyterLab to see a run: its store's absolute path, since a
+    notebook's working directory is its own folder, not the one the run started in."""
+    path = str(Path(store).resolve())
+    return (
+        "aster_nb: to see this run in JupyterLab (.venv/bin/jupyter lab), in a cell:\n"
+        "    from aster_nb import Run\n"
+        "    from aster_nb.ui import Dashboard\n"
+        f"    run = await Run.open({path!r})\n"
+        "    Dashboard(run)"
+    )
 
 
 async def _run(task: Task, args: argparse.Namespace) -> dict[str, Any]:

@@ -14,6 +14,7 @@ failed edit with a reason; nothing here raises past :func:`propose_child`.
 
 from __future__ import annotations
 
+import ast
 import difflib
 import re
 from dataclasses import dataclass
@@ -157,6 +158,27 @@ def changed_lines(a: str, b: str) -> tuple[int, int]:
         elif line.startswith("-") and not line.startswith("---"):
             removed += 1
     return added, removed
+
+
+_HUNK = re.compile(
+    r"L(?P<line>\d+): (?P<old>'(?:[^'\\]|\\.)*'|\"(?:[^\"\\]|\\.)*\") -> "
+    r"(?P<new>'(?:[^'\\]|\\.)*'|\"(?:[^\"\\]|\\.)*\")"
+)
+
+
+def summary_hunks(summary: str) -> list[tuple[int, str, str]]:
+    """The hunks of a :func:`diff_summary` read back: ``(line, old, new)``, the sides as
+    text again (a hunk's lines joined by newlines); ``[]`` for ``"no change"`` or ``"-"``."""
+    return [
+        (int(m["line"]), _unquote(m["old"]), _unquote(m["new"])) for m in _HUNK.finditer(summary)
+    ]
+
+
+def _unquote(s: str) -> str:
+    try:
+        return str(ast.literal_eval(s))
+    except (ValueError, SyntaxError):  # cut mid-escape: the text between the quotes
+        return s[1:-1]
 
 
 def diff_summary(a: str, b: str, *, side_limit: int = 240) -> str:

@@ -4,8 +4,8 @@ A program and its evaluation (:class:`Program`, :class:`EvalResult`, content has
 worker's report (:class:`Handoff`), a planner's round (:class:`RoundResult`), one agent
 attempt as stored (:class:`AttemptRecord`) and as an agent remembers it
 (:class:`Experiment`), and a worker's goal (:class:`Goal`). Plain frozen dataclasses that
-import nothing else of aster_nb, so the store, the events, the agents and the UI can all
-use them without importing each other.
+import nothing else of aster_nb but a handoff's numbers (:mod:`aster_nb.handoffreport`), so
+the store, the events, the agents and the UI can all use them without importing each other.
 
 A :class:`Program` is identified by the hash of its code, so identical code is one program
 however many agents propose it; the store, the executor's cache and the archives all key on
@@ -22,6 +22,8 @@ import time
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from typing import Any
+
+from .handoffreport import HandoffReport
 
 
 class Status(StrEnum):
@@ -186,6 +188,9 @@ class Handoff:
         diff: unified diff from the base to ``best``.
         stats: counts and scores: attempts, evaluations, failed, improved, base_score,
             best_score, tokens.
+        report: what was tried by site and what paid against the round's start, and the
+            warning signs (:class:`~aster_nb.handoffreport.HandoffReport`); ``None`` for a
+            planner's handoff and for handoffs stored before reports existed.
     """
 
     worker: str
@@ -198,6 +203,7 @@ class Handoff:
     base_id: str | None
     diff: str
     stats: dict[str, Any] = field(default_factory=dict)
+    report: HandoffReport | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -34,11 +34,12 @@ from .agents.planner import Planner
 from .agents.worker import Worker
 from .archive import Archive
 from .control import Control
-from .events import Event, EventBus, ProgramEvaluated, RoundFinished, RunStateChanged
+from .events import Event, EventBus, HandoffReceived, RoundFinished, RunStateChanged
 from .llm import FailureWatch, ModelsFailing, Spend
 from .records import EvalResult, Program, RoundResult
 from .runconfig import Models, RunConfig, RunStatus, build
 from .rungoals import RunGoals
+from .runspend import RunSpend, Spent
 from .sandbox.local import LocalExecutor
 from .store import Store
 from .task import Task
@@ -81,12 +82,13 @@ class Run:
         self._models = models
         self.error: BaseException | None = None
         self._runner: asyncio.Task[None] | None = None
-        self._evaluations = store.count()
+        # the rate's base: the store's evaluations when this session began
+        self._evaluations_before = store.evaluations()
         self._busy_seconds = 0.0
         self._round_started: float | None = None
         self.rounds_done = planner.round_no
         self.best_round: int | None = None  # the last round that improved the current best
-        self._evaluations_this_session = 0  # for the rate: evaluations since this process began
+        self._spent = RunSpend(store, self.spend)  # earlier sessions' spend plus this one's
         bus.subscribe(self._on_event)
         _LIVE.add(self)
 
@@ -253,6 +255,7 @@ class Run:
         """Stop, then release the sandbox server and the store."""
         if self._runner is not None and not self._runner.done():
             await self.stop()
+        self._spent.save()
         async with contextlib.AsyncExitStack() as stack:  # each is released if another fails
             stack.callback(self.store.close)
             if self._models is not None:
@@ -270,20 +273,27 @@ class Run:
     @property
     def status(self) -> RunStatus:
         best = self.best
+        evaluations = self.store.evaluations()  # the one definition, see Store.evaluations
+        spent = self._spent.total()
         return RunStatus(
             state=self._state,
             round=self.rounds_done,
-            evaluations=self._evaluations,
-            attempts_per_s=self._evaluations_this_session / self._busy_seconds
+            evaluations=evaluations,
+            attempts_per_s=(evaluations - self._evaluations_before) / self._busy_seconds
             if self._busy_seconds
             else 0.0,
             best_score=best.score if best is not None and best.ok else None,
             error=None if self.error is None else f"{type(self.error).__name__}: {self.error}",
             reason=self.control.reason,
-            usd=self.spend.usd if self.spend is not None else 0.0,
-            tokens=self.spend.tokens if self.spend is not None else 0,
+            usd=spent.usd,
+            tokens=spent.tokens,
             model_failures=self.watch.failures,
         )
+
+    def spent(self) -> Spent:
+        """What the run's model calls cost over every session (kept in the store), in all
+        and per model: ``run.spent().by_model["offline"].tokens``."""
+        return self._spent.total()
 
     @property
     def best(self) -> Program | None:
@@ -309,10 +319,9 @@ class Run:
     # -- internals -----------------------------------------------------------------------
 
     def _on_event(self, e: Event) -> None:
-        if isinstance(e, ProgramEvaluated):
-            self._evaluations += 1
-            self._evaluations_this_session += 1
-        elif isinstance(e, RoundFinished) and e.planner == self.planner.name and e.improved:
+        if isinstance(e, HandoffReceived | RoundFinished):
+            self._spent.save()  # so a reopened (or killed) run still shows what it spent
+        if isinstance(e, RoundFinished) and e.planner == self.planner.name and e.improved:
             self.best_round = e.round
 
     def _reset_control(self) -> None:

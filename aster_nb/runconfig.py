@@ -123,13 +123,15 @@ class RunStatus:
     Attributes:
         state: ``idle``, ``running``, ``paused``, ``stopped``, ``finished`` or ``failed``.
         round: rounds finished.
-        evaluations: programs evaluated (workers' and merges').
-        attempts_per_s: evaluations per second of running time.
+        evaluations: the run's evaluations (:meth:`Store.evaluations
+            <aster_nb.store.Store.evaluations>`: programs stored, the initial one, the
+            workers' and the merges, identical code once), over every session.
+        attempts_per_s: this session's evaluations per second of running time.
         best_score: the current best's score.
         error: why the run failed, when it did.
         reason: why it stopped by itself (a spending cap), when it did.
-        usd: dollars spent on model calls in this session.
-        tokens: tokens spent on model calls in this session.
+        usd: dollars the run's model calls cost, over every session (kept in the store).
+        tokens: tokens they used, over every session (``Run.spent()`` has them per model).
         model_failures: model calls that failed in this session (every purpose).
     """
 

@@ -15,6 +15,11 @@ from run to run except:
 attempts' calls: the spend of the attempts kept, the planners and the handoffs, which a
 seed fixes. ``tokens + discarded_tokens`` is what the spending ledger (and the provider)
 counted, for a run in one session.
+
+``evaluations`` is :meth:`Store.evaluations <aster_nb.store.Store.evaluations>`, the count
+the round lines, ``Run.status`` and the dashboard give too; ``failed`` is how many of them
+are not ``ok``. ``coverage`` is ``null`` for Cluster-Elites and greedy, whose cells are all
+filled by construction; for a grid it is the lowest share of filled bins over the workers.
 """
 
 from __future__ import annotations
@@ -37,7 +42,6 @@ def summary(run: Any, seconds: float, *, handoffs_before: int = 0) -> dict[str, 
             subtracted from this session's spend is that of the handoffs written since.
     """
     df = run.history()
-    made = df[df["worker"] != ""]
     initial = run.store.get(code_hash(run.task.initial_code))
     archives = [a for a in run.archives.values() if a is not None]
     best = run.best
@@ -51,8 +55,10 @@ def summary(run: Any, seconds: float, *, handoffs_before: int = 0) -> dict[str, 
         # the evaluator's metrics, e.g. a held-out figure that is never part of the score
         "initial_metrics": initial.result.metrics if initial and initial.result else {},
         "best_metrics": best.result.metrics if best and best.result else {},
-        "evaluations": len(made),
-        "failed": int((made["status"] != "ok").sum()),
+        # the one count every report gives (Store.evaluations): the round lines, the
+        # status of the run reopened, the dashboard and the replays agree with it
+        "evaluations": run.store.evaluations(),
+        "failed": int((df["status"] != "ok").sum()),
         # surplus attempts started, then cancelled when the budget was met: timing decides
         # how many, and what their finished calls cost
         "discarded": sum(s.get("discarded", 0) for s in stats),
@@ -61,7 +67,7 @@ def summary(run: Any, seconds: float, *, handoffs_before: int = 0) -> dict[str, 
         "archive": run.cfg.archive,
         # what the archive's cells are made of: the evaluator's features or the code embedding
         "descriptor": (run.store.meta("descriptor") or {}).get("kind"),
-        "coverage": min((a.coverage() for a in archives), default=0.0),
+        "coverage": _coverage(run.cfg.archive, archives),
         "cells": sum(a.cells for a in archives),
         "store": str(run.store.path),
         "rounds": run.rounds_done,
@@ -70,13 +76,28 @@ def summary(run: Any, seconds: float, *, handoffs_before: int = 0) -> dict[str, 
         "workers": len(run.workers),
         "seconds": round(seconds, 2),
         "model": run.cfg.model,
-        # this session's spend on what was kept (the surplus is in discarded_*)
-        "usd": round(max(0.0, run.status.usd - session_usd), 6),
-        "tokens": run.status.tokens - session_tokens,
+        # this session's spend on what was kept (the surplus is in discarded_*); the
+        # run's over every session is Run.spent(), kept in the store
+        "usd": round(max(0.0, (run.spend.usd if run.spend else 0.0) - session_usd), 6),
+        "tokens": (run.spend.tokens if run.spend else 0) - session_tokens,
         "stopped": run.status.reason or None,
         "model_failures": run.status.model_failures,
         "error": run.status.error,
     }
+
+
+# Archives whose every cell holds a program by construction: Cluster-Elites' cells are
+# clusters of the programs themselves, greedy's one cell is its best. Their coverage is
+# always 1.0 and says nothing, so the JSON line gives null for them.
+FULL_BY_CONSTRUCTION = frozenset({"cluster", "greedy"})
+
+
+def _coverage(kind: str, archives: list[Any]) -> float | None:
+    """The lowest share of filled cells over the workers' archives (a grid's), or ``None``
+    where it is 1.0 by construction."""
+    if kind in FULL_BY_CONSTRUCTION:
+        return None
+    return min((a.coverage() for a in archives), default=0.0)
 
 
 def _surplus(stats: list[dict[str, Any]]) -> tuple[int, float]:

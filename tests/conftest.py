@@ -57,3 +57,48 @@ def proteingym() -> Path:
     os.environ[protein_data.ENV_DATA] = str(data)
     protein_data.ensure_cache(data, subprocess_build=True)
     return data
+
+
+# -- what some tests need from the machine ------------------------------------------------------
+
+# Set by `make test` (and so by CI): a browser test that cannot run fails, naming what is
+# missing, instead of skipping; a skip there would let a broken dashboard or export pass.
+REQUIRE_BROWSER = "ASTER_REQUIRE_BROWSER"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers",
+        "browser(playwright=False): needs Debian's chromium (and Playwright when asked); "
+        f"skipped when missing, failed under {REQUIRE_BROWSER}=1 (make test, CI)",
+    )
+
+
+def browser_missing(*, playwright: bool) -> list[str]:
+    """What a browser test lacks on this machine, each as what to do about it."""
+    import importlib.util
+    import shutil
+
+    missing = []
+    if not (shutil.which("chromium") or shutil.which("chromium-browser")):
+        missing.append(
+            "chromium is not on PATH (Debian: apt-get install chromium; `make test` installs "
+            "it when run as root)"
+        )
+    if playwright and importlib.util.find_spec("playwright") is None:
+        missing.append(
+            "playwright is not installed (it is in the dev extra: pip install -e '.[dev]')"
+        )
+    return missing
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    mark = item.get_closest_marker("browser")
+    if mark is None:
+        return
+    missing = browser_missing(playwright=bool(mark.kwargs.get("playwright", False)))
+    if not missing:
+        return
+    if os.environ.get(REQUIRE_BROWSER) == "1":
+        pytest.fail(f"{REQUIRE_BROWSER}=1 and " + "; ".join(missing), pytrace=False)
+    pytest.skip("; ".join(missing))

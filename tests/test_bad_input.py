@@ -51,7 +51,8 @@ class Case:
 
     argv: Callable[[Path], list[str]]
     expect: str
-    usage: bool = False  # an argparse error: the subcommand's usage comes first
+    # an argparse error: the usage of this subcommand ("" for the top level) comes first
+    usage: str | None = None
 
 
 def run_task(**files: str) -> Callable[[Path], list[str]]:
@@ -264,22 +265,58 @@ CASES: dict[str, Case] = {
         lambda tmp_path: ["run", "toy", *FAST, "--out", str(_file(tmp_path / "f") / "runs")],
         "cannot create the folder",
     ),
+    # argparse's errors; no flag is ever taken for a longer one it begins (allow_abbrev)
     "abbreviated flag --worker": Case(
-        run_toy("--worker", "2"), "unrecognized arguments: --worker 2", usage=True
+        run_toy("--worker", "2"), "unrecognized arguments: --worker 2", usage="run"
     ),
-    "misspelled flag": Case(run_toy("--agnets", "2"), "unrecognized arguments: --agnets", True),
-    "unknown archive": Case(run_toy("--archive", "map"), "invalid choice: 'map'", usage=True),
-    "budget not a number": Case(run_toy("--budget", "ten"), "invalid int value: 'ten'", True),
+    "abbreviated flag --worker=2": Case(
+        run_toy("--worker=2"), "unrecognized arguments: --worker=2", usage="run"
+    ),
+    "abbreviated flag --budg": Case(
+        run_toy("--budg", "3"), "unrecognized arguments: --budg 3", usage="run"
+    ),
+    "abbreviated flag --max (of --max-usd, --max-tokens)": Case(
+        run_toy("--max", "3"), "unrecognized arguments: --max 3", usage="run"
+    ),
+    "abbreviated flag --quie": Case(
+        run_toy("--quie"), "unrecognized arguments: --quie", usage="run"
+    ),
+    "misspelled flag": Case(
+        run_toy("--agnets", "2"), "unrecognized arguments: --agnets", usage="run"
+    ),
+    "unknown archive": Case(run_toy("--archive", "map"), "invalid choice: 'map'", usage="run"),
+    "budget not a number": Case(
+        run_toy("--budget", "ten"), "invalid int value: 'ten'", usage="run"
+    ),
+    "flag without its value": Case(
+        run_toy("--budget"), "argument --budget: expected one argument", usage="run"
+    ),
+    "run without a task": Case(
+        lambda tmp_path: ["run", "--budget", "4"],
+        "the following arguments are required: task",
+        usage="run",
+    ),
     "no subcommand": Case(
-        lambda tmp_path: [], "the following arguments are required: {tasks,run,resume}", usage=True
+        lambda tmp_path: [], "the following arguments are required: {tasks,run,resume}", usage=""
+    ),
+    "unknown subcommand": Case(
+        lambda tmp_path: ["runn", "toy"], "invalid choice: 'runn'", usage=""
+    ),
+    "abbreviated top-level flag --deb": Case(
+        lambda tmp_path: ["--deb", "tasks"], "unrecognized arguments: --deb", usage="tasks"
     ),
     "tasks typo'd flag": Case(
-        lambda tmp_path: ["tasks", "--al"], "unrecognized arguments: --al", usage=True
+        lambda tmp_path: ["tasks", "--al"], "unrecognized arguments: --al", usage="tasks"
     ),
     "resume typo'd flag": Case(
         lambda tmp_path: ["resume", str(tmp_path / "x.sqlite"), "--round", "2"],
         "unrecognized arguments: --round 2",
-        usage=True,
+        usage="resume",
+    ),
+    "resume abbreviated flag --concur": Case(
+        lambda tmp_path: ["resume", str(tmp_path / "x.sqlite"), "--concur", "2"],
+        "unrecognized arguments: --concur 2",
+        usage="resume",
     ),
     # -- resume ----------------------------------------------------------------------------
     "resume: missing file": Case(
@@ -324,17 +361,19 @@ def _without(root: Path, name: str) -> Path:
     return root
 
 
-def assert_one_error_line(code: int, err: str, expect: str, *, usage: bool = False) -> None:
+def assert_one_error_line(code: int, err: str, expect: str, *, usage: str | None = None) -> None:
     assert "Traceback" not in err, err
     assert code == 2, f"exit code {code}, stderr: {err}"
     lines = err.strip().splitlines()
     errors = [ln for ln in lines if "error:" in ln]
     assert len(errors) == 1 and errors[0] == lines[-1], f"expected one error line: {err}"
+    assert errors[0].startswith("aster_nb: error: "), err
     assert expect in errors[0], f"{expect!r} not in {errors[0]!r}"
-    if usage:  # argparse's own errors: the subcommand's usage, then its error line
-        assert lines[0].startswith("usage: python -m aster_nb ") and ": error: " in lines[-1]
+    if usage is not None:  # argparse's own errors: that subcommand's usage, then the error
+        head = f"usage: python -m aster_nb {usage} " if usage else "usage: python -m aster_nb ["
+        assert lines[0].startswith(head), f"expected the usage of {usage or 'the top level'}: {err}"
     else:
-        assert lines == [errors[0]] and errors[0].startswith("aster_nb: error: "), err
+        assert lines == [errors[0]], err
 
 
 @pytest.mark.parametrize("name", list(CASES))

@@ -11,7 +11,6 @@ anywidgets) must load without network, and any widget error in the page fails th
 from __future__ import annotations
 
 import glob
-import importlib.util
 import itertools
 import os
 import shutil
@@ -35,14 +34,8 @@ PAGE_TIMEOUT_MS = 60_000
 CONTENT_TIMEOUT_MS = 120_000
 
 pytestmark = [
-    pytest.mark.skipif(
-        chromium_path() is None,
-        reason="chromium is not on PATH (Debian: apt-get install chromium); CI installs it",
-    ),
-    pytest.mark.skipif(
-        importlib.util.find_spec("playwright") is None,
-        reason="playwright is not installed (it is in the dev extra: pip install -e '.[dev]')",
-    ),
+    # skipped without chromium or Playwright, failed under `make test` (see conftest.py)
+    pytest.mark.browser(playwright=True),
     pytest.mark.timeout(240),
 ]
 

@@ -54,10 +54,70 @@ def test_run_ends_with_a_json_line(tmp_path: Path) -> None:
     assert r.returncode == 0, r.stderr
     summary = json.loads(r.stdout.strip().splitlines()[-1])
     assert set(summary) >= KEYS
-    assert summary["evaluations"] == 30 and summary["coverage"] == 1.0
+    # the budget's 30 new programs and the initial one (one worker: nothing to merge)
+    assert summary["evaluations"] == 31
+    assert summary["coverage"] is None, "Cluster-Elites fills every cell by construction"
     assert summary["best_score"] > summary["initial_score"]
     assert Path(summary["store"]).is_file()
     assert "evals" in r.stderr and "best" in r.stderr, "progress goes to stderr while it runs"
+    # the last lines say how to open the run in JupyterLab, with the store's absolute path
+    store = Path(summary["store"]).resolve()
+    assert r.stderr.strip().splitlines()[-2:] == [
+        f"    run = await Run.open({str(store)!r})",
+        "    Dashboard(run)",
+    ]
+    assert "from aster_nb.ui import Dashboard" in r.stderr
+
+
+def test_one_count_of_evaluations_and_the_spend_survive_reopening(tmp_path: Path) -> None:
+    """The round lines, the JSON line, the reopened run's status and the snapshots give one
+    number of evaluations (Store.evaluations: programs stored, the initial one included,
+    identical code once); the spend is kept in the store, in all and per model."""
+    import asyncio
+    import re
+    import sqlite3
+
+    r = _cli("run", "toy", "--workers", "3", "--agents", "4", "--rounds", "2", "--budget", "60",
+             "--seed", "1", "--out", str(tmp_path), cwd=tmp_path)  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    s = json.loads(r.stdout.strip().splitlines()[-1])
+    rounds = re.findall(r"round (\d+) done: .* evaluations (\d+) ", r.stderr)
+    assert [int(n) for n, _ in rounds] == [0, 1]
+    with sqlite3.connect(s["store"]) as db:
+        stored = db.execute("SELECT COUNT(*) FROM programs").fetchone()[0]
+        origins = dict(db.execute("SELECT origin, COUNT(*) FROM programs GROUP BY origin"))
+        stats = [json.loads(v) for (v,) in db.execute("SELECT stats FROM handoffs")]
+    assert int(rounds[-1][1]) == s["evaluations"] == stored
+    assert origins["initial"] == 1 and stored == sum(origins.values())
+    # the workers' budgets count programs new to each worker; code two workers both found
+    # is one evaluation, so the run's count is at most the budgets plus merges and initial
+    worker_counts = sum(h["evaluations"] for h in stats if "attempts" in h)
+    assert stored - 1 - origins.get("merge", 0) <= worker_counts == 60
+
+    async def reopened() -> tuple[object, object, int, int, int]:
+        from aster_nb import Run
+        from aster_nb.snapshot import map_snapshot, timeline
+
+        run = await Run.open(s["store"])
+        try:
+            snap = map_snapshot(run, "p0.w0")
+            return (
+                run.status,
+                run.spent(),
+                snap.evaluations,
+                len(timeline(run).frame),
+                run.store.evaluations(),
+            )
+        finally:
+            await run.close()
+
+    status, spent, on_map, on_timeline, in_store = asyncio.run(reopened())
+    assert status.evaluations == on_map == on_timeline == in_store == s["evaluations"]
+    # what the calls billed: the kept attempts' tokens (the JSON's) and the surplus's
+    assert status.tokens == spent.tokens == s["tokens"] + s["discarded_tokens"] > 0
+    assert status.usd == s["usd"] + s["discarded_usd"] == 0.0  # the offline model is free
+    assert set(spent.by_model) == {"offline"} and spent.by_model["offline"].tokens == spent.tokens
+    assert spent.calls > 0 and spent.input_tokens + spent.output_tokens == spent.tokens
 
 
 def test_task_folder_path_and_bad_input(tmp_path: Path) -> None:
@@ -183,7 +243,7 @@ def test_unordered_is_accepted_stored_and_kept_on_resume(tmp_path: Path) -> None
              "--out", str(tmp_path), cwd=tmp_path)  # fmt: skip
     assert r.returncode == 0, r.stderr
     s = json.loads(r.stdout.strip().splitlines()[-1])
-    assert s["evaluations"] == 12 and {"isolation", "network"} <= set(s)
+    assert s["evaluations"] == 13 and {"isolation", "network"} <= set(s)  # 12 and the initial
 
     def meta(key: str) -> object:
         with sqlite3.connect(s["store"]) as db:

@@ -259,7 +259,8 @@ async def test_failing_model_ends_the_run_failed_with_exit_1(tmp_path: Path) -> 
     assert s["error"].startswith("ModelsFailing: 20 model calls failed in a row; last: ")
     assert "HTTP 400 invalid_request_error" in s["error"]
     assert 20 <= s["model_failures"] < 20 + 4, "no call starts after the limit (4 in flight)"
-    assert s["evaluations"] == 0 and s["rounds"] == 1, "the first round was the last"
+    # the initial program is the only evaluation
+    assert s["evaluations"] == 1 and s["rounds"] == 1, "the first round was the last"
     assert srv.statuses[400] == s["model_failures"]
     assert f"aster_nb: error: the run failed: {s['error']}" in err
     assert KEY not in stdout + err
@@ -278,7 +279,7 @@ async def test_failed_calls_count_against_the_time_budget(tmp_path: Path) -> Non
         elapsed = time.monotonic() - t0
     assert code == 0, err[-2000:]
     s = json.loads(stdout.strip().splitlines()[-1])
-    assert s["error"] is None and s["evaluations"] == 0
+    assert s["error"] is None and s["evaluations"] == 1, "the initial program alone"
     assert s["model_failures"] > 10 and s["model_failures"] == srv.statuses[400]
     assert elapsed < 15, f"the round outlived its 1.5 s budget: {elapsed:.1f} s"
 

@@ -46,6 +46,7 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
         (
             "aster_nb.errors",
             "aster_nb.records",
+            "aster_nb.handoffreport",
             "aster_nb.program",
             "aster_nb.blocks",
             "aster_nb.edits",
@@ -78,6 +79,7 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
             "aster_nb.runconfig",
             "aster_nb.runmake",
             "aster_nb.runsummary",
+            "aster_nb.runspend",
             "aster_nb.rungoals",
             "aster_nb.sync",
             "aster_nb.snapshot",

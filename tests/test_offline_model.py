@@ -6,8 +6,9 @@ from collections import Counter
 from pathlib import Path
 
 from aster_nb.agents.memory import AgentMemory, Experiment
-from aster_nb.agents.prompts import propose_prompt
+from aster_nb.agents.prompts import handoff_prompt, propose_prompt
 from aster_nb.edits import apply_edit, diff_summary, parse_edit
+from aster_nb.handoffreport import build_report
 from aster_nb.llm import OfflineModel, Request, user
 from aster_nb.llm.offline import write_handoff
 from aster_nb.program import EvalResult, Program, Status
@@ -148,14 +149,13 @@ def test_handoff_is_written_from_the_log() -> None:
             reason="ZeroDivisionError: division by zero",
         ),
     ]
-    prompt = (
-        "## Outcome\nbase score: 1.0\nbest score: 1.5\nattempts: 3\n\n## Attempt log\n"
-        + "\n".join(e.line() for e in lines)
-    )
+    report = build_report(lines, start=1.0)
+    prompt = handoff_prompt(goal="g", report=report, log="\n".join(e.line() for e in lines))
     text = write_handoff(prompt)
-    assert "3 attempts" in text and "1 beat their parent" in text and "2 failed evaluation" in text
-    assert "`x = 1` -> `x = 2` paid +0.5" in text
-    assert "67% of attempts failed evaluation, most as invalid" in text
+    assert "3 attempts from the round's start (1): 3 evaluations (1 ok, 2 failed)" in text
+    assert "The best rose once, to 1.5 (+0.5 over the start)" in text
+    assert "- `x = #`: 1 try (1 evaluated); raised the best once, +0.5 in all" in text
+    assert "67% of evaluations failed (2 of 3): 1 invalid, 1 error" in text
 
 
 INDENTED = """# EVOLVE-BLOCK-START knob

@@ -189,6 +189,28 @@ async def test_reopen_rebuilds_and_continues(tmp_path: Path) -> None:
         assert run.store.attempts().groupby("worker")["n"].apply(lambda s: s.is_unique).all()
 
 
+async def test_spend_and_evaluations_are_kept_across_sessions(tmp_path: Path) -> None:
+    path = tmp_path / "r.sqlite"
+    async with await Run.create(
+        "toy", path=path, workers=2, agents=2, evaluations_per_round=6
+    ) as run:
+        await run.step()
+        first = run.status
+        assert first.tokens == run.spend.tokens > 0, "one session: the ledger is the run's spend"
+        assert first.evaluations == run.store.count()  # every stored program, the initial one too
+    async with await Run.open(path) as run:
+        assert (run.status.tokens, run.status.usd) == (first.tokens, first.usd)
+        assert run.status.evaluations == first.evaluations
+        before = run.spent()
+        assert before.by_model["offline"].tokens == before.tokens == first.tokens
+        await run.step()
+        assert run.status.tokens == first.tokens + run.spend.tokens > first.tokens
+        total = run.status.tokens
+    async with await Run.open(path) as run:
+        assert run.status.tokens == total == run.spent().by_model["offline"].tokens
+        assert run.spent().calls > before.calls, "the second session's calls were added"
+
+
 def test_sync_layer_outside_and_inside_a_loop(tmp_path: Path) -> None:
     with SyncRun.create("toy", path=tmp_path / "a.sqlite", workers=1, agents=2, evaluations=5) as r:
         assert r.step().round == 0 and r.status.round == 1

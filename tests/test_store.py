@@ -99,3 +99,41 @@ def test_scores_are_the_history_columns_as_arrays(tmp_path: Path) -> None:
     assert t.descriptor == list(h["descriptor"])
     assert list(s.scores(upto=2).id) == list(h["id"][:2])
     s.close()
+
+
+def test_evaluations_count_programs_with_a_result_once(tmp_path: Path) -> None:
+    s = Store(tmp_path / "r.sqlite")
+    pending = Program(code="b = 0\n", worker="w1")
+    s.add_program(pending)
+    assert s.evaluations() == 0, "a program waiting for its result is no evaluation yet"
+    s.add_program(pending.evaluated(EvalResult(status=Status.OK, score=1.0), None))
+    s.add_program(_prog("b = 1\n", None, Status.TIMEOUT))
+    s.add_program(_prog("b = 1\n", None, Status.TIMEOUT))  # identical code: one program
+    assert s.evaluations() == 2
+    assert Store(tmp_path / "r.sqlite").evaluations() == 2, "reopened, counted from the file"
+    s.close()
+
+
+def test_a_store_from_before_handoff_reports_resumes(tmp_path: Path) -> None:
+    """A store written before the handoffs table had its ``report`` column (and before the
+    spend was kept) is checked, reopened and resumed; its old handoffs keep no report."""
+    import json
+
+    from aster_nb import cli
+    from aster_nb.store import check_run_store
+
+    out = tmp_path / "runs"
+    assert (
+        cli.main(["run", "toy", "--budget", "4", "--agents", "2", "--quiet", "--out", str(out)])
+        == 0
+    )
+    (path,) = out.glob("*.sqlite")
+    with sqlite3.connect(path) as db:  # as the version before wrote it
+        db.execute("ALTER TABLE handoffs DROP COLUMN report")
+        db.execute("DELETE FROM meta WHERE key='spend'")
+    check_run_store(path)
+    assert cli.main(["resume", str(path), "--rounds", "1", "--quiet"]) == 0
+    with sqlite3.connect(path) as db:
+        reports = [r for (r,) in db.execute("SELECT report FROM handoffs ORDER BY seq")]
+    assert reports[0] is None and reports[-1] is not None
+    assert json.loads(reports[-1])["evaluations"] == 4

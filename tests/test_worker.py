@@ -116,7 +116,10 @@ async def test_budget_store_and_handoff(
     assert len(attempts) >= 40 and set(attempts["agent"]) == {0, 1, 2, 3}
     assert h.best is not None and h.best.score > -12.75
     assert h.stats["evaluations"] == 40 and h.stats["base_score"] == -12.75
-    assert h.done.startswith(f"{h.stats['attempts']} attempts: {h.stats['ok']} evaluated ok,")
+    assert h.done.startswith(
+        f"{h.stats['attempts']} attempts from the round's start (-12.75): 40 evaluations "
+        f"({h.stats['ok']} ok,"
+    )
     assert h.learned and h.concerns
     assert "+" in h.diff and "-" in h.diff, "the best program's diff against the base"
     assert len(store.handoffs()) == 1

@@ -29,7 +29,7 @@ class RunState:
     """One :meth:`Worker.run <aster_nb.agents.worker.Worker.run>` in progress.
 
     Attributes:
-        goal: the goal the run started with (the handoff reports it).
+        goal: the goal the run started with (the handoff reports the last in ``goals``).
         base: the program it started from.
         budget: what it may spend.
         round: the planner round.
@@ -41,6 +41,8 @@ class RunState:
         usage_out: output tokens of the applied attempts.
         best: the best valid program this run found.
         fresh: programs evaluated by attempts not applied yet (so not stored), by id.
+        goals: ``(first attempt, goal)`` of each goal the applied attempts worked toward,
+            in attempt order: a goal steered during the run shows as a second entry.
     """
 
     goal: str
@@ -55,6 +57,7 @@ class RunState:
     usage_out: int = 0
     best: Program | None = None
     fresh: dict[str, Program] = field(default_factory=dict)
+    goals: list[tuple[int, str]] = field(default_factory=list)
 
 
 def apply_outcome(w: Worker, out: Outcome, st: RunState) -> bool:
@@ -106,6 +109,8 @@ def apply_outcome(w: Worker, out: Outcome, st: RunState) -> bool:
     )
     w.memories[out.agent].record(exp)
     st.log.append(exp)
+    if out.goal and (not st.goals or st.goals[-1][1] != out.goal):
+        st.goals.append((out.n, out.goal))  # attempt order: the goal in effect from n on
     record_attempt(w, out, st)
     if out.outcome in ("edit_failed", "duplicate", "model_error"):
         w.bus.emit(

@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import re
 from collections import Counter
+from collections.abc import Sequence
 from typing import Any
 
 from ..edits import unified_diff
+from ..handoffreport import build_report
 from ..llm.base import Model, Request, user
 from ..records import Experiment, Handoff, Program, RoundResult
 from .attempt import ask
@@ -51,14 +53,16 @@ async def write_handoff(
     system: str,
     seed: int,
     timeout: float,
+    goals: Sequence[tuple[int, str]] = (),
 ) -> Handoff:
-    """A worker's handoff: its counts, and the model's reading of its attempt log.
+    """A worker's handoff: its numbers (:func:`~aster_nb.handoffreport.build_report`:
+    by site, against the round's start, with warning signs) and the model's words on them.
 
     Args:
         worker: the worker's name.
-        goal: the goal it worked on.
+        goal: the goal it started the round with.
         round: the planner round.
-        base: the program it started from.
+        base: the program it started from (the round's start).
         best: the best program it found (``base`` if nothing beat it).
         log: its applied attempts.
         counts: what the scheduler and the bookkeeping counted (``evaluations``,
@@ -68,8 +72,12 @@ async def write_handoff(
         system: the system prompt.
         seed: the call's seed.
         timeout: seconds the call may take (then the handoff says it failed).
+        goals: ``(first attempt, goal)`` of each goal its attempts worked toward, in
+            order; the last is the handoff's goal (a steer during the round shows here).
     """
     log = sorted(log, key=lambda e: e.n)
+    report = build_report(log, start=base.score if base.ok else None, goals=goals or ((0, goal),))
+    goal = report.goals[-1][1]
     c = Counter(e.status for e in log)
     stats = {
         "attempts": len(log),
@@ -82,16 +90,15 @@ async def write_handoff(
         "discarded": counts["discarded"],
         "discarded_usd": counts["discarded_usd"],
         "discarded_tokens": counts["discarded_tokens"],
-        "improved": sum(1 for e in log if (e.delta or 0) > 0),
+        "improved": sum(1 for e in log if (e.delta or 0) > 0),  # on their parents
+        "raises": len(report.raises),  # of the round's best
         "base_score": base.score,
         "best_score": best.score,
         "input_tokens": counts["input_tokens"],
         "output_tokens": counts["output_tokens"],
     }
     shown = telling(log, HANDOFF_LOG_LINES)
-    prompt = handoff_prompt(
-        goal=goal, base=base, best=best, stats=stats, log="\n".join(e.line() for e in shown)
-    )
+    prompt = handoff_prompt(goal=goal, report=report, log="\n".join(e.line() for e in shown))
     try:
         resp = await ask(
             model,
@@ -122,25 +129,39 @@ async def write_handoff(
         base_id=base.id,
         diff=unified_diff(base.code, best.code, a_name="base", b_name="best"),
         stats=stats,
+        report=report,
     )
 
 
 def round_handoff(planner: str, goal: str, r: RoundResult) -> Handoff:
-    """A planner's handoff to its own planner: its round, summed up without a model."""
+    """A planner's handoff to its own planner: its round, summed up without a model.
+
+    Its concerns are its children's warning signs with their numbers (their words where a
+    child has no report), and a round that did not raise the current best says so.
+    """
     best = r.best
+    if best.ok and r.base.ok:
+        outcome = f"best {best.score:.10g}, {best.score - r.base.score:+.6g} over the round's start"
+    else:
+        outcome = f"best {best.score if best.ok else best.status}"
     done = (
-        f"Round {r.round}: {len(r.handoffs)} children, {len(r.merges)} merges; best "
-        f"{best.score if best.ok else best.status} from base {r.base.score}."
+        f"Round {r.round}: {len(r.handoffs)} children, {len(r.merges)} merges; {outcome} "
+        f"(start {r.base.score if r.base.ok else r.base.status})."
     )
-    learned = " | ".join(f"{h.worker}: {h.learned}" for h in r.handoffs if h.learned)
-    concerns = " | ".join(f"{h.worker}: {h.concerns}" for h in r.handoffs if h.concerns)
+    learned = "\n".join(f"{h.worker}: {h.learned}" for h in r.handoffs if h.learned)
+    concerns = [] if r.improved else ["the round did not raise the current best"]
+    for h in r.handoffs:
+        if h.report is not None:
+            concerns += [f"{h.worker}: {f.text}" for f in h.report.flags]
+        elif h.concerns:
+            concerns.append(f"{h.worker}: {h.concerns}")
     return Handoff(
         worker=planner,
         goal=goal,
         round=r.round,
         done=done,
         learned=learned,
-        concerns=concerns,
+        concerns="\n".join(f"- {c}" for c in concerns) or "none flagged by its children",
         best=best,
         base_id=r.base.id,
         diff=unified_diff(r.base.code, best.code, a_name="base", b_name="best"),

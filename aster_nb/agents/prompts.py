@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 
+from ..handoffreport import HandoffReport
 from ..program import Program
 from ..prompts import render
 from ..task import Task
@@ -78,29 +79,52 @@ def propose_prompt(
     )
 
 
-def handoff_prompt(
-    *, goal: str, base: Program, best: Program, stats: dict[str, object], log: str
-) -> str:
-    def s(p: Program) -> str:
-        return f"{p.score:.10g}" if p.ok else f"none ({p.status})"
+def handoff_prompt(*, goal: str, report: HandoffReport, log: str) -> str:
+    """The prompt that closes a worker's budget: ``report``'s numbers (outcome, sites,
+    raises, warning signs, all against the round's start) and the attempt log."""
 
+    def num(x: float | None, none: str = "none") -> str:
+        return none if x is None else f"{x:.10g}"
+
+    r = report
+    steered = ""
+    if r.steered:
+        earlier = "; ".join(f"from #{n}: {g!r}" for n, g in r.goals[:-1])
+        steered = (
+            f"Steered during the round: {len(r.goals)} goals were in effect ({earlier}); "
+            f"the goal above was in effect from attempt #{r.goals[-1][0]} on.\n"
+        )
+    failures = ", ".join(f"{k} {n}" for k, n in r.failures.items()) or "none"
+    raises = "\n".join(
+        f"- #{x.n} at evaluation {x.evaluation}: {x.score:.10g}"
+        + (f" ({x.gain:+.6g} over the best before it)" if x.gain is not None else " (first valid)")
+        + (f", {x.score - r.start:+.6g} over the round's start" if r.start is not None else "")
+        + f"; change {x.change}"
+        for x in r.raises[-RAISES_SHOWN:]
+    )
     return render(
         "handoff",
         goal=goal,
-        base_score=s(base),
-        best_score=s(best),
+        steered=steered,
+        start=num(r.start, "none (the start had no score)"),
+        best=num(r.best),
+        top=num(r.top),
+        attempts=r.attempts,
+        evaluations=r.evaluations,
+        ok=r.ok,
+        failed=r.failed,
+        failures=failures,
+        duplicates=r.duplicates,
+        edit_failed=r.no_program.get("edit_failed", 0),
+        model_errors=r.no_program.get("model_error", 0),
+        raises=len(r.raises),
+        last_raise=(r.evaluations - r.since_raise) if r.raises else "none",
+        sites="\n".join(s.line() for s in r.sites[:SITES_SHOWN]) or "(none)",
+        raises_log=raises or "(none)",
+        flags="\n".join(f.line() for f in r.flags) or "(none)",
         log=log or "(empty)",
-        **{
-            k: stats[k]
-            for k in (
-                "attempts",
-                "evaluations",
-                "ok",
-                "improved",
-                "failed",
-                "edit_failed",
-                "model_errors",
-                "duplicates",
-            )
-        },
     )
+
+
+# Lines a handoff prompt shows (the report keeps more): the sites most paying, the last raises.
+SITES_SHOWN, RAISES_SHOWN = 20, 15

@@ -157,8 +157,9 @@ class Worker:
 
         ``goal_source``, if given, is read as each attempt starts (a planner passes its
         live goals, so a steer lands on the very next attempt); else every attempt works
-        toward ``goal``. The handoff reports ``goal``. A :class:`Goal` record gives the
-        attempt's focus areas; plain text focuses on every area of the task.
+        toward ``goal``. A :class:`Goal` record gives the attempt's focus areas; plain text
+        focuses on every area of the task. The handoff reports the goal in effect at the end
+        (and, in its report, every goal the attempts worked toward).
 
         A round that a killed session began (see :meth:`restore`) goes on where it
         stopped: the evaluations it stored count against ``budget``, and its best program
@@ -321,6 +322,7 @@ class Worker:
             system=self.system,
             seed=st.first,
             timeout=self.model_timeout,
+            goals=st.goals or [(st.first, st.goal)],
         )
         self.store.add_handoff(h)
         self.bus.emit(HandoffReceived(handoff=h))

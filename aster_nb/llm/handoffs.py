@@ -1,100 +1,136 @@
 """The offline model's handoff: what a worker did, learned and worries about, from the prompt.
 
-Like an LLM would, it reads only the handoff prompt: the outcome counts and the attempt log
-it shows. The numbers it reports are the worker's own; what it learned is the changes that
-paid most, the success rate by kind of edit and the sites that never paid.
+Like an LLM would, it reads only the handoff prompt: the outcome counts, the sites the edits
+changed and the warning signs, every score against the round's start. It writes the three
+sections the prompt asks for, in words: DONE (what was tried and what came of it), LEARNED
+(one line per site that paid, then the sites tried most that never did) and CONCERNS (each
+warning sign with its numbers, or "none" with the numbers that show it).
 """
 
 from __future__ import annotations
 
 import re
-from collections import Counter
 
-from .promptparse import parse_memory, sections
-from .proposals import site_stats
+from .promptparse import SiteLine, parse_flags, parse_sites, sections
+
+PAYING_SHOWN, DEAD_SHOWN = 6, 3  # sites in LEARNED: the most paying, the most tried in vain
 
 
 def write_handoff(prompt: str) -> str:
-    """A handoff written from the prompt: the outcome counts and the attempt log it shows."""
+    """A handoff written from the prompt's outcome, sites and warning signs."""
     sec = sections(prompt)
-    log = parse_memory(sec.get("attempt log", ""))
     outcome = sec.get("outcome", "")
-    base = _field(outcome, "base score")
-    best = _field(outcome, "best score")
 
-    def count(name: str, fallback: int) -> int:
+    def count(name: str) -> int:
         v = _field(outcome, name)
-        return int(v) if v is not None else fallback
+        return int(v) if v is not None else 0
 
-    failed_log = [m for m in log if not m.ok and not m.reason.startswith("duplicate")]
-    n = count("attempts", len(log))
+    n = count("attempts")
     if n == 0:
         return (
-            "DONE: No attempts were made.\nLEARNED: Nothing yet.\n"
-            "CONCERNS: The worker had no budget to spend."
+            "DONE: No attempts were made.\nLEARNED: Nothing was tried.\n"
+            "CONCERNS:\n- the worker had no budget to spend: 0 attempts."
         )
-    ok = count("evaluated ok", sum(m.ok for m in log))
-    improved = sorted(
-        (m for m in log if m.ok and (m.delta or 0) > 0), key=lambda m: m.delta or 0, reverse=True
+    start, best, top = (
+        _field(outcome, k) for k in ("round start score", "best score", "best attempt score")
     )
-    n_improved = count("improved on their parent", len(improved))
-    failed = count("failed evaluations", len(failed_log))
-    no_apply = count("edits that did not apply", 0) + count("model errors", 0)
-    dups = count("duplicates", 0)
-    kinds = Counter(m.reason.split(":")[0] for m in failed_log)
-    gain = (best - base) if base is not None and best is not None else None
+    evals, ok, failed, dups = (
+        count(k) for k in ("evaluations", "evaluated ok", "failed evaluations", "duplicates")
+    )
+    no_program = count("edits that did not apply") + count("model errors")
+    raises, last = count("raises of the best"), count("last raise at evaluation")
+    sites = parse_sites(sec.get("sites", ""))
+    flags = parse_flags(sec.get("warning signs", ""))
 
     done = (
-        f"{n} attempts: {ok} evaluated ok, {n_improved} beat their parent, {failed} failed "
-        f"evaluation, {no_apply} produced no program, {dups} repeated a known program."
+        f"{n} attempts from the round's start"
+        + (f" ({start:.10g})" if start is not None else ", which had no score")
+        + f": {evals} evaluations ({ok} ok, {failed} failed), {dups} duplicates, "
+        f"{no_program} without a program."
     )
-    if gain is not None:
-        done += f" Best score {best:.10g} from base {base:.10g} ({gain:+.6g})."
-    elif best is not None:
-        done += f" Best score {best:.10g}; the base had no score."
-
-    learned = []
-    for m in improved[:3]:
-        chg = "; ".join(f"`{o.strip()}` -> `{w.strip()}`" for o, w in m.changes[:2]) or m.idea[:120]
-        learned.append(f"{chg} paid {m.delta:+.4g} (#{m.n})")
-    verbs = Counter(m.idea.split(" ")[0] for m in log)
-    wins = Counter(m.idea.split(" ")[0] for m in improved)
-    rates = ", ".join(f"{v.lower()} {wins[v]}/{c}" for v, c in verbs.most_common(4))
-    learned.append(f"success by kind of edit (in the log shown): {rates}")
-    site_f, site_w = site_stats(log)
-    dead = [s for s, c in site_f.most_common(3) if c >= 3 and not site_w[s]]
-    if dead:
-        learned.append("never paid: " + "; ".join(f"`{s}` ({site_f[s]} tries)" for s in dead))
-
-    concerns = []
-    if failed and failed / n > 0.2 and kinds:
-        kind = kinds.most_common(1)[0][0]
-        example = next(m.reason for m in failed_log if m.reason.startswith(kind))
-        concerns.append(
-            f"{failed / n:.0%} of attempts failed evaluation, most as {kind} (e.g. {example[:160]})"
+    if raises and best is not None:
+        gain = f" ({best - start:+.4g} over the start)" if start is not None else ""
+        done += (
+            f" The best rose {_times(raises)}, to {best:.10g}{gain}, "
+            f"the last time at evaluation {last} of {evals}."
         )
-    if no_apply and no_apply / n > 0.2:
-        concerns.append(
-            f"{no_apply / n:.0%} of attempts produced no program (edit or model failures)"
+    else:
+        done += " No attempt beat the round's start"
+        if top is not None and start is not None:
+            done += f"; the closest scored {top:.10g} ({top - start:+.4g})"
+        done += "."
+    steer = next((ln for ln in sec.get("goal", "").splitlines() if ln.startswith("Steered")), "")
+    if steer:
+        done += " " + steer.replace("Steered during the round:", "The goal was steered:", 1)
+
+    paying = [s for s in sites if s.raised][:PAYING_SHOWN]
+    tried_in_vain = (s for s in sites if not s.raised and s.tried >= 2)
+    dead = sorted(tried_in_vain, key=lambda s: -s.tried)[:DEAD_SHOWN]
+    learned = [_paid(s) for s in paying] + [_unpaid(s) for s in dead]
+    rest = [s for s in sites if s not in paying and s not in dead]
+    if rest:
+        paid = sum(s.gain for s in rest if s.raised)
+        learned.append(
+            f"- {len(rest)} more sites, {sum(s.tried for s in rest)} tries"
+            + (f", raising the best by {paid:+.4g} in all" if paid else ", none raised the best")
+            + "."
         )
-    last_gain = max((m.n for m in improved), default=None)
-    last_n = max((m.n for m in log), default=0)
-    if not n_improved:
-        concerns.append("no attempt improved on its parent")
-    elif last_gain is not None and last_n - last_gain >= max(10, n // 3):
-        concerns.append(f"stagnating: no improvement in the last {last_n - last_gain} attempts")
-    if gain is not None and 0 < gain < 1e-6 * max(1.0, abs(base or 0)):
-        concerns.append("the gain is tiny and could be numerical noise")
+    if not learned:
+        learned.append("- no edit changed a line that could be told apart.")
+
+    if flags:
+        concerns = [f"- {text}." for _, text in flags]
+    else:
+        last_rise = f"the last time at evaluation {last} of {evals}" if raises else "no raise"
+        concerns = [
+            f"- none: the best rose {_times(raises)} ({last_rise}); "
+            f"{failed} of {evals} evaluations failed ({_pct(failed, evals)}), "
+            f"{dups} of {n} proposals were duplicates ({_pct(dups, n)})."
+        ]
     return (
-        f"DONE: {done}\nLEARNED: "
-        + "; ".join(learned)
-        + ".\nCONCERNS: "
-        + (
-            "; ".join(concerns) + "."
-            if concerns
-            else "none: failures were rare and progress continued."
-        )
+        f"DONE: {done}\nLEARNED: by site, against the round's start:\n"
+        + "\n".join(learned)
+        + "\nCONCERNS:\n"
+        + "\n".join(concerns)
     )
+
+
+def _tries(s: SiteLine) -> str:
+    parts = [f"{s.evaluated} evaluated"]
+    parts += [f"{s.failed} failed"] if s.failed else []
+    parts += [f"{s.duplicates} duplicate{'s' if s.duplicates != 1 else ''}"] if s.duplicates else []
+    return f"{s.tried} {'try' if s.tried == 1 else 'tries'} ({', '.join(parts)})"
+
+
+def _paid(s: SiteLine) -> str:
+    shared = ""
+    if s.shared:
+        shared = f" ({'one' if s.shared == 1 else s.shared} of them with other sites)"
+    most = ""
+    if s.margin is not None and s.change != "-":
+        most = f"; the largest, {s.change} (#{s.at}), {s.margin:+.4g}"
+    return (
+        f"- `{s.site}`: {_tries(s)}; raised the best {_times(s.raised)}{shared}, "
+        f"{s.gain:+.4g} in all{most}."
+    )
+
+
+def _unpaid(s: SiteLine) -> str:
+    if s.margin is None:
+        tail = "none of them evaluated ok"
+    elif s.margin >= 0:  # a tie: as good as the best then, not better
+        tail = f"the closest, {s.change} (#{s.at}), matched the best then"
+    else:
+        tail = f"the closest, {s.change} (#{s.at}), fell {-s.margin:.4g} short of the best then"
+    return f"- `{s.site}`: {_tries(s)}, never raised the best; {tail}."
+
+
+def _times(k: int) -> str:
+    return "once" if k == 1 else f"{k} times"
+
+
+def _pct(k: int, n: int) -> str:
+    return f"{k / n:.0%}" if n else "-"
 
 
 def _field(text: str, name: str) -> float | None:

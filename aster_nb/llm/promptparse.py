@@ -9,6 +9,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from ..edits import summary_hunks
+
 _HEADER = re.compile(r"^## (?P<title>[^\n]+)\n", re.MULTILINE)
 # A fence is three or more backticks; prompts use one longer than any run in the code, and
 # the closing fence must be the same length, so code quoting ``` cannot end it early.
@@ -21,9 +23,6 @@ _MEM = re.compile(
     r"^- #(?P<n>\d+) from (?P<parent>\w+) \((?P<ps>[^)]*)\): (?P<idea>.*?) \| change: (?P<change>.*?)"
     r" \| result: (?P<result>.*)$",
     re.MULTILINE,
-)
-_CHANGE = re.compile(
-    r"L(?P<line>\d+): (?P<old>'(?:[^'\\]|\\.)*'|\"(?:[^\"\\]|\\.)*\") -> (?P<new>'(?:[^'\\]|\\.)*'|\"(?:[^\"\\]|\\.)*\")"
 )
 
 
@@ -65,22 +64,11 @@ def sections(text: str) -> dict[str, str]:
     return out
 
 
-def _literal(s: str) -> str:
-    # diff_summary writes Python reprs of the lines; undo the quoting.
-    import ast
-
-    try:
-        return str(ast.literal_eval(s))
-    except (ValueError, SyntaxError):
-        return s[1:-1]
-
-
 def parse_memory(text: str) -> tuple[Remembered, ...]:
     out = []
     for m in _MEM.finditer(text):
         changes = []
-        for c in _CHANGE.finditer(m["change"]):
-            old, new = _literal(c["old"]), _literal(c["new"])
+        for _line, old, new in summary_hunks(m["change"]):
             # Keep single-line pairs: the sites the operators reason about.
             if "\n" not in old and "\n" not in new:
                 changes.append((old, new))
@@ -137,3 +125,57 @@ def parse_propose(text: str) -> ProposePrompt:
         inspirations=tuple(insps),
         memory=parse_memory(sec.get("your past experiments", "")),
     )
+
+
+@dataclass(frozen=True, slots=True)
+class SiteLine:
+    """One line of a handoff prompt's ``## Sites`` section
+    (:meth:`SiteReport.line <aster_nb.handoffreport.SiteReport.line>`)."""
+
+    site: str
+    tried: int
+    evaluated: int
+    failed: int
+    duplicates: int
+    raised: int
+    gain: float
+    shared: int
+    margin: float | None  # over the round's best at the time: a raise, or how close it came
+    at: int | None
+    change: str
+
+
+_SITE = re.compile(r"^- site (?P<site>'(?:[^'\\]|\\.)*'|\"(?:[^\"\\]|\\.)*\") \| (?P<rest>.*)$")
+_SITE_INTS = ("tried", "evaluated", "failed", "duplicates", "raised", "shared")
+
+
+def parse_sites(text: str) -> tuple[SiteLine, ...]:
+    """The sites of a handoff prompt's ``## Sites`` section; malformed lines are skipped."""
+    import ast
+
+    out = []
+    for line in text.splitlines():
+        m = _SITE.match(line.strip())
+        if m is None:
+            continue
+        fields = dict(part.split(" ", 1) for part in m["rest"].split(" | ", 10) if " " in part)
+        try:
+            margin, at = fields.get("margin", "none"), fields.get("at", "#-").lstrip("#")
+            out.append(
+                SiteLine(
+                    site=str(ast.literal_eval(m["site"])),
+                    **{k: int(fields[k]) for k in _SITE_INTS},
+                    gain=float(fields["gain"]),
+                    margin=None if margin == "none" else float(margin),
+                    at=None if at == "-" else int(at),
+                    change=fields.get("change", "-"),
+                )
+            )
+        except (KeyError, ValueError, SyntaxError):
+            continue
+    return tuple(out)
+
+
+def parse_flags(text: str) -> tuple[tuple[str, str], ...]:
+    """``(kind, text)`` of each ``- kind: text`` line of a ``## Warning signs`` section."""
+    return tuple((m[1], m[2].strip()) for m in re.finditer(r"^- (\w+): (.+)$", text, re.MULTILINE))

@@ -20,15 +20,14 @@ from collections import Counter
 
 import numpy as np
 
+from ..handoffreport import site_of
 from . import operators as ops
 from .promptparse import ProposePrompt, Remembered, parse_propose
 
 _DIGITS = re.compile(r"\d+\.?\d*(?:[eE][-+]?\d+)?")
-
-
-def _mask(line: str) -> str:
-    """A line with its numbers masked: the 'site' an edit touched, whatever the values."""
-    return _DIGITS.sub("#", line.strip())
+# A line with its numbers masked: the 'site' an edit touched, whatever the values (the same
+# sites a handoff's report groups attempts by).
+_mask = site_of
 
 
 def propose(prompt: str, rng: np.random.Generator, max_tries: int = 24) -> str:

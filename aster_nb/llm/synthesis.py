@@ -172,9 +172,9 @@ def write_plan(prompt: str) -> str:
     for m in _HANDOFF.finditer(sec.get("handoffs", "")):
         g = re.search(r"gain ([-+][\d.e+-]+)", m["body"])
         gains[m["worker"]] = float(g.group(1)) if g else 0.0
-        paid = re.search(r"LEARNED: (.*?)(?:\n|$)", m["body"])
-        if paid:
-            hints[m["worker"]] = paid.group(1).split(";")[0][:160]
+        hint = _paid_hint(m["body"])
+        if hint:
+            hints[m["worker"]] = hint
 
     def area_of(w: str) -> str | None:
         # one area stands for a worker's goal; a worker on every area has none of its own
@@ -215,6 +215,20 @@ def write_plan(prompt: str) -> str:
             f"{'`' + here + '`' if here else 'its goal'}, which stalled).{hint}"
         )
     return "\n".join(lines)
+
+
+def _paid_hint(body: str) -> str | None:
+    """What paid most in a handoff's LEARNED section: its first site that raised the best
+    (``- `site`: ...; raised the best 2 times, +0.1 in all; ...``), else its first line."""
+    learned = re.search(r"LEARNED: (.*?)(?=^CONCERNS:|\Z)", body, re.DOTALL | re.MULTILINE)
+    if learned is None:
+        return None
+    for line in learned.group(1).splitlines():
+        site = re.match(r"- `(.+?)`: (?!.*never raised).*?(raised the best .*? in all)", line)
+        if site is not None:
+            return f"`{site[1]}` {site[2]}"[:160]
+    first = learned.group(1).strip().splitlines()
+    return first[0].split(";")[0][:160] if first and not first[0].endswith(":") else None
 
 
 def _plan_without_areas(

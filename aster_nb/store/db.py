@@ -50,6 +50,11 @@ class Store:
         self._db.executescript(SCHEMA)
         add_missing_columns(self._db)
         self._history = History(self._db)  # what history() and scores() have read so far
+        # The run's evaluations (see evaluations()), counted once here and then kept by
+        # add_program: a status line reads it several times a second.
+        self._evaluations = self._db.execute(
+            "SELECT COUNT(*) FROM programs WHERE status != 'pending'"
+        ).fetchone()[0]
 
     def _refuse_foreign(self) -> None:
         try:
@@ -120,7 +125,21 @@ class Store:
                 p.created,
             ),
         )
+        if cur.rowcount == 1 and r.status is not Status.PENDING:
+            self._evaluations += 1  # a new program, or a pending one evaluated
         return cur.rowcount == 1
+
+    def evaluations(self) -> int:
+        """The run's evaluations: programs stored with a result, one per distinct code.
+
+        The one definition every report uses (the command line's round lines and JSON
+        line, ``Run.status``, the dashboard, the snapshots' and replays' counts): the
+        initial program, every worker's child and every planner's merge, each evaluated
+        once (identical code proposed again, by any worker, is a duplicate or a cache hit,
+        not an evaluation). The budget counts differently: a worker's budget counts each
+        program new to that worker, so two workers finding the same code spend two.
+        """
+        return self._evaluations
 
     def add_attempt(self, a: AttemptRecord) -> None:
         self._db.execute(
@@ -160,7 +179,7 @@ class Store:
         """Store a :class:`~aster_nb.records.Handoff`."""
         self._db.execute(
             "INSERT INTO handoffs(worker, round, goal, done, learned, concerns, base_id, best_id,"
-            " diff, stats, created) VALUES(?,?,?,?,?,?,?,?,?,?,?)",
+            " diff, stats, created, report) VALUES(?,?,?,?,?,?,?,?,?,?,?,?)",
             (
                 h.worker,
                 h.round,
@@ -173,6 +192,7 @@ class Store:
                 h.diff,
                 json.dumps(h.stats),
                 time.time(),
+                None if h.report is None else json.dumps(h.report.to_dict()),
             ),
         )
 
@@ -349,6 +369,9 @@ class Store:
         return pd.read_sql_query("SELECT * FROM attempts ORDER BY seq", self._db)
 
     def handoffs(self) -> pd.DataFrame:
+        """Every handoff, oldest first; ``stats`` and ``report`` are JSON text (``report``
+        is ``None`` for a planner's and for those stored before reports existed;
+        ``HandoffReport.from_dict(json.loads(...))`` reads it)."""
         import pandas as pd
 
         return pd.read_sql_query("SELECT * FROM handoffs ORDER BY seq", self._db)

@@ -3,7 +3,8 @@ creates and what :func:`~aster_nb.store.check_run_store` expects to find.
 
 Why apart: the writer and the read-only check must agree on the same tables; a column
 added here is seen by both. ``CREATE ... IF NOT EXISTS`` throughout, so opening an
-existing store adds nothing and changes nothing.
+existing store adds nothing and changes nothing, but for the columns of
+:data:`ADDED_COLUMNS`, which :func:`add_missing_columns` adds to a store written before them.
 """
 
 from __future__ import annotations
@@ -70,7 +71,8 @@ CREATE TABLE IF NOT EXISTS handoffs (
     best_id TEXT,
     diff TEXT NOT NULL,
     stats TEXT NOT NULL,
-    created REAL NOT NULL
+    created REAL NOT NULL,
+    report TEXT
 );
 CREATE TABLE IF NOT EXISTS goals (
     seq INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -110,7 +112,7 @@ ADDED_COLUMNS: dict[str, dict[str, str]] = {
     "goals": {"areas": "TEXT", "areas_by": "TEXT"},
     # how many programs the store held when the handoff was written: where it falls in a
     # replay "as after evaluation t" (set by the trigger below; NULL in older rows)
-    "handoffs": {"programs": "INTEGER"},
+    "handoffs": {"programs": "INTEGER", "report": "TEXT"},  # report: the numbers, as JSON
 }
 # A trigger, not the writer: every handoff insert gets its position, whoever writes it.
 TRIGGERS = """
