@@ -290,13 +290,14 @@ def test_the_offline_planner_reads_what_paid_from_the_sites() -> None:
         "plan",
         areas="- alpha: the first block\n- beta: the second block",
         program="(none)",
-        goals="- w0 (open): Improve `alpha`.\n- w1 (open): Improve `beta`.",
+        goals="- w0 (open, areas: alpha): Improve `alpha`.\n- w1 (open, areas: beta): Improve `beta`.",
         handoffs=paying + stalled,
     )
     plan = write_plan(prompt).splitlines()
     assert plan[0] == "GOAL w0: Improve `alpha`.", "a paying worker keeps its goal"
     assert plan[1] == (
-        "GOAL w1: Improve `alpha`: the first block (moved from `beta`, which stalled). What "
+        "GOAL w1 (areas: alpha): Improve `alpha`: the first block (moved from `beta`, which "
+        "stalled). What "
         "paid there last round: `x = #` raised the best 2 times (one of them with other "
         "sites), +0.7 in all."
     )

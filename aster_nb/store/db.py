@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 from ..records import AttemptRecord, EvalResult, Handoff, Program, Status
 from .check import StoreError
 from .history import History, Scores
+from .rows import program_from_row
 from .schema import SCHEMA, add_missing_columns
 
 if TYPE_CHECKING:
@@ -320,7 +321,7 @@ class Store:
 
     def get(self, program_id: str) -> Program | None:
         row = self._db.execute("SELECT * FROM programs WHERE id=?", (program_id,)).fetchone()
-        return None if row is None else _program(row)
+        return None if row is None else program_from_row(row)
 
     def __contains__(self, program_id: object) -> bool:
         return (
@@ -333,7 +334,7 @@ class Store:
         q, args = "SELECT * FROM programs", ()
         if worker is not None:
             q, args = q + " WHERE worker=?", (worker,)
-        return [_program(r) for r in self._db.execute(q + " ORDER BY seq", args)]
+        return [program_from_row(r) for r in self._db.execute(q + " ORDER BY seq", args)]
 
     def count(self, table: str = "programs") -> int:
         if table not in ("programs", "attempts", "handoffs"):
@@ -344,7 +345,7 @@ class Store:
         row = self._db.execute(
             "SELECT * FROM programs WHERE status='ok' ORDER BY score DESC, seq ASC LIMIT 1"
         ).fetchone()
-        return None if row is None else _program(row)
+        return None if row is None else program_from_row(row)
 
     def history(self) -> pd.DataFrame:
         """Every program as a DataFrame row, in evaluation order, without code and output.
@@ -375,31 +376,3 @@ class Store:
         import pandas as pd
 
         return pd.read_sql_query("SELECT * FROM handoffs ORDER BY seq", self._db)
-
-
-def _program(row: sqlite3.Row) -> Program:
-    feats = row["features"]
-    result = EvalResult(
-        status=Status(row["status"]),
-        score=row["score"],
-        metrics=json.loads(row["metrics"]),
-        features=None if feats is None else tuple(json.loads(feats)),
-        error=row["error"],
-        stdout=row["stdout"] or "",
-        stderr=row["stderr"] or "",
-        seconds=row["eval_seconds"] or 0.0,
-    )
-    desc = row["descriptor"]
-    p = Program(
-        code=row["code"],
-        parents=tuple(json.loads(row["parents"])),
-        origin=row["origin"],
-        worker=row["worker"],
-        planner=row["planner"],
-        agent=row["agent"],
-        round=row["round"],
-        result=None if result.status is Status.PENDING else result,
-        descriptor=None if desc is None else tuple(json.loads(desc)),
-        created=row["created"],
-    )
-    return p
