@@ -37,12 +37,14 @@ from .llm import FailureWatch, ModelsFailing, Spend
 from .records import EvalResult, Program, RoundResult
 from .runconfig import Models, RunConfig, RunStatus, build
 from .rungoals import RunGoals
-from .sandbox.local import LocalExecutor
 from .store import Store
 from .task import Task
 
 if TYPE_CHECKING:
     import pandas as pd
+
+    from .sandbox.cluster import RayExecutor
+    from .sandbox.local import LocalExecutor
 
 __all__ = ["Run", "RunConfig", "RunGoals", "RunStatus", "build", "settle"]
 
@@ -61,7 +63,7 @@ class Run:
         cfg: RunConfig,
         task: Task,
         store: Store,
-        executor: LocalExecutor,
+        executor: LocalExecutor | RayExecutor,
         planner: Planner,
         bus: EventBus,
         control: Control,
