@@ -185,6 +185,19 @@ async def test_an_evaluation_gets_only_device_variables(tmp_path: Path) -> None:
         await client.close()
 
 
+def test_a_local_run_never_imports_ray(tmp_path: Path) -> None:
+    code = (
+        "import sys, json\n"
+        "from aster_nb.cli import main\n"
+        "from aster_nb.sandbox import RayExecutor\n"
+        f"main(['run', 'toy', '--budget', '4', '--agents', '2', '--quiet', '--out', {str(tmp_path)!r}])\n"
+        "print(json.dumps(sorted(m for m in sys.modules if m.split('.')[0] == 'ray')))\n"
+    )
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout.strip().splitlines()[-1]) == []
+
+
 # -- on the cluster -----------------------------------------------------------------------
 
 
