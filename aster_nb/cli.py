@@ -122,7 +122,10 @@ def _parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParse
         "--latency", type=float, default=0.0, help="offline model's simulated latency, s"
     )
     run.add_argument(
-        "--concurrency", type=int, default=None, help="parallel evaluations (default: cores)"
+        "--concurrency",
+        type=int,
+        default=None,
+        help="parallel evaluations (default: cores; on Ray, all that fit on the nodes)",
     )
     run.add_argument("--quiet", action="store_true", help="no progress lines")
     run.add_argument(
