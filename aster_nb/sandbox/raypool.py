@@ -294,9 +294,7 @@ class RayPool:
             if room is not None:
                 slots = min(slots, room)
             if slots < 1:
-                self.unplaced[node_id] = (
-                    f"no room for one evaluation ({needs_text(self.resources)})"
-                )
+                self.unplaced[node_id] = "no room for one evaluation"
                 continue
             if room is not None:
                 room -= slots
