@@ -1,5 +1,6 @@
 # Every target bootstraps .venv on first use: torch's CPU wheel first (an unpinned torch
-# would pull a multi-GB CUDA build), then the package with every extra the tests touch.
+# would pull a multi-GB CUDA build), then the package with every extra the tests touch
+# (ray included: tests/test_ray.py starts a real two-node cluster).
 PY ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
@@ -28,7 +29,7 @@ $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV) || python3 -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet torch==2.13.0
-	$(BIN)/python -m pip install --quiet -e '.[llm,notebook,ml,dev]'
+	$(BIN)/python -m pip install --quiet -e '.[llm,notebook,ml,dev,ray]'
 	touch $(STAMP)
 
 demo: $(STAMP) sandbox-tools

@@ -132,9 +132,25 @@ def _parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParse
         "--latency", type=float, default=0.0, help="offline model's simulated latency, s"
     )
     run.add_argument(
-        "--concurrency", type=int, default=None, help="parallel evaluations (default: cores)"
+        "--concurrency",
+        type=int,
+        default=None,
+        help="parallel evaluations (default: cores; on Ray, all that fit on the nodes)",
     )
     run.add_argument("--quiet", action="store_true", help="no progress lines")
+    run.add_argument(
+        "--executor",
+        choices=["local", "ray"],
+        default="local",
+        help="where evaluations run: local (this machine's sandbox, default) or ray (the "
+        "nodes of a Ray cluster, each in the same sandbox; needs aster_nb[ray])",
+    )
+    run.add_argument(
+        "--ray-address",
+        default=None,
+        help="the Ray cluster for --executor ray, as `ray start --head` printed it "
+        "(default: RAY_ADDRESS, else a private Ray started for the run)",
+    )
     res = command("resume", "continue a stored run; ends with a JSON line")
     res.add_argument("store", type=Path, help="the run's .sqlite file")
     res.add_argument("--rounds", type=int, default=None, help="rounds to add (default: the rest)")
@@ -197,6 +213,10 @@ def _command(args: argparse.Namespace) -> int:
             f"--budget {args.budget} is less than one evaluation per worker per round "
             f"({args.rounds} rounds x {args.planners * args.workers} workers); "
             f"expected --budget >= {shares}"
+        )
+    if args.ray_address is not None and args.executor != "ray":
+        raise UserInputError(
+            f"--ray-address {args.ray_address} needs --executor ray; got --executor {args.executor}"
         )
     if args.budget is None and args.seconds is None:
         args.budget = 300
@@ -289,6 +309,8 @@ async def _run(task: Task, args: argparse.Namespace) -> dict[str, Any]:
         evaluations_per_round=per_worker,
         seconds=args.seconds,
         concurrency=args.concurrency,
+        executor=args.executor,
+        ray_address=args.ray_address,
     )
     first = run.initial_result
     if first is not None and first.status is Status.INVALID:
@@ -319,6 +341,8 @@ def _sandbox(run: Any) -> dict[str, Any]:
     once when the executor says isolation is degraded."""
     stats = run.executor.stats
     facts = {"isolation": stats.get("isolation"), "network": stats.get("network")}
+    if run.cfg.executor != "local":  # where the evaluations ran, and on how many nodes
+        facts |= {"executor": run.cfg.executor, "nodes": len(stats.get("nodes", {}))}
     for key, value in facts.items():
         run.store.set_meta(key, value)
     warning = getattr(run.executor, "isolation_warning", None)

@@ -40,12 +40,14 @@ from .records import EvalResult, Program, RoundResult
 from .runconfig import Models, RunConfig, RunStatus, build
 from .rungoals import RunGoals
 from .runspend import RunSpend, Spent
-from .sandbox.local import LocalExecutor
 from .store import Store
 from .task import Task
 
 if TYPE_CHECKING:
     import pandas as pd
+
+    from .sandbox.cluster import RayExecutor
+    from .sandbox.local import LocalExecutor
 
 __all__ = ["Run", "RunConfig", "RunGoals", "RunStatus", "build", "settle"]
 
@@ -64,7 +66,7 @@ class Run:
         cfg: RunConfig,
         task: Task,
         store: Store,
-        executor: LocalExecutor,
+        executor: LocalExecutor | RayExecutor,
         planner: Planner,
         bus: EventBus,
         control: Control,

@@ -14,15 +14,17 @@ import warnings
 from dataclasses import dataclass
 from typing import Any
 
-from .agents.context import Budget, Context
+from .agents.context import Budget, Context, Executor
 from .agents.planner import Planner
 from .agents.worker import Worker
 from .control import Control
 from .events import EventBus
 from .llm import FailureWatch, Model, Spend, Watched, aclose, make_model, preflight
-from .sandbox.local import LocalExecutor
 from .store import Store
 from .task import Task
+
+#: where a run's evaluations can run (:attr:`RunConfig.executor`)
+EXECUTORS = ("local", "ray")
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,6 +54,11 @@ class RunConfig:
         max_tokens: the run's cap in tokens.
         max_model_failures: model calls failing in a row (any model of the run, any
             purpose) that end the run ``failed``; ``None`` never ends it.
+        executor: where evaluations run: ``local`` (this machine's sandbox, the default)
+            or ``ray`` (the nodes of a Ray cluster, see
+            :class:`~aster_nb.sandbox.cluster.RayExecutor`).
+        ray_address: the Ray cluster's address for ``executor="ray"``; default
+            ``RAY_ADDRESS``, else a private Ray started for the run.
     """
 
     task: str
@@ -71,6 +78,8 @@ class RunConfig:
     max_usd: float | None = None
     max_tokens: int | None = None
     max_model_failures: int | None = 20
+    executor: str = "local"
+    ray_address: str | None = None
 
     def __post_init__(self) -> None:
         if self.agent not in ("edit", "tools"):
@@ -80,6 +89,12 @@ class RunConfig:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.evaluations_per_round is None and self.seconds is None:
             raise ValueError("a round needs evaluations and/or seconds per worker; got neither")
+        if self.executor not in EXECUTORS:
+            raise ValueError(f"executor must be one of {EXECUTORS}, got {self.executor!r}")
+        if self.ray_address is not None and self.executor != "ray":
+            raise ValueError(
+                f"ray_address={self.ray_address!r} needs executor='ray', got {self.executor!r}"
+            )
         if self.max_model_failures is not None and self.max_model_failures < 1:
             raise ValueError(
                 f"max_model_failures must be >= 1 or None, got {self.max_model_failures}"
@@ -188,7 +203,7 @@ def build(
     cfg: RunConfig,
     *,
     task: Task,
-    executor: LocalExecutor,
+    executor: Executor,
     store: Store,
     bus: EventBus,
     control: Control,

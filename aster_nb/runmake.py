@@ -22,6 +22,7 @@ from .control import Control
 from .events import EventBus
 from .records import Program, code_hash
 from .runconfig import Models, RunConfig, build
+from .sandbox.cluster import RayExecutor  # imports no Ray until it starts
 from .sandbox.local import LocalExecutor
 from .store import Store, StoreError, check_run_store
 from .task import Task, TaskError, check_evaluator, check_start
@@ -105,7 +106,11 @@ async def _assemble(
     undo: contextlib.AsyncExitStack,
 ) -> Run:
     """The sandbox server, the bus, the switch and the planner tree around ``store``."""
-    executor = LocalExecutor.from_task(task, concurrency=cfg.concurrency)
+    executor: LocalExecutor | RayExecutor
+    if cfg.executor == "ray":
+        executor = RayExecutor.from_task(task, concurrency=cfg.concurrency, address=cfg.ray_address)
+    else:
+        executor = LocalExecutor.from_task(task, concurrency=cfg.concurrency)
     undo.push_async_callback(executor.close)
     await executor.start()
     bus, control = EventBus(), Control()

@@ -30,6 +30,10 @@ It runs inside the sandbox, never in the caller's process.
     names = ["a", "b"]
     bounds = [[0.0, 1.0], [0.0, 1.0]]
     descriptions = {a = "width (m)", b = "share of time idle"}  # axis titles, units
+    [resources]                  # optional: what one evaluation needs of a Ray node
+    cpus = 1                     # (the local executor ignores it); see Resources
+    gpus = 0
+    custom = {special = 1}
     [sandbox]                    # optional: what evaluations may reach
     network = false              # true lets evaluations use the network (default: none)
     env = ["DATA_DIR"]           # environment variables passed through to evaluations
@@ -54,6 +58,7 @@ import difflib
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .resources import Resources
 from .taskfile import Limits, SurfaceArea, TaskError, read_folder
 from .taskstart import Sandbox, check_evaluator, check_start
 
@@ -72,6 +77,8 @@ class Task:
         evaluator_path: path of the evaluator module.
         surface_areas: the marked regions, in source order, with their descriptions.
         limits: sandbox limits for one evaluation.
+        resources: what one evaluation needs of a node, for the Ray executor
+            (``[resources]``; default one CPU).
         preload: modules the warm sandbox server imports once, so each evaluation forks
             with them already loaded.
         feature_names: names of the evaluator's features, if it reports any.
@@ -102,6 +109,7 @@ class Task:
     evaluator_path: Path
     surface_areas: tuple[SurfaceArea, ...]
     limits: Limits = field(default_factory=Limits)
+    resources: Resources = field(default_factory=Resources)
     preload: tuple[str, ...] = ()
     feature_names: tuple[str, ...] = ()
     feature_bounds: tuple[tuple[float, float], ...] | None = None
@@ -160,6 +168,7 @@ def builtin_tasks() -> list[str]:
 __all__ = [
     "BUILTIN_DIR",
     "Limits",
+    "Resources",
     "Sandbox",
     "SurfaceArea",
     "Task",

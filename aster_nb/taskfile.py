@@ -29,6 +29,7 @@ from typing import Any, TypedDict
 from .blocks import BlockError, find_blocks
 from .errors import UserInputError, looks_like_credential
 from .features import DESCRIPTORS
+from .resources import Resources
 
 
 class TaskError(UserInputError):
@@ -83,6 +84,7 @@ class TaskFields(TypedDict):
     evaluator_path: Path
     surface_areas: tuple[SurfaceArea, ...]
     limits: Limits
+    resources: Resources
     preload: tuple[str, ...]
     feature_names: tuple[str, ...]
     feature_bounds: tuple[tuple[float, float], ...] | None
@@ -113,8 +115,10 @@ _KEYS = {
         "features",
         "surface_areas",
         "sandbox",
+        "resources",
     },
     "limits": {f.name for f in fields(Limits)},
+    "resources": {"cpus", "gpus", "memory_mb", "custom"},
     "features": {"names", "bounds", "descriptions"},
     "sandbox": {"network", "env"},
 }
@@ -288,6 +292,7 @@ def read_folder(root: Path) -> TaskFields:
                 "variable if it holds no secret"
             )
 
+    resources = _resources(toml)
     target = cfg.get("target")
     descriptor = cfg.get("descriptor", "auto")
     if descriptor not in DESCRIPTORS:
@@ -313,6 +318,7 @@ def read_folder(root: Path) -> TaskFields:
         evaluator_path=evaluator,
         surface_areas=areas,
         limits=limits,
+        resources=resources,
         preload=toml.strings("preload", cfg.get("preload", [])),
         feature_names=names,
         feature_bounds=bounds,
@@ -356,3 +362,24 @@ def _feature_descriptions(toml: _Toml, names: tuple[str, ...], table: object) ->
             + (f" (did you mean {', '.join(hints)})" if hints else "")
         )
     return tuple(" ".join(table[n].split()) for n in names)
+
+
+def _resources(toml: _Toml) -> Resources:
+    """``[resources]``: what one evaluation needs of a node (see :class:`Resources`)."""
+    table = toml.table("resources")
+    memory = table.get("memory_mb")
+    if memory is not None and (isinstance(memory, bool) or not isinstance(memory, int)):
+        raise toml.fail("[resources] memory_mb", "a whole number of MiB > 0", memory)
+    custom = table.get("custom", {})
+    if not isinstance(custom, dict):
+        raise toml.fail("[resources] custom", "a table of amounts, e.g. {special = 1}", custom)
+    cpus = toml.number("[resources] cpus", table.get("cpus", 1.0), above=0)
+    gpus = toml.number("[resources] gpus", table.get("gpus", 0.0))
+    pairs = tuple(
+        (name, toml.number(f"[resources] custom.{name}", amount, above=0))
+        for name, amount in custom.items()
+    )
+    try:
+        return Resources(cpus=cpus, gpus=gpus, memory_mb=memory, custom=pairs)
+    except ValueError as e:  # the rules Ray keeps (whole GPUs above one, its own names)
+        raise TaskError(f"{toml.path}: [resources] {e}") from e

@@ -47,6 +47,14 @@ imports it):
 * :mod:`~aster_nb.sandbox.connection`: one server process, its pipes and waiting requests.
 * :mod:`~aster_nb.sandbox.isolation`: how the server is launched (bubblewrap, unshare).
 * :mod:`~aster_nb.sandbox.env`: the server's environment, without credentials.
+
+On a Ray cluster (needs Ray; loaded only when used):
+
+* :mod:`~aster_nb.sandbox.cluster`: :class:`RayExecutor`, the same protocol and cache.
+* :mod:`~aster_nb.sandbox.raypool`: the node sandboxes, slots, retries and faults.
+* :mod:`~aster_nb.sandbox.raynode`: the actor holding a node's sandbox server.
+* :mod:`~aster_nb.sandbox.rayshape`: what fits on a node; the task folder shipped to it.
+* :mod:`~aster_nb.sandbox.rayconnect`: joining a cluster, or starting a private Ray.
 """
 
 from __future__ import annotations
@@ -57,6 +65,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from .cache import Cached, Evaluation
     from .client import SandboxClient
+    from .cluster import RayExecutor
     from .env import sandbox_env
     from .local import LocalExecutor, evaluate_cold
 
@@ -64,6 +73,7 @@ __all__ = [
     "Cached",
     "Evaluation",
     "LocalExecutor",
+    "RayExecutor",
     "SandboxClient",
     "evaluate_cold",
     "sandbox_env",
@@ -73,6 +83,7 @@ _HOME = {
     "Cached": "cache",
     "Evaluation": "cache",
     "LocalExecutor": "local",
+    "RayExecutor": "cluster",
     "SandboxClient": "client",
     "evaluate_cold": "local",
     "sandbox_env": "env",

@@ -14,7 +14,7 @@ import resource
 import signal
 import sys
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -36,6 +36,7 @@ def run_child(
     cgroup: Path | None,
     nproc: int | None,
     limits: Limits,
+    env: Mapping[str, str],
     write_ends: tuple[int, int, int],
     server_fds: set[int],
 ) -> NoReturn:
@@ -50,6 +51,7 @@ def run_child(
         cgroup: the pids cgroup to join, if any.
         nproc: the ``RLIMIT_NPROC`` to set, if any.
         limits: the evaluation's limits.
+        env: device variables for this evaluation (the GPUs a scheduler gave it).
         write_ends: this process's ends of the stdout, stderr and result pipes.
         server_fds: the server's fds, closed here (the result pipe's write end excepted).
     """
@@ -66,6 +68,7 @@ def run_child(
                 cgroup,
                 nproc,
                 limits,
+                env,
                 write_ends,
                 server_fds,
             )
@@ -100,6 +103,7 @@ def _setup(
     cgroup: Path | None,
     nproc: int | None,
     limits: Limits,
+    env: Mapping[str, str],
     write_ends: tuple[int, int, int],
     server_fds: set[int],
 ) -> Path:
@@ -122,6 +126,7 @@ def _setup(
         tmp_mb = max(64, 4 * limits.max_file_mb)
         workdir = confine.apply(conf, code=code.encode("utf-8"), tmp_mb=tmp_mb) or workdir
     os.chdir(workdir)
+    os.environ.update(env)
     for var in ("HOME", "TMPDIR", "PWD"):
         os.environ[var] = str(workdir)
     tempfile.tempdir = None

@@ -17,7 +17,7 @@ import itertools
 import os
 import sys
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +28,7 @@ from .connection import Connection, ServerDied
 from .env import PACKAGE_PARENT, check_passthrough
 from .forklimit import LOCK_DIR
 from .isolation import choose_launcher, ensure_lock_dir, warning_for
-from .protocol import result_of
+from .protocol import check_device_env, result_of
 
 __all__ = ["SandboxClient"]
 
@@ -136,13 +136,25 @@ class SandboxClient:
         """Evaluate ``code`` (every time: this client keeps no cache)."""
         return (await self.evaluate(code, limits or self.limits)).result
 
-    async def evaluate(self, code: str, limits: Limits) -> Evaluation:
+    async def evaluate(
+        self, code: str, limits: Limits, *, env: Mapping[str, str] | None = None
+    ) -> Evaluation:
         """Evaluate ``code`` on the server, saying whether the result may be cached.
 
         If the server dies under the evaluation (killed by a neighbour, by the OOM killer,
         by hand), it is run again once on a fresh server; a second death gives ``lost``,
         which is never cached and never blamed on the program.
+
+        Args:
+            code: the program's source.
+            limits: the evaluation's limits.
+            env: device variables for this evaluation only (the GPUs a scheduler gave
+                it; names from :data:`~aster_nb.sandbox.protocol.DEVICE_VARIABLES`).
+
+        Raises:
+            ValueError: ``env`` sets a variable that is not a device variable.
         """
+        env = check_device_env(env)
         async with self._slots:
             first: str | None = None
             for _ in range(2):
@@ -153,7 +165,7 @@ class SandboxClient:
                 except RuntimeError as e:
                     return Evaluation(EvalResult(Status.ERROR, error=str(e)), False)
                 try:
-                    return await self._on(server, code, limits)
+                    return await self._on(server, code, limits, env)
                 except ServerDied as e:
                     if self._closed or server.closing:
                         return Evaluation(EvalResult(Status.ERROR, error=str(e)), False)
@@ -168,10 +180,12 @@ class SandboxClient:
                     self._counts["reruns"] += 1
             raise AssertionError("unreachable")
 
-    async def _on(self, server: Connection, code: str, limits: Limits) -> Evaluation:
+    async def _on(
+        self, server: Connection, code: str, limits: Limits, env: Mapping[str, str]
+    ) -> Evaluation:
         self._in_flight += 1
         try:
-            message = await server.request(next(self._ids), code, limits)  # raises ServerDied
+            message = await server.request(next(self._ids), code, limits, env)  # ServerDied
         finally:
             self._in_flight -= 1
         self._counts["evaluations"] += 1

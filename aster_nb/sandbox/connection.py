@@ -123,8 +123,11 @@ class Connection:
                 f"stderr: {self._tail_text()}"
             ) from None
 
-    async def request(self, rid: int, code: str, limits: Limits) -> dict[str, Any]:
-        """Evaluate ``code``; the server's ``result`` (or ``error``) response.
+    async def request(
+        self, rid: int, code: str, limits: Limits, env: Mapping[str, str] | None = None
+    ) -> dict[str, Any]:
+        """Evaluate ``code`` (with the device variables ``env``); the server's ``result``
+        (or ``error``) response.
 
         A cancelled request asks the server to kill its evaluation.
 
@@ -137,7 +140,7 @@ class Connection:
             if self.dead is not None:
                 raise ServerDied(self.dead)
             assert self.proc.stdin is not None
-            self.proc.stdin.write(encode(eval_request(rid, code, limits)))
+            self.proc.stdin.write(encode(eval_request(rid, code, limits, env)))
             with contextlib.suppress(ConnectionError):
                 # if the pipe broke, the reader notices the death and fails `future`
                 await self.proc.stdin.drain()

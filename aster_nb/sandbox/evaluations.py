@@ -19,7 +19,7 @@ import signal
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -126,9 +126,15 @@ class Evaluations:
     # -- start -------------------------------------------------------------------------
 
     def spawn(
-        self, rid: int | str, code: str, limits: Limits, evaluate: Callable[[str], Any]
+        self,
+        rid: int | str,
+        code: str,
+        limits: Limits,
+        evaluate: Callable[[str], Any],
+        env: Mapping[str, str] | None = None,
     ) -> None:
-        """Fork the evaluation of ``code`` as request ``rid``.
+        """Fork the evaluation of ``code`` as request ``rid`` (``env``: device variables
+        set in its process only).
 
         Raises:
             OSError: no fork, pipe, directory or cgroup; ValueError: ``code`` is not valid
@@ -172,6 +178,7 @@ class Evaluations:
                 cgroup=cgroup,
                 nproc=nproc,
                 limits=limits,
+                env=env or {},
                 write_ends=(out_w, err_w, res_w),
                 server_fds=server_fds,
             )

@@ -5,7 +5,8 @@ client in :mod:`aster_nb.sandbox.client`), so every message kind and field is sp
 once. Messages are JSON objects, one per line:
 
 * requests on the server's stdin (:class:`Op`): ``eval`` (the default when ``op`` is
-  missing) with ``id``, ``code`` and ``limits``; ``cancel`` with ``id`` (the evaluation is
+  missing) with ``id``, ``code``, ``limits`` and optionally ``env`` (device variables
+  for this evaluation only, :data:`DEVICE_VARIABLES`); ``cancel`` with ``id`` (the evaluation is
   killed, its result still arrives); ``stats``; ``shutdown``. End of stdin shuts the
   server down too.
 * responses on the server's private channel (:class:`Kind`): ``hello`` first (pid,
@@ -29,10 +30,12 @@ from ..program import EvalResult, Status
 from ..task import Limits
 
 __all__ = [
+    "DEVICE_VARIABLES",
     "PROTOCOL_VERSION",
     "Kind",
     "Op",
     "cancel_request",
+    "check_device_env",
     "decode",
     "encode",
     "error_message",
@@ -42,6 +45,13 @@ __all__ = [
 ]
 
 PROTOCOL_VERSION = 1
+
+#: What an ``eval`` request's ``env`` may set: the devices a scheduler (Ray) gave this one
+#: evaluation. Nothing else: the server's environment is an allowlist without credentials
+#: (:mod:`aster_nb.sandbox.env`), and a request must not be a way around it.
+DEVICE_VARIABLES = frozenset(
+    {"CUDA_VISIBLE_DEVICES", "HIP_VISIBLE_DEVICES", "ROCR_VISIBLE_DEVICES"}
+)
 
 
 class Op(StrEnum):
@@ -82,9 +92,35 @@ def decode(line: bytes) -> dict[str, Any]:
 # -- requests (client -> server) ---------------------------------------------------------
 
 
-def eval_request(rid: int | str, code: str, limits: Limits) -> dict[str, Any]:
-    """Evaluate ``code`` under ``limits``; the result comes back under ``rid``."""
-    return {"id": rid, "code": code, "limits": dataclasses.asdict(limits)}
+def eval_request(
+    rid: int | str, code: str, limits: Limits, env: Mapping[str, str] | None = None
+) -> dict[str, Any]:
+    """Evaluate ``code`` under ``limits`` (with the device variables ``env`` set in the
+    evaluation's process); the result comes back under ``rid``."""
+    message: dict[str, Any] = {"id": rid, "code": code, "limits": dataclasses.asdict(limits)}
+    if env:
+        message["env"] = dict(env)
+    return message
+
+
+def check_device_env(env: object) -> dict[str, str]:
+    """``env`` as the variables an evaluation gets on top of the server's environment.
+
+    Raises:
+        ValueError: not a mapping of :data:`DEVICE_VARIABLES` names to strings.
+    """
+    if env is None:
+        return {}
+    if not isinstance(env, Mapping) or not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in env.items()
+    ):
+        raise ValueError(f"env must map variable names to strings, got {env!r}")
+    other = sorted(set(env) - DEVICE_VARIABLES)
+    if other:
+        raise ValueError(
+            f"env may set only the device variables {sorted(DEVICE_VARIABLES)}; got {other}"
+        )
+    return dict(env)
 
 
 def cancel_request(rid: int | str) -> dict[str, Any]:

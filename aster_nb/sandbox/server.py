@@ -26,7 +26,16 @@ from .forklimit import ForkLimit, release_cgroup_root
 from .loader import Loaded, load
 from .outcome import KILL_MESSAGES, format_exception
 from .proc import PR_SET_CHILD_SUBREAPER, prctl, signal_name, write_all
-from .protocol import PROTOCOL_VERSION, Kind, Op, decode, encode, error_message, result_message
+from .protocol import (
+    PROTOCOL_VERSION,
+    Kind,
+    Op,
+    check_device_env,
+    decode,
+    encode,
+    error_message,
+    result_message,
+)
 
 
 class SandboxServer:
@@ -244,6 +253,11 @@ class SandboxServer:
         except (TypeError, TaskError) as e:
             self._answer(rid, EvalResult(Status.ERROR, error=f"bad limits: {e}"), True)
             return
+        try:
+            env = check_device_env(msg.get("env"))
+        except ValueError as e:
+            self._answer(rid, EvalResult(Status.ERROR, error=f"bad env: {e}"), True)
+            return
         evaluate, import_error = self.loaded.evaluate, self.loaded.import_error
         if import_error is not None or evaluate is None:
             self._answer(rid, EvalResult(Status.ERROR, error=import_error or "no evaluator"), False)
@@ -252,7 +266,7 @@ class SandboxServer:
             self._answer(rid, EvalResult(Status.ERROR, error=KILL_MESSAGES["shutdown"]), True)
             return
         try:
-            self.jobs.spawn(rid, code, limits, evaluate)
+            self.jobs.spawn(rid, code, limits, evaluate, env)
         except (OSError, ValueError) as e:  # ValueError: code that is not valid UTF-8
             error = f"sandbox could not start the evaluation: {e}"
             self._answer(rid, EvalResult(Status.ERROR, error=error), True)
