@@ -27,9 +27,9 @@ from collections.abc import Coroutine
 from pathlib import Path
 from typing import Any, NoReturn
 
+from .clidrive import drive, say
 from .errors import UserInputError
 from .records import Status
-from .runsummary import summary
 from .task import Task, builtin_tasks
 
 
@@ -48,7 +48,7 @@ def main(argv: list[str] | None = None) -> int:
     except UserInputError as e:
         if args.debug:
             raise
-        _say("error", str(e))
+        say("error", str(e))
         return 2
 
 
@@ -249,11 +249,6 @@ def _out_folder(out: Path) -> None:
         raise UserInputError(f"--out {out} is not writable; expected a folder for the store")
 
 
-def _say(kind: str, text: str) -> None:
-    """One line on stderr, however many lines ``text`` has."""
-    print(f"aster_nb: {kind}: {' '.join(text.split())}", file=sys.stderr, flush=True)
-
-
 def _finish(work: Coroutine[Any, Any, dict[str, Any]], *, quiet: bool) -> int:
     """Run ``work``, print its summary line, then (unless ``quiet``) how to open the run
     in JupyterLab. Exit code 1 when the run ended failed (say, its model calls kept
@@ -263,7 +258,7 @@ def _finish(work: Coroutine[Any, Any, dict[str, Any]], *, quiet: bool) -> int:
     if not quiet:
         print(open_hint(summary["store"]), file=sys.stderr, flush=True)
     if summary["error"]:
-        _say("error", f"the run failed: {summary['error']}")
+        say("error", f"the run failed: {summary['error']}")
         return 1
     return 0
 
@@ -314,14 +309,14 @@ async def _run(task: Task, args: argparse.Namespace) -> dict[str, Any]:
     )
     first = run.initial_result
     if first is not None and first.status is Status.INVALID:
-        _say(
+        say(
             "warning",
             f"the initial program is invalid ({first.error}); "
             "the first agents will try to repair it",
         )
     run.store.set_meta("rounds_target", args.rounds)
     run.store.set_meta("ordered", not args.unordered)
-    return await _drive(run, args.rounds, quiet=args.quiet)
+    return await drive(run, args.rounds, quiet=args.quiet)
 
 
 async def _resume(args: argparse.Namespace) -> dict[str, Any]:
@@ -333,85 +328,4 @@ async def _resume(args: argparse.Namespace) -> dict[str, Any]:
         rounds = max(0, int(run.store.meta("rounds_target", 1)) - run.rounds_done)
     else:
         run.store.set_meta("rounds_target", run.rounds_done + rounds)
-    return await _drive(run, rounds, quiet=args.quiet)
-
-
-def _sandbox(run: Any) -> dict[str, Any]:
-    """The sandbox's isolation and network, recorded in the store's meta and warned about
-    once when the executor says isolation is degraded."""
-    stats = run.executor.stats
-    facts = {"isolation": stats.get("isolation"), "network": stats.get("network")}
-    if run.cfg.executor != "local":  # where the evaluations ran, and on how many nodes
-        facts |= {"executor": run.cfg.executor, "nodes": len(stats.get("nodes", {}))}
-    for key, value in facts.items():
-        run.store.set_meta(key, value)
-    warning = getattr(run.executor, "isolation_warning", None)
-    if warning:  # even with --quiet: it is about safety, not progress
-        _say("warning", warning)
-    return facts
-
-
-async def _drive(run: Any, rounds: int, *, quiet: bool) -> dict[str, Any]:
-    from .llm import ModelsFailing
-
-    # results in attempt order unless the run was started with --unordered (kept on resume)
-    ordered = bool(run.store.meta("ordered", True))
-    for worker in run.workers.values():
-        worker.ordered = ordered
-    sandbox = _sandbox(run)
-    progress = _Progress(run, quiet=quiet)
-    run.bus.subscribe(progress)
-    if not quiet:
-        print(f"store: {run.store.path}", file=sys.stderr, flush=True)
-    handoffs_before = run.store.count("handoffs")  # this session's surplus is in those after
-    t0 = time.monotonic()
-    try:
-        for _ in range(rounds):
-            try:
-                result = await run.step()
-            except ModelsFailing:
-                break  # the run failed: the summary says why, the exit code is 1
-            progress.round_line(result)
-            if run.control.stopping:  # a spending cap was reached: the run ends cleanly
-                progress.note(f"stopped: {run.status.reason}")
-                break
-        seconds = time.monotonic() - t0
-        return {**summary(run, seconds, handoffs_before=handoffs_before), **sandbox}
-    finally:
-        await run.close()
-
-
-class _Progress:
-    """Progress on stderr: every new best (with its program id) and one line per round."""
-
-    def __init__(self, run: Any, *, quiet: bool) -> None:
-        self.run, self.quiet = run, quiet
-        self.best: float | None = None
-        self.t0 = time.monotonic()
-        self.last = 0.0
-
-    def __call__(self, event: object) -> None:
-        from .events import BestImproved
-
-        if self.quiet or not isinstance(event, BestImproved):
-            return
-        score = event.program.score
-        if self.best is None or score > self.best:
-            self.best = score
-            self._print(f"new best {score:.10g} (program {event.program.id}, {event.worker})")
-
-    def round_line(self, r: Any) -> None:
-        s = self.run.status
-        best = "-" if s.best_score is None else f"{s.best_score:.10g}"
-        self._print(
-            f"round {r.round} done: best {best} (program {r.best.id}"
-            f"{', improved' if r.improved else ''})  "
-            f"evaluations {s.evaluations}  {s.attempts_per_s:.1f} evals/s"
-        )
-
-    def note(self, text: str) -> None:
-        self._print(text)
-
-    def _print(self, text: str) -> None:
-        if not self.quiet:
-            print(f"[{time.monotonic() - self.t0:7.1f}s] {text}", file=sys.stderr, flush=True)
+    return await drive(run, rounds, quiet=args.quiet)

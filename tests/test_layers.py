@@ -85,6 +85,7 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
             "aster_nb.sync",
             "aster_nb.snapshot",
             "aster_nb.cli",
+            "aster_nb.clidrive",
             "aster_nb.__main__",
         ),
     ),

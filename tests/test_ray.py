@@ -325,7 +325,7 @@ def test_without_an_address_a_private_ray_is_started_and_stopped(tmp_path: Path)
         args = ("--budget", "8", "--agents", "2", "--executor", "ray")
         summary = _cli(*args, cwd=tmp_path, env=env)
         assert summary["executor"] == "ray" and summary["nodes"] == 1
-        assert summary["evaluations"] == 8
+        assert summary["evaluations"] == 1 + 8  # the initial program and the budget
         deadline = time.monotonic() + 15  # Ray's agents notice their raylet is gone
         while tree(f"{tmp}/") and time.monotonic() < deadline:
             time.sleep(0.2)
