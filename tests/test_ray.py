@@ -316,6 +316,32 @@ def test_a_cli_run_on_the_cluster_scores_as_the_local_one(
     assert _scores(on_ray["store"]) == _scores(local["store"])
 
 
+def test_the_scaling_out_notebook_runs_on_the_cluster_with_its_dashboard(
+    two_nodes: RayCluster, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # the notebook as a researcher runs it, in a real kernel joining the cluster through
+    # RAY_ADDRESS (test_notebooks runs it without, on a private Ray)
+    import nbformat
+    from nbclient import NotebookClient
+
+    nb = nbformat.read(ROOT / "notebooks" / "scaling_out.ipynb", as_version=4)
+    monkeypatch.setenv("RAY_ADDRESS", two_nodes.address)
+    monkeypatch.chdir(tmp_path)
+    NotebookClient(
+        nb, timeout=300, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}
+    ).execute()
+    outputs = [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])]
+    text = "\n".join(o.get("text", "") for o in outputs)
+    assert f"cluster: {two_nodes.address}" in text
+    assert "nodes: 2 " in text, text
+    per_node = [int(ln.rsplit(" ", 1)[1]) for ln in text.splitlines() if "  slots " in ln]
+    assert len(per_node) == 2 and all(n > 0 for n in per_node), text  # both nodes evaluated
+    widgets = [
+        o for o in outputs if "application/vnd.jupyter.widget-view+json" in o.get("data", {})
+    ]
+    assert widgets, "the dashboard is displayed"
+
+
 def test_without_an_address_a_private_ray_is_started_and_stopped(tmp_path: Path) -> None:
     # short: Ray's socket paths under it must fit in 107 bytes
     tmp = Path(tempfile.mkdtemp(prefix="rp-", dir="/tmp"))

@@ -38,7 +38,11 @@ spends 80% of its parents on other elites than the best and fell 0.21 behind gre
 greedy's 1.926, 0.074 behind (95% bootstrap interval 0.021-0.127), all of it from the
 stalled phase, since the exploiting phase reproduces greedy's runs exactly. Replayed on
 greedy's own runs the stall rule fires on 45-240 of 1,000 evaluations and greedy then
-climbs again, so on this task a stall is often a false alarm that exploration pays for. Where the best basin lies
+climbs again, so on this task a stall is often a false alarm that exploration pays for. Breeding
+from the best anyway while stalled, with the chance a still-improving best would have had
+(the usual gap over the adds since the last improvement), did worse on both (10 seeds:
+bare 1.797 +- 0.100, deceptive 4.62): the stalled phase's exploration is what crosses, and
+diluting it does not buy the bare task's climb back. Where the best basin lies
 past worse programs (the deceptive task) greedy and ``tournament`` stay in the trap and
 ``adaptive`` crossed in 8 seeds of 10. What crosses is the stalled phase's rule: switching
 to ``tournament`` there stayed at 3.0 (4 seeds), because the programs on the way down from
