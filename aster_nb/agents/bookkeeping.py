@@ -18,6 +18,7 @@ from ..events import AttemptFailed, BestImproved, ProgramEvaluated
 from ..records import AttemptRecord, Experiment, Program, Status
 from .attempt import Outcome, first_sentence
 from .context import Budget
+from .noise import confirmed
 from .scheduler import Sequencer
 
 if TYPE_CHECKING:
@@ -78,15 +79,19 @@ def apply_outcome(w: Worker, out: Outcome, st: RunState) -> bool:
         if out.new:
             # Stored before any event reports it; a killed session loses only what
             # was never shown. (Code another worker stored first is its row.)
-            w.store.add_program(child)
+            if w.store.add_program(child) and out.measured is not None:
+                m = out.measured
+                w.store.add_details(child.id, seeds=m.seeds, curve=m.curve)
             st.fresh.pop(child.id, None)
         counted = True
+        # a noisy task's child becomes a best only on its confirmed mean (agents.noise)
+        eligible = confirmed(child.result, w.task.evaluation)
         if child.ok:
             improved = w.archive_for(len(child.descriptor or ())).add(child)
             w.store.add_archive_entry(worker=w.name, program_id=child.id)
-            if st.best is None or child.score > st.best.score:
+            if eligible and (st.best is None or child.score > st.best.score):
                 st.best = child
-            if st.best_score is None or (child.score or 0) > st.best_score:
+            if eligible and (st.best_score is None or (child.score or 0) > st.best_score):
                 prev, st.best_score = st.best_score, child.score
                 if out.outcome == "ok":
                     out.outcome = "improved"

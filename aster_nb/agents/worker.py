@@ -19,6 +19,7 @@ archive as attempts before it left it, so a seed fixes what a run finds.
 from __future__ import annotations
 
 import hashlib
+import math
 import time
 from collections.abc import Callable
 from dataclasses import replace
@@ -288,6 +289,8 @@ class Worker:
                 bus=self.bus,
                 by=self.name,
                 describe=self.descriptor_of,
+                plan=self.task.evaluation,
+                confirm_above=-math.inf,  # the base is the best to beat: judge it fully
             )
         if base.ok and base.descriptor is None:
             base = base.evaluated(base.result, self.descriptor_of(base.code, base.result))
