@@ -175,6 +175,8 @@ async def test_early_stopping_kills_a_clearly_worse_run(
     assert "stopped early" in (child.result.error or "")
     att = store.attempts()
     assert list(att["outcome"]) == ["stopped"]
+    shown = [e.program for e in events if isinstance(e, ProgramEvaluated) and e.n >= 0]
+    assert [p.status for p in shown] == [Status.STOPPED]
     # stopped results are never cached: the same code runs again
     before = noisy_executor.stats["evaluations"]
     again = await noisy_executor.submit(child.code, seed=0)
