@@ -166,10 +166,12 @@ async def confirm(
     on_report: OnReport | None = None,
 ) -> Measured:
     """``measured`` with the seeds it has not run, up to ``confirm_seeds``, run too."""
+    if confirmed(measured.result, plan) or not measured.result.ok:
+        return measured  # a deterministic task's, or one already run on enough seeds
     missing = [s for s in range(plan.confirm_seeds) if s not in measured.runs]
-    if not missing or not measured.result.ok:
-        return measured
     more = await measure(executor, code, plan, on_report=on_report, seeds=missing)
+    if not more.runs:  # a plain plan's one run: nothing to combine by seed
+        return more
     runs = dict(sorted({**measured.runs, **more.runs}.items()))
     return Measured(combine(list(runs.values())), runs, measured.curve + more.curve)
 
