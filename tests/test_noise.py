@@ -38,12 +38,11 @@ def variant(task: Task, **knobs: object) -> str:
 
 def edit(task: Task, **knobs: object) -> str:
     """A SEARCH/REPLACE reply turning the initial program into ``variant(**knobs)``."""
-    knob_lines = lambda code: [ln for ln in code.splitlines() if " = " in ln]  # noqa: E731
     return (
         "Try this.\n<<<<<<< SEARCH\n"
-        + "\n".join(knob_lines(task.initial_code))
+        + task.initial_code.rstrip("\n")
         + "\n=======\n"
-        + "\n".join(knob_lines(variant(task, **knobs)))
+        + variant(task, **knobs).rstrip("\n")
         + "\n>>>>>>> REPLACE\n"
     )
 
