@@ -13,7 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from aster_nb.agents import Budget, Worker
+from aster_nb.agents import Budget, Planner, Worker
+from aster_nb.agents.context import Context
 from aster_nb.events import BestImproved, EvaluationProgress, Event, ProgramEvaluated
 from aster_nb.llm import Request, Response
 from aster_nb.records import Program, Status, code_hash
@@ -48,16 +49,17 @@ def edit(task: Task, **knobs: object) -> str:
 
 
 class Scripted:
-    """A model that answers the worker's proposals with fixed replies, in order."""
+    """A model that answers proposals (or merges) with fixed replies, in order."""
 
     name = "scripted"
 
-    def __init__(self, replies: list[str]) -> None:
+    def __init__(self, replies: list[str], purpose: str = "propose") -> None:
         self.replies = replies
+        self.purpose = purpose
         self.calls = 0
 
     async def complete(self, request: Request) -> Response:
-        if request.purpose != "propose":
+        if request.purpose != self.purpose:
             return Response(text="Done: tried the scripted edits.", model=self.name)
         self.calls += 1
         text = self.replies[min(self.calls, len(self.replies)) - 1]
@@ -227,7 +229,8 @@ import os
 
 def evaluate(program_path, *, report=None):
     bad = []
-    for args in [(-1, {"a": 1}), (1, {"a": float("nan")}), (1, "x"), (True, {"a": 1})]:
+    calls = [(-1, {"a": 1}), (1, {"a": float("nan")}), (1, "x"), (True, {"a": 1}), (1, {"a": "1"})]
+    for args in calls:
         try:
             report(*args)
         except (TypeError, ValueError):
@@ -246,7 +249,7 @@ def evaluate(program_path, *, report=None):
     seen: list[tuple[int, dict[str, float]]] = []
     async with LocalExecutor.from_task(task, concurrency=1) as ex:
         r = await ex.submit(task.initial_code, listener=lambda s, v: seen.append((s, v)) or False)
-    assert r.status is Status.OK and r.score == 4.0  # every bad call raised in the evaluator
+    assert r.status is Status.OK and r.score == 5.0  # every bad call raised in the evaluator
     assert seen[:2] == [(1, {"a": 2.0}), (3, {"b": 4.0})]
     assert len(seen) <= 10_000  # bounded, and the evaluation was never blocked
 
@@ -309,4 +312,32 @@ def test_old_store_opens_and_gains_the_columns(tmp_path: Path) -> None:
     assert p is not None and p.result is not None
     assert p.result.repeats == 1 and p.result.spread is None
     assert store.seed_scores("abc") == [] and store.curve("abc") == []
+    store.close()
+
+
+async def test_a_lucky_merge_is_confirmed_and_loses_the_planner_s_best(
+    tmp_path: Path, noisy: Task, noisy_executor: LocalExecutor
+) -> None:
+    store = Store(tmp_path / "p.sqlite")
+    ctx = Context(task=noisy, store=store, executor=noisy_executor)
+    workers = [
+        Worker(name=f"w{i}", model=Scripted([edit(noisy, TRUE=t)]), context=ctx, agents=1)
+        for i, t in enumerate((1.1, 1.05))
+    ]
+    lucky = variant(noisy, TRUE=0.5, LUCK={0: 1.0})  # 1.49 on seed 0: above every best
+    planner = Planner(
+        name="p0",
+        model=Scripted([edit(noisy, TRUE=0.5, LUCK={0: 1.0})], purpose="merge"),
+        children=workers,
+        context=ctx,
+        merges=1,
+        revise=False,
+    )
+    planner.best = Program(code=noisy.initial_code)
+    r = await planner.round(Budget(evaluations=1))
+    merge = store.get(code_hash(lucky))
+    assert merge is not None and merge.result is not None and merge.origin == "merge"
+    assert merge.result.repeats == 3 and merge.score == pytest.approx(2.5 / 3)
+    assert r.best.code == variant(noisy, TRUE=1.1) and r.best.result.repeats == 3
+    assert store.rounds()["best_score"].iloc[-1] == pytest.approx(1.1)
     store.close()

@@ -50,6 +50,8 @@ class Reporter:
         for name, value in values.items():
             if not isinstance(name, str) or not 0 < len(name) <= MAX_NAME:
                 raise ValueError(f"report(): names must be strings of 1 to {MAX_NAME} characters")
+            if isinstance(value, str | bytes | bool):
+                raise TypeError(f"report(): {name} = {value!r} is not a number")
             v = float(value)  # numpy scalars and 0-d tensors convert; other things raise
             if not math.isfinite(v):
                 raise ValueError(f"report(): {name} = {v} is not a finite number")
