@@ -173,9 +173,9 @@ def round_handoff(planner: str, goal: str, r: RoundResult) -> Handoff:
         stats={
             "base_score": r.base.score,
             "best_score": best.score,
-        # a noisy task's best is a mean over seeds: its spread and how many
-        "best_spread": best.result.spread if best.result is not None else None,
-        "best_repeats": best.result.repeats if best.result is not None else None,
+            # a noisy task's best is a mean over seeds: its spread and how many
+            "best_spread": best.result.spread if best.result is not None else None,
+            "best_repeats": best.result.repeats if best.result is not None else None,
             "evaluations": sum(h.stats.get("evaluations", 0) for h in r.handoffs) + len(r.merges),
             "children": {h.worker: h.stats.get("best_score") for h in r.handoffs},
         },

@@ -11,6 +11,7 @@ server also collects, and kills, processes that escaped an evaluation by double-
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import os
 import resource
 import selectors
@@ -38,6 +39,7 @@ EXIT_GRACE = 1.0  # a killed leftover may hold a pipe a moment after the child i
 LEAK_GRACE = 5.0  # give up waiting for a cgroup to empty (reported as leaked)
 TICK = 0.25
 DRAIN_TICK = 0.01
+REPORT_PIPE_BYTES = 1 << 20  # the default most a user may set (/proc/sys/fs/pipe-max-size)
 ORPHAN_WATCH = 2.0  # keep looking for reparented orphans this long after an evaluation
 
 #: called with an evaluation's request id, its result and whether it is transient
@@ -162,6 +164,10 @@ class Evaluations:
                 pipes.extend(os.pipe2(os.O_CLOEXEC))
             out_r, out_w, err_r, err_w, res_r, res_w, *rep = pipes
             rep_r, rep_w = rep or (-1, -1)
+            if rep:
+                # room for a burst of reports while the server is busy: a full pipe drops them
+                with contextlib.suppress(OSError):
+                    fcntl.fcntl(rep_w, fcntl.F_SETPIPE_SZ, REPORT_PIPE_BYTES)
             # what the child must close: the server's own fds and every evaluation's pipes
             server_fds = {out_r, err_r, res_r, *self._server_fds} | ({rep_r} if rep else set())
             for other in self._jobs.values():
