@@ -18,7 +18,7 @@ from ..events import AttemptFailed, BestImproved, ProgramEvaluated
 from ..records import AttemptRecord, Experiment, Program, Status
 from .attempt import Outcome, first_sentence
 from .context import Budget
-from .noise import confirmed
+from .noise import Measured, confirmed
 from .scheduler import Sequencer
 
 if TYPE_CHECKING:
@@ -42,6 +42,7 @@ class RunState:
         usage_out: output tokens of the applied attempts.
         best: the best valid program this run found.
         fresh: programs evaluated by attempts not applied yet (so not stored), by id.
+        measured: their runs by seed and reported values (stored with the program).
         goals: ``(first attempt, goal)`` of each goal the applied attempts worked toward,
             in attempt order: a goal steered during the run shows as a second entry.
     """
@@ -58,6 +59,7 @@ class RunState:
     usage_out: int = 0
     best: Program | None = None
     fresh: dict[str, Program] = field(default_factory=dict)
+    measured: dict[str, Measured] = field(default_factory=dict)
     goals: list[tuple[int, str]] = field(default_factory=list)
 
 
@@ -79,8 +81,8 @@ def apply_outcome(w: Worker, out: Outcome, st: RunState) -> bool:
         if out.new:
             # Stored before any event reports it; a killed session loses only what
             # was never shown. (Code another worker stored first is its row.)
-            if w.store.add_program(child) and out.measured is not None:
-                m = out.measured
+            m = st.measured.pop(child.id, None) or out.measured
+            if w.store.add_program(child) and m is not None:
                 w.store.add_details(child.id, seeds=m.seeds, curve=m.curve)
             st.fresh.pop(child.id, None)
         counted = True

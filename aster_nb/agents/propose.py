@@ -136,8 +136,9 @@ async def evaluate_child(w: Worker, child: Program, out: Outcome, st: RunState) 
         result, out.measured = m.result, m
         desc = w.descriptor_of(child.code, result) if result.ok else None
         out.child, out.new = child.evaluated(result, desc), True
-        if result.status is not Status.LOST:  # a lost evaluation may be tried again
+        if result.status not in (Status.LOST, Status.STOPPED):  # these may be tried again
             st.fresh[child.id] = out.child
+            st.measured[child.id] = m
     result = out.child.result
     assert result is not None
     out.outcome = "ok" if result.ok else str(result.status)

@@ -39,6 +39,7 @@ from .bookkeeping import RunState, apply_outcome, remembered
 from .context import Budget, Context, Executor, make_context
 from .handoff import write_handoff
 from .memory import AgentMemory
+from .noise import confirmed
 from .prompts import system_prompt
 from .propose import propose
 from .scheduler import Scheduler
@@ -215,7 +216,7 @@ class Worker:
         replay = [self.store.get(i) for i in logged] if logged else mine
         for p in mine:
             n, best = self._carried.get(p.round, (0, None))
-            if p.ok and (best is None or p.score > best.score):
+            if confirmed(p.result, self.task.evaluation) and (best is None or p.score > best.score):
                 best = p
             self._carried[p.round] = (n + 1, best)
         describe = lambda p: p.evaluated(p.result, self.descriptor_of(p.code, p.result))  # noqa: E731
