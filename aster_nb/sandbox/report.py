@@ -73,8 +73,9 @@ class ReportReader:
     """Splits a report pipe's bytes into checked reports (server side).
 
     Attributes:
-        last: the last good report, ``(step, values)``: a stopped run's result.
-        count: good reports read.
+        last: the last good report, ``(step, values)``: a stopped run's result (frozen
+            once ``MAX_REPORTS`` were read).
+        count: good reports read (then every line).
         bad: lines dropped (malformed, forged, too long).
     """
 
@@ -93,14 +94,16 @@ class ReportReader:
             if self._skipping:  # the tail of an over-long line
                 self._skipping = False
                 continue
+            if self.count >= MAX_REPORTS:  # past the bound: counted, not even parsed
+                self.count += 1
+                continue
             report = _parse(line)
             if report is None:
                 self.bad += 1
                 continue
             self.last = report
             self.count += 1
-            if self.count <= MAX_REPORTS:
-                yield report
+            yield report
         if len(self._buf) > MAX_LINE:
             self._buf.clear()
             self._skipping = True
