@@ -7,7 +7,10 @@ small noise, and LUCK (seed -> offset) makes a program look best on one seed onl
 
 from __future__ import annotations
 
+import json
 import sqlite3
+import subprocess
+import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -341,4 +344,29 @@ async def test_a_lucky_merge_is_confirmed_and_loses_the_planner_s_best(
     assert merge.result.repeats == 3 and merge.score == pytest.approx(2.5 / 3)
     assert r.best.code == variant(noisy, TRUE=1.1) and r.best.result.repeats == 3
     assert store.rounds()["best_score"].iloc[-1] == pytest.approx(1.1)
+    store.close()
+
+
+def test_the_cli_json_carries_the_confirmed_mean_and_spread(tmp_path: Path) -> None:
+    args = ["run", str(NOISY), "--budget", "6", "--agents", "2", "--out", str(tmp_path / "runs")]
+    r = subprocess.run(
+        [sys.executable, "-m", "aster_nb", *args],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert r.returncode == 0, r.stderr
+    summary = json.loads(r.stdout.strip().splitlines()[-1])
+    # every best is confirmed on 3 seeds, whose noise here is -0.01, 0 and +0.01
+    assert summary["best_score_n"] == 3
+    assert summary["best_score_spread"] == pytest.approx(0.01)
+    store = Store(next((tmp_path / "runs").glob("*.sqlite")))
+    best = max(
+        (p for p in store.programs() if p.ok and p.result.repeats == 3), key=lambda p: p.score
+    )
+    assert summary["best_score"] == pytest.approx(best.score)
+    assert [s.score for s in store.seed_scores(best.id)] == pytest.approx(
+        [best.score - 0.01, best.score, best.score + 0.01]
+    )
     store.close()
