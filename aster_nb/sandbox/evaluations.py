@@ -351,7 +351,11 @@ class Evaluations:
         remove_tree(job.workdir)
         del self._jobs[job.rid]
         self.counts["evaluations"] += 1
-        self._answer(job.rid, build_result(job, now), job.killed in TRANSIENT)
+        result = build_result(job, now)
+        # a stopped run's result is about its curve against one parent; a run that
+        # finished before the stop reached it is an ordinary (cacheable) result
+        transient = job.killed in TRANSIENT and (job.killed != "stopped" or not result.ok)
+        self._answer(job.rid, result, transient)
 
 
 def remove_tree(path: Path) -> None:

@@ -158,7 +158,7 @@ def build_result(job: Job, now: float) -> EvalResult:
         )
     if job.killed in KILL_MESSAGES:
         return EvalResult(Status.ERROR, error=KILL_MESSAGES[job.killed], **common)
-    if job.killed == "stopped":
+    if job.killed == "stopped" and not job.result.data:  # a run that finished first stands
         last = job.reports.last
         step, values = last if last is not None else (0, {})
         return EvalResult(

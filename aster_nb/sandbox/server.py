@@ -219,7 +219,8 @@ class SandboxServer:
             self._start(msg)
         elif op in (Op.CANCEL, Op.STOP):
             job = self.jobs.get(msg.get("id"))
-            if job is not None:
+            # a stop that comes after the run ended changes nothing
+            if job is not None and (op == Op.CANCEL or job.wait_status is None):
                 job.kill("cancelled" if op == Op.CANCEL else "stopped")
         elif op == Op.STATS:
             self._send(
