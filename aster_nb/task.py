@@ -5,7 +5,7 @@ Layout of a task folder::
     my_task/
         task.toml            # settings, surface-area descriptions (below)
         initial_program.py   # the starting program, with EVOLVE-BLOCK markers
-        evaluator.py         # def evaluate(program_path: str) -> dict
+        evaluator.py         # def evaluate(program_path: str, *, seed=None, report=None) -> dict
         README.md            # the problem statement shown to the agents
 
 ``evaluate`` returns ``{"score": float}`` (higher is better) and optionally ``"metrics"``

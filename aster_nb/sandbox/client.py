@@ -39,7 +39,8 @@ class SandboxClient:
 
     Args:
         evaluator: path of the task's evaluator module, which defines
-            ``evaluate(program_path: str) -> dict``.
+            ``evaluate(program_path: str) -> dict`` (with ``seed=`` and ``report=``
+            keywords if it takes them; see :mod:`aster_nb.task`).
         limits: default limits of one evaluation; :meth:`submit` can override them.
         preload: modules the server imports once before forking (e.g. ``["numpy"]``).
         concurrency: most evaluations running at once; default ``os.cpu_count()``.

@@ -88,7 +88,8 @@ class LocalExecutor(Cached):
 
     Args:
         evaluator: path of the task's evaluator module, which defines
-            ``evaluate(program_path: str) -> dict``.
+            ``evaluate(program_path: str) -> dict`` (with ``seed=`` and ``report=``
+            keywords if it takes them; see :mod:`aster_nb.task`).
         limits: default limits of one evaluation; :meth:`submit` can override them.
         preload: modules the server imports once before forking (e.g. ``["numpy"]``), so
             evaluations do not pay for importing them. Must not start threads.
