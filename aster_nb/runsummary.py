@@ -16,6 +16,10 @@ attempts' calls: the spend of the attempts kept, the planners and the handoffs, 
 seed fixes. ``tokens + discarded_tokens`` is what the spending ledger (and the provider)
 counted, for a run in one session.
 
+A noisy task's run (``[evaluation]``) is not fixed by its seed: which candidates are
+re-evaluated, and where an early stop lands, depend on timing (see
+:mod:`aster_nb.agents.noise`).
+
 ``best_score`` of a noisy task (``[evaluation]``, see :mod:`aster_nb.task`) is the mean
 over the seeds the best was confirmed on; ``best_score_spread`` is their standard deviation
 and ``best_score_n`` their count (1 and null for a deterministic task).

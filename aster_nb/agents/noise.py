@@ -14,6 +14,13 @@ What a task's ``[evaluation]`` (:class:`~aster_nb.evalplan.EvalPlan`) asks of th
 
 A task with a plain plan (deterministic, nothing reported) gets exactly one
 ``executor.submit(code)``, as before: executors without seeds keep working for it.
+
+Reproducibility: a worker decides to confirm a child when its evaluation ends, against the
+best as it then stands; with ``ordered`` attempts the best at that moment depends on timing
+(never higher than when the attempt is applied, so no would-be best escapes confirmation,
+but some children are confirmed in one run and not in another). Where a stop lands in an
+early-stopped run depends on timing too. A noisy task's run is therefore not fixed by its
+seed the way a deterministic task's is.
 """
 
 from __future__ import annotations
