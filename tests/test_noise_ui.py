@@ -12,7 +12,7 @@ import pytest
 
 from aster_nb.run import Run
 from aster_nb.runconfig import RunStatus
-from aster_nb.ui import Dashboard, StatusLine
+from aster_nb.ui import Dashboard, ProgressView, StatusLine
 from aster_nb.ui.status import status_html
 
 from .test_noise import NOISY, variant
@@ -44,6 +44,12 @@ async def test_dashboard_plots_reported_values_and_error_bars(run: Run) -> None:
     new_best = next(t for t in board.timeline.figure.data if t.name.startswith("new best"))
     assert new_best.error_y.visible and new_best.error_y.array[0] == pytest.approx(0.01)
     board.close()
+    # opened again (a reopened run, say): the current best's stored curves, one per seed
+    again = ProgressView(run)
+    best = [k for k in again.curves if k[0] == "best"]
+    assert sorted(seed for _, _, seed in best) == [0, 1, 2]
+    assert [t.name for t in again.figure.data][:1] == ["current best seed 0"]
+    again.close()
 
 
 async def test_status_line_shows_evaluations_in_flight_and_the_oldest_age(run: Run) -> None:

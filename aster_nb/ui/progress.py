@@ -74,6 +74,28 @@ class ProgressView(LiveView, w.VBox):
         parts = (style(), self.figure)
         self.children = parts if errors is not None else (*parts, sink.widget)
         self.add_class("aster-progress")
+        self._from_store()
+        if self.curves:
+            self._draw()
+
+    def _from_store(self) -> None:
+        """Start with the current best's stored curves (one per seed): a reopened run, or a
+        run between evaluations, shows what a good run looks like."""
+        best = getattr(self._run_best(), "id", None)
+        if best is None or self.name is None:
+            return
+        for p in self.run.store.curve(best, self.name)[: MAX_CURVES * MAX_POINTS]:
+            line = self.curves.setdefault(("best", -1, p.seed), [])
+            if len(line) < MAX_POINTS:
+                line.append((p.step, p.value))
+        while len(self.curves) > MAX_CURVES:
+            self.curves.popitem(last=False)
+
+    def _run_best(self) -> Any:
+        try:
+            return self.run.best
+        except Exception:  # a run without a planner yet
+            return None
 
     def _on_event(self, e: Any) -> None:
         # inside the bus's emit: O(1), never a redraw
@@ -96,7 +118,12 @@ class ProgressView(LiveView, w.VBox):
     def _draw(self) -> None:
         traces = []
         for (worker, n, seed), points in self.curves.items():
-            label = f"{worker or 'planner'} #{n}" if n >= 0 else f"{worker or 'run'} (base/merge)"
+            if worker == "best" and n < 0:
+                label = "current best"
+            elif n >= 0:
+                label = f"{worker} #{n}"
+            else:
+                label = f"{worker or 'run'} (base/merge)"
             traces.append(
                 go.Scatter(
                     x=[s for s, _ in points],
