@@ -26,8 +26,9 @@ and ``best_score_n`` their count (1 and null for a deterministic task).
 
 ``evaluations`` is :meth:`Store.evaluations <aster_nb.store.Store.evaluations>`, the count
 the round lines, ``Run.status`` and the dashboard give too; ``failed`` is how many of them
-are not ``ok``. ``coverage`` is ``null`` for Cluster-Elites and greedy, whose cells are all
-filled by construction; for a grid it is the lowest share of filled bins over the workers.
+are not ``ok`` (a run stopped early is not a failure: ``stopped_early`` counts those).
+``coverage`` is ``null`` for Cluster-Elites and greedy, whose cells are all filled by
+construction; for a grid it is the lowest share of filled bins over the workers.
 """
 
 from __future__ import annotations
@@ -70,7 +71,9 @@ def summary(run: Any, seconds: float, *, handoffs_before: int = 0) -> dict[str, 
         # the one count every report gives (Store.evaluations): the round lines, the
         # status of the run reopened, the dashboard and the replays agree with it
         "evaluations": run.store.evaluations(),
-        "failed": int((df["status"] != "ok").sum()),
+        "failed": int((~df["status"].isin(("ok", "stopped"))).sum()),
+        # runs the parent side stopped early for a clearly worse curve: not failures
+        "stopped_early": int((df["status"] == "stopped").sum()),
         # surplus attempts started, then cancelled when the budget was met: timing decides
         # how many, and what their finished calls cost
         "discarded": sum(s.get("discarded", 0) for s in stats),

@@ -369,4 +369,7 @@ def test_the_cli_json_carries_the_confirmed_mean_and_spread(tmp_path: Path) -> N
     assert [s.score for s in store.seed_scores(best.id)] == pytest.approx(
         [best.score - 0.01, best.score, best.score + 0.01]
     )
+    statuses = [p.status for p in store.programs()]
+    assert summary["stopped_early"] == statuses.count(Status.STOPPED)
+    assert summary["failed"] == sum(s not in (Status.OK, Status.STOPPED) for s in statuses)
     store.close()
