@@ -56,6 +56,22 @@ class BestImproved(Event):
 
 
 @dataclass(frozen=True, slots=True)
+class EvaluationProgress(Event):
+    """An evaluation in flight reported intermediate values (``report(step, values)``).
+
+    It names the attempt (``worker``, ``n``; ``-1`` for a planner's or a base's
+    evaluation) and the seed, not a program: the program is stored, with every value its
+    runs reported, when its attempt is applied, and only then do events show it.
+    """
+
+    worker: str
+    n: int
+    seed: int
+    step: int
+    values: dict[str, float]
+
+
+@dataclass(frozen=True, slots=True)
 class HandoffReceived(Event):
     handoff: Handoff
 

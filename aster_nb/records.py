@@ -38,6 +38,9 @@ class Status(StrEnum):
     # the sandbox failed twice under it (server killed or died, e.g. by a neighbour):
     # says nothing about the program, so it is never cached and never blamed on it
     LOST = "lost"
+    # killed by the parent side because its intermediate values were clearly worse than
+    # its parent's (a task's early_stop): never cached, never ranked, not a crash
+    STOPPED = "stopped"
 
 
 def code_hash(code: str) -> str:
@@ -59,6 +62,9 @@ class EvalResult:
         stdout: captured program output, truncated.
         stderr: captured error output, truncated.
         seconds: wall time of the evaluation.
+        spread: for a noisy task, the standard deviation of the score over the seeds it
+            is the mean of (``None`` for one seed or a deterministic task).
+        repeats: how many seeds ``score`` is the mean of (1 for a deterministic task).
     """
 
     status: Status
@@ -69,6 +75,8 @@ class EvalResult:
     stdout: str = ""
     stderr: str = ""
     seconds: float = 0.0
+    spread: float | None = None
+    repeats: int = 1
 
     @property
     def ok(self) -> bool:
@@ -84,6 +92,8 @@ class EvalResult:
             "stdout": self.stdout,
             "stderr": self.stderr,
             "seconds": self.seconds,
+            "spread": self.spread,
+            "repeats": self.repeats,
         }
 
     @classmethod
@@ -98,6 +108,8 @@ class EvalResult:
             stdout=d.get("stdout", "") or "",
             stderr=d.get("stderr", "") or "",
             seconds=float(d.get("seconds", 0.0) or 0.0),
+            spread=None if d.get("spread") is None else float(d["spread"]),
+            repeats=int(d.get("repeats", 1) or 1),
         )
 
 

@@ -16,10 +16,19 @@ attempts' calls: the spend of the attempts kept, the planners and the handoffs, 
 seed fixes. ``tokens + discarded_tokens`` is what the spending ledger (and the provider)
 counted, for a run in one session.
 
+A noisy task's run (``[evaluation]``) is not fixed by its seed: which candidates are
+re-evaluated, and where an early stop lands, depend on timing (see
+:mod:`aster_nb.agents.noise`).
+
+``best_score`` of a noisy task (``[evaluation]``, see :mod:`aster_nb.task`) is the mean
+over the seeds the best was confirmed on; ``best_score_spread`` is their standard deviation
+and ``best_score_n`` their count (1 and null for a deterministic task).
+
 ``evaluations`` is :meth:`Store.evaluations <aster_nb.store.Store.evaluations>`, the count
 the round lines, ``Run.status`` and the dashboard give too; ``failed`` is how many of them
-are not ``ok``. ``coverage`` is ``null`` for Cluster-Elites and greedy, whose cells are all
-filled by construction; for a grid it is the lowest share of filled bins over the workers.
+are not ``ok`` (a run stopped early is not a failure: ``stopped_early`` counts those).
+``coverage`` is ``null`` for Cluster-Elites and greedy, whose cells are all filled by
+construction; for a grid it is the lowest share of filled bins over the workers.
 """
 
 from __future__ import annotations
@@ -52,13 +61,19 @@ def summary(run: Any, seconds: float, *, handoffs_before: int = 0) -> dict[str, 
         "task": run.task.name,
         "initial_score": initial.score if initial is not None else None,
         "best_score": best.score if best is not None else None,
+        # a noisy task's best score is a mean: its spread (standard deviation over the
+        # seeds, null for one seed) and how many seeds it is the mean of (1 otherwise)
+        "best_score_spread": best.result.spread if best and best.result else None,
+        "best_score_n": best.result.repeats if best and best.result else None,
         # the evaluator's metrics, e.g. a held-out figure that is never part of the score
         "initial_metrics": initial.result.metrics if initial and initial.result else {},
         "best_metrics": best.result.metrics if best and best.result else {},
         # the one count every report gives (Store.evaluations): the round lines, the
         # status of the run reopened, the dashboard and the replays agree with it
         "evaluations": run.store.evaluations(),
-        "failed": int((df["status"] != "ok").sum()),
+        "failed": int((~df["status"].isin(("ok", "stopped"))).sum()),
+        # runs the parent side stopped early for a clearly worse curve: not failures
+        "stopped_early": int((df["status"] == "stopped").sum()),
         # surplus attempts started, then cancelled when the budget was met: timing decides
         # how many, and what their finished calls cost
         "discarded": sum(s.get("discarded", 0) for s in stats),

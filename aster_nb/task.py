@@ -5,7 +5,7 @@ Layout of a task folder::
     my_task/
         task.toml            # settings, surface-area descriptions (below)
         initial_program.py   # the starting program, with EVOLVE-BLOCK markers
-        evaluator.py         # def evaluate(program_path: str) -> dict
+        evaluator.py         # def evaluate(program_path: str, *, seed=None, report=None) -> dict
         README.md            # the problem statement shown to the agents
 
 ``evaluate`` returns ``{"score": float}`` (higher is better) and optionally ``"metrics"``
@@ -37,8 +37,38 @@ It runs inside the sandbox, never in the caller's process.
     [sandbox]                    # optional: what evaluations may reach
     network = false              # true lets evaluations use the network (default: none)
     env = ["DATA_DIR"]           # environment variables passed through to evaluations
+    [evaluation]                 # optional: noisy, slow evaluations (aster_nb.evalplan)
+    seeds = 1                    # seeds each ordinary evaluation runs (score = their mean)
+    confirm_seeds = 3            # seeds a would-be best is evaluated on before it is best
+    intermediate = "loss"        # the reported value the dashboard plots, early_stop reads
+    early_stop = {after = 0.25, margin = 0.05, direction = "min"}
     [surface_areas]              # one line per EVOLVE-BLOCK name in initial_program.py
     layout = "Where the circles start."
+
+A noisy task (``noise > 0``, or ``seeds`` or ``confirm_seeds`` above 1) has an evaluator
+``evaluate(program_path, *, seed=None, report=None)``: the sandbox passes ``seed=`` (an int,
+``0 .. confirm_seeds-1``) and ``report=`` only when its signature accepts them, so
+``evaluate(program_path)`` keeps working. ``[evaluation]``'s keys:
+
+* ``seeds`` (1 to 1000, default 1): seeds every evaluation runs; the score is their mean,
+  stored with its spread (standard deviation) and count.
+* ``confirm_seeds`` (``>= seeds``; default 3 for a noisy task, else ``seeds``): a program
+  that would become a worker's or a planner's best is first evaluated on the seeds it has
+  not run up to this many, concurrently, and judged on that mean.
+* ``intermediate`` (default none): the name of a value the evaluator reports with
+  ``report(step, {"loss": 0.4})`` while it runs; the dashboard plots it live, the store
+  keeps every report (bounded per evaluation).
+* ``early_stop`` (default none; needs ``intermediate``): ``after`` (share of the parent's
+  recorded steps, 0 to 1, default 0.25), ``margin`` (how much worse than the parent's value
+  at the same step, as a share of its magnitude, default 0.05) and ``direction`` (``min``
+  or ``max``). The parent side kills such a run; its result is ``stopped``, with the last
+  reported values as metrics: never cached, never ranked, remembered by the agent as
+  stopped rather than as a crash.
+
+Without ``[evaluation]`` a task with ``noise = 0`` runs exactly as before (one call, no seed,
+results cached per code). A noisy task's results are cached per (code, seed), a run with
+a given seed being one exact sample; a noisy task that passes no seed (``noise > 0`` with
+``seeds = confirm_seeds = 1``) has nothing cached at all.
 
 ``descriptor`` is ``"features"`` (the evaluator's, named in ``[features]``), ``"metrics"``
 (the evaluator's metrics), ``"embedding"`` (a code embedding fit on the run's history, which
@@ -58,6 +88,7 @@ import difflib
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .evalplan import EvalPlan
 from .resources import Resources
 from .taskfile import Limits, SurfaceArea, TaskError, read_folder
 from .taskstart import Sandbox, check_evaluator, check_start
@@ -100,6 +131,8 @@ class Task:
             no network).
         env: names of environment variables passed through to evaluations (``[sandbox]
             env``); none looks like a credential.
+        evaluation: seeds, confirmation, intermediate values and early stopping
+            (``[evaluation]``; see above and :class:`~aster_nb.evalplan.EvalPlan`).
     """
 
     name: str
@@ -122,6 +155,7 @@ class Task:
     record: float | None = None
     record_source: str = ""
     score_description: str = ""
+    evaluation: EvalPlan = field(default_factory=EvalPlan)
 
     @classmethod
     def load(cls, name_or_path: str | Path) -> Task:

@@ -28,6 +28,7 @@ from typing import Any, TypedDict
 
 from .blocks import BlockError, find_blocks
 from .errors import UserInputError, looks_like_credential
+from .evalplan import EvalPlan, read_evaluation
 from .features import DESCRIPTORS
 from .resources import Resources
 
@@ -97,6 +98,7 @@ class TaskFields(TypedDict):
     noise: float
     network: bool
     env: tuple[str, ...]
+    evaluation: EvalPlan
 
 
 _KEYS = {
@@ -116,6 +118,7 @@ _KEYS = {
         "surface_areas",
         "sandbox",
         "resources",
+        "evaluation",
     },
     "limits": {f.name for f in fields(Limits)},
     "resources": {"cpus", "gpus", "memory_mb", "custom"},
@@ -310,6 +313,7 @@ def read_folder(root: Path) -> TaskFields:
     noise = toml.number("noise", cfg.get("noise", 0.0))
     if noise < 0:
         raise toml.fail("noise", "a standard deviation >= 0", noise)
+    evaluation = read_evaluation(toml.table("evaluation"), noise=noise, fail=toml.fail)
     return TaskFields(
         name=toml.string("name", root.name),
         root=root,
@@ -333,6 +337,7 @@ def read_folder(root: Path) -> TaskFields:
         noise=noise,
         network=network,
         env=env,
+        evaluation=evaluation,
     )
 
 

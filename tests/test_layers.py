@@ -8,7 +8,7 @@ The layers, bottom up; a module imports from its own layer and the layers below:
     run       run, runmake, runconfig, rungoals, runsummary, sync, snapshot, cli, __main__
     agents    agents/
     sandbox   sandbox/, executors
-    parts     task, taskfile, resources, taskstart, features, embedding, terms, geometry, archive/, store/, llm/
+    parts     task, taskfile, resources, evalplan, taskstart, features, embedding, terms, geometry, archive/, store/, llm/
     records   errors, records, program, blocks, edits, control, events, prompts/
     tasks     tasks/ (built-in task folders: code run in the sandbox, importing nothing of ours)
 
@@ -61,6 +61,7 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
             "aster_nb.task",
             "aster_nb.taskfile",
             "aster_nb.resources",
+            "aster_nb.evalplan",
             "aster_nb.taskstart",
             "aster_nb.features",
             "aster_nb.embedding",

@@ -396,3 +396,17 @@ async def test_the_second_node_dying_mid_run_loses_no_program(
     assert stats["nodes"] and second not in stats["nodes"], "the rest ran on the head"
     assert len(programs) == 17, "the initial program and the round's 16, none lost"
     assert all(p.status is not Status.LOST for p in programs)
+
+
+async def test_a_noisy_task_s_seeds_reach_the_nodes(two_nodes: RayCluster) -> None:
+    from .test_noise import NOISY
+
+    task = Task.load(NOISY)
+    async with RayExecutor(task=task) as ex:
+        a, b = await asyncio.gather(
+            ex.submit(task.initial_code, seed=0), ex.submit(task.initial_code, seed=1)
+        )
+        assert a.score == pytest.approx(0.99) and b.score == pytest.approx(1.0)
+        hits = ex.stats["cache_hits"]
+        assert (await ex.submit(task.initial_code, seed=1)).score == b.score
+        assert ex.stats["cache_hits"] == hits + 1  # cached per seed, as locally

@@ -16,13 +16,15 @@ from dataclasses import dataclass
 
 from ..blocks import BlockError, find_blocks
 from ..edits import EditError, apply_edit, parse_edit
-from ..events import EventBus, ProgramEvaluated
+from ..evalplan import EvalPlan
+from ..events import EvaluationProgress, EventBus, ProgramEvaluated
 from ..features import describe
 from ..llm.base import Model, Request, Response
 from ..llm.watch import Watched
 from ..records import EvalResult, Program
 from ..store import Store
 from .context import Executor
+from .noise import Measured, OnReport, confirm, measure
 
 MODEL_TIMEOUT = 600.0  # seconds a model call may take before it counts as failed
 
@@ -67,6 +69,8 @@ class Outcome:
         focus: the goal's surface areas then (the prompt's focus).
         tool_trials: evaluations a tool session ran before submitting.
         new: the child was evaluated by this run, not found in the store.
+        measured: the child's runs by seed and what they reported (stored with it), when
+            this attempt evaluated it.
     """
 
     n: int
@@ -84,6 +88,7 @@ class Outcome:
     focus: tuple[str, ...] = ()
     tool_trials: int = 0
     new: bool = False
+    measured: Measured | None = None
 
 
 async def ask(model: Model, request: Request, *, timeout: float) -> Response:
@@ -141,19 +146,39 @@ async def evaluate_stored(
     bus: EventBus,
     by: str,
     describe: Callable[[str, EvalResult], tuple[float, ...]] = describe,
+    plan: EvalPlan | None = None,
+    confirm_above: float | None = None,
 ) -> Program:
     """``p`` with its result: the stored one if its code was seen, else the sandbox's.
 
-    A new result is stored before the event that reports it.
+    For a noisy task (``plan``), the result is the mean over the plan's seeds, confirmed
+    on ``confirm_seeds`` seeds when it beats ``confirm_above`` (``-inf``: always). A new
+    result is stored, with its seeds' scores and reported values, before the event that
+    reports it.
     """
     stored = store.get(p.id)
     if stored is not None and stored.result is not None:
         return stored
-    result = await executor.submit(p.code)
+    plan = plan or EvalPlan()
+    report = progress_to(bus, by, -1)
+    m = await measure(executor, p.code, plan, on_report=report)
+    if confirm_above is not None and m.result.ok and m.result.score > confirm_above:
+        m = await confirm(executor, p.code, plan, m, on_report=report)
+    result = m.result
     p = p.evaluated(result, describe(p.code, result) if result.ok else None)
     if store.add_program(p):
+        store.add_details(p.id, seeds=m.seeds, curve=m.curve)
         bus.emit(ProgramEvaluated(program=p, worker=by, n=-1, improved=False))
     return p
+
+
+def progress_to(bus: EventBus, worker: str, n: int) -> OnReport:
+    """What sends attempt ``n``'s reports to ``bus`` as events."""
+
+    def on_report(seed: int, step: int, values: dict[str, float]) -> None:
+        bus.emit(EvaluationProgress(worker=worker, n=n, seed=seed, step=step, values=values))
+
+    return on_report
 
 
 def first_sentence(text: str) -> str:

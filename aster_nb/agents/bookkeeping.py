@@ -18,6 +18,7 @@ from ..events import AttemptFailed, BestImproved, ProgramEvaluated
 from ..records import AttemptRecord, Experiment, Program, Status
 from .attempt import Outcome, first_sentence
 from .context import Budget
+from .noise import Measured, confirmed
 from .scheduler import Sequencer
 
 if TYPE_CHECKING:
@@ -41,6 +42,7 @@ class RunState:
         usage_out: output tokens of the applied attempts.
         best: the best valid program this run found.
         fresh: programs evaluated by attempts not applied yet (so not stored), by id.
+        measured: their runs by seed and reported values (stored with the program).
         goals: ``(first attempt, goal)`` of each goal the applied attempts worked toward,
             in attempt order: a goal steered during the run shows as a second entry.
     """
@@ -57,6 +59,7 @@ class RunState:
     usage_out: int = 0
     best: Program | None = None
     fresh: dict[str, Program] = field(default_factory=dict)
+    measured: dict[str, Measured] = field(default_factory=dict)
     goals: list[tuple[int, str]] = field(default_factory=list)
 
 
@@ -78,15 +81,19 @@ def apply_outcome(w: Worker, out: Outcome, st: RunState) -> bool:
         if out.new:
             # Stored before any event reports it; a killed session loses only what
             # was never shown. (Code another worker stored first is its row.)
-            w.store.add_program(child)
+            m = st.measured.pop(child.id, None) or out.measured
+            if w.store.add_program(child) and m is not None:
+                w.store.add_details(child.id, seeds=m.seeds, curve=m.curve)
             st.fresh.pop(child.id, None)
         counted = True
+        # a noisy task's child becomes a best only on its confirmed mean (agents.noise)
+        eligible = confirmed(child.result, w.task.evaluation)
         if child.ok:
             improved = w.archive_for(len(child.descriptor or ())).add(child)
             w.store.add_archive_entry(worker=w.name, program_id=child.id)
-            if st.best is None or child.score > st.best.score:
+            if eligible and (st.best is None or child.score > st.best.score):
                 st.best = child
-            if st.best_score is None or (child.score or 0) > st.best_score:
+            if eligible and (st.best_score is None or (child.score or 0) > st.best_score):
                 prev, st.best_score = st.best_score, child.score
                 if out.outcome == "ok":
                     out.outcome = "improved"

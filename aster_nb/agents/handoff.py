@@ -84,6 +84,8 @@ async def write_handoff(
         "evaluations": counts["evaluations"],
         "ok": c["ok"],
         "failed": sum(c[k] for k in ("error", "timeout", "memory", "invalid", "lost")),
+        # runs stopped early for a clearly worse curve than their parent's: not failures
+        "stopped": c["stopped"],
         "edit_failed": c["edit_failed"],
         "model_errors": c["model_error"],
         "duplicates": c["duplicate"],
@@ -94,6 +96,9 @@ async def write_handoff(
         "raises": len(report.raises),  # of the round's best
         "base_score": base.score,
         "best_score": best.score,
+        # a noisy task's best is a mean over seeds: its spread and how many
+        "best_spread": best.result.spread if best.result is not None else None,
+        "best_repeats": best.result.repeats if best.result is not None else None,
         "input_tokens": counts["input_tokens"],
         "output_tokens": counts["output_tokens"],
     }
@@ -168,6 +173,9 @@ def round_handoff(planner: str, goal: str, r: RoundResult) -> Handoff:
         stats={
             "base_score": r.base.score,
             "best_score": best.score,
+            # a noisy task's best is a mean over seeds: its spread and how many
+            "best_spread": best.result.spread if best.result is not None else None,
+            "best_repeats": best.result.repeats if best.result is not None else None,
             "evaluations": sum(h.stats.get("evaluations", 0) for h in r.handoffs) + len(r.merges),
             "children": {h.worker: h.stats.get("best_score") for h in r.handoffs},
         },

@@ -13,6 +13,7 @@ never worse than before. Then the planner's model revises the goals that are not
 from __future__ import annotations
 
 import asyncio
+import math
 import time
 from collections.abc import Callable, Sequence
 from typing import Protocol
@@ -27,6 +28,7 @@ from .attempt import MODEL_TIMEOUT, ask, edited, evaluate_stored, timed_out
 from .context import Budget, Context, Executor, make_context
 from .goals import Goals, goal_line, parse_plan
 from .handoff import round_handoff
+from .noise import confirmed
 from .prompts import fenced, system_prompt
 from .worker import Worker
 
@@ -243,8 +245,10 @@ class Planner:
         merges = await self._merge(base, handoffs, r)
         pool = [base, *(h.best for h in handoffs if h.best is not None), *merges]
         best = base
+        plan = self.task.evaluation
         for p in pool:
-            if p.ok and (not best.ok or p.score > best.score):
+            # a noisy task's candidate wins only on its confirmed mean (agents.noise)
+            if confirmed(p.result, plan) and (not best.ok or p.score > best.score):
                 best = p
         improved = best is not base and (not base.ok or best.score > base.score)
         self.best = best
@@ -307,12 +311,20 @@ class Planner:
             if child.id in seen:
                 continue
             seen.add(child.id)
-            out.append(await self._evaluate(child))
+            # a merge that would beat every candidate is confirmed before it is stored
+            bar = max(p.score for p in (base, *(b for _, b in bests.values())) if p.ok)
+            out.append(await self._evaluate(child, confirm_above=bar))
         return out
 
-    async def _evaluate(self, p: Program) -> Program:
+    async def _evaluate(self, p: Program, *, confirm_above: float = -math.inf) -> Program:
         return await evaluate_stored(
-            p, executor=self.executor, store=self.store, bus=self.bus, by=self.name
+            p,
+            executor=self.executor,
+            store=self.store,
+            bus=self.bus,
+            by=self.name,
+            plan=self.task.evaluation,
+            confirm_above=confirm_above,
         )
 
     async def _initial_goals(self) -> None:

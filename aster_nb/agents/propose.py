@@ -19,7 +19,17 @@ from ..edits import EditError, diff_summary
 from ..llm.base import Request, user
 from ..llm.spend import BudgetExceeded
 from ..records import Program, Status
-from .attempt import Outcome, Ticket, ask, check_markers, edited, rationale, timed_out
+from .attempt import (
+    Outcome,
+    Ticket,
+    ask,
+    check_markers,
+    edited,
+    progress_to,
+    rationale,
+    timed_out,
+)
+from .noise import confirm, measure, parent_curve
 from .prompts import propose_prompt
 from .toolagent import tool_attempt
 
@@ -116,12 +126,28 @@ async def evaluate_child(w: Worker, child: Program, out: Outcome, st: RunState) 
         # attempt's lineage (the row stored is that of the first applied).
         out.child, out.new = child.evaluated(earlier.result, earlier.descriptor), True
     else:
-        result = await w.executor.submit(child.code)
+        plan = w.task.evaluation
+        report = progress_to(w.bus, w.name, out.n)
+        curve = parent_curve(w.store, out.parent, plan)
+        m = await measure(w.executor, child.code, plan, parent=curve, on_report=report)
+        if plan.noisy and m.result.ok and _may_be_best(m.result.score, st):
+            # a would-be best is judged on more seeds first: one lucky seed must not win
+            m = await confirm(w.executor, child.code, plan, m, on_report=report)
+        result, out.measured = m.result, m
         desc = w.descriptor_of(child.code, result) if result.ok else None
         out.child, out.new = child.evaluated(result, desc), True
-        if result.status is not Status.LOST:  # a lost evaluation may be tried again
+        if result.status not in (Status.LOST, Status.STOPPED):  # these may be tried again
             st.fresh[child.id] = out.child
+            st.measured[child.id] = m
     result = out.child.result
     assert result is not None
     out.outcome = "ok" if result.ok else str(result.status)
     out.reason = None if result.ok else result.error
+
+
+def _may_be_best(score: float | None, st: RunState) -> bool:
+    """Whether a child scoring ``score`` could become the worker's best (or the run's):
+    the lowest bar it would have to pass, as the run stands now. The bar only rises, so a
+    child that is not confirmed here cannot beat it when its attempt is applied."""
+    bars = [b for b in (st.best_score, st.best.score if st.best else None) if b is not None]
+    return score is not None and (not bars or score > min(bars))

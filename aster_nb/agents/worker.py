@@ -19,6 +19,7 @@ archive as attempts before it left it, so a seed fixes what a run finds.
 from __future__ import annotations
 
 import hashlib
+import math
 import time
 from collections.abc import Callable
 from dataclasses import replace
@@ -38,6 +39,7 @@ from .bookkeeping import RunState, apply_outcome, remembered
 from .context import Budget, Context, Executor, make_context
 from .handoff import write_handoff
 from .memory import AgentMemory
+from .noise import confirmed
 from .prompts import system_prompt
 from .propose import propose
 from .scheduler import Scheduler
@@ -214,7 +216,7 @@ class Worker:
         replay = [self.store.get(i) for i in logged] if logged else mine
         for p in mine:
             n, best = self._carried.get(p.round, (0, None))
-            if p.ok and (best is None or p.score > best.score):
+            if confirmed(p.result, self.task.evaluation) and (best is None or p.score > best.score):
                 best = p
             self._carried[p.round] = (n + 1, best)
         describe = lambda p: p.evaluated(p.result, self.descriptor_of(p.code, p.result))  # noqa: E731
@@ -288,6 +290,8 @@ class Worker:
                 bus=self.bus,
                 by=self.name,
                 describe=self.descriptor_of,
+                plan=self.task.evaluation,
+                confirm_above=-math.inf,  # the base is the best to beat: judge it fully
             )
         if base.ok and base.descriptor is None:
             base = base.evaluated(base.result, self.descriptor_of(base.code, base.result))

@@ -8,12 +8,18 @@ share one evaluation, which is cancelled only when every submission waiting on i
 backend says per evaluation whether its result may be kept (:class:`Evaluation`): a
 result that says nothing about the program (cancelled, the server died under it, ``lost``)
 is never cached. ``timeout`` results are kept, though they can depend on machine load.
+
+A noisy task's score is a sample, never cached as if exact: results are keyed by (code,
+limits, seed), one seed's run being one exact sample, and with ``noisy`` set a submission
+without a seed is never cached (nor shared). A submission with a ``listener`` (it watches
+the run's reports, and may stop it) runs on its own, never joining another's evaluation;
+a ``stopped`` result is never cached.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, Protocol, Self
@@ -21,7 +27,7 @@ from typing import Any, Protocol, Self
 from ..program import EvalResult, code_hash
 from ..task import Limits
 
-__all__ = ["Backend", "Cached", "Evaluation"]
+__all__ = ["Backend", "Cached", "Evaluation", "Listener"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,11 +52,20 @@ class Backend(Protocol):
     @property
     def stats(self) -> Mapping[str, Any]: ...
 
-    async def evaluate(self, code: str, limits: Limits) -> Evaluation: ...
+    async def evaluate(self, code: str, limits: Limits) -> Evaluation:
+        """Also takes ``seed=`` and ``listener=`` keywords, which are passed only when
+        given (a backend without them serves deterministic tasks)."""
+        ...
 
     async def start(self) -> None: ...
 
     async def close(self) -> None: ...
+
+
+#: what a result is cached under: the code's hash, the limits and the seed
+_Key = tuple[str, Limits, int | None]
+#: called with each report of an evaluation, ``(step, values)``; True asks to stop it
+Listener = Callable[[int, dict[str, float]], bool]
 
 
 @dataclass(eq=False, slots=True)
@@ -71,15 +86,17 @@ class Cached:
             :class:`~aster_nb.sandbox.client.SandboxClient`).
         size: results kept; the least recently used go first (each may hold two captured
             outputs).
+        noisy: the task's score is a sample: a submission without a seed is not cached.
     """
 
-    def __init__(self, executor: Backend, *, size: int = 4096) -> None:
+    def __init__(self, executor: Backend, *, size: int = 4096, noisy: bool = False) -> None:
         if isinstance(size, bool) or not isinstance(size, int) or size < 0:
             raise ValueError(f"size must be an int >= 0, got {size!r}")
         self.executor = executor
         self.size = size
-        self._cache: dict[tuple[str, Limits], EvalResult] = {}
-        self._shared: dict[tuple[str, Limits], _Shared] = {}
+        self.noisy = bool(noisy)
+        self._cache: dict[_Key, EvalResult] = {}
+        self._shared: dict[_Key, _Shared] = {}
         self._hits = 0
         self._closed = False
 
@@ -111,13 +128,24 @@ class Cached:
     ) -> None:
         await self.close()
 
-    async def submit(self, code: str, *, limits: Limits | None = None) -> EvalResult:
-        """Evaluate ``code`` (or return the cached result of identical code).
+    async def submit(
+        self,
+        code: str,
+        *,
+        limits: Limits | None = None,
+        seed: int | None = None,
+        listener: Listener | None = None,
+    ) -> EvalResult:
+        """Evaluate ``code`` (or return the cached result of identical code and seed).
 
         Args:
             code: the program's full source; written to ``program.py`` in a temp dir and
                 passed to ``evaluate``.
             limits: limits for this evaluation instead of the executor's.
+            seed: passed as ``evaluate(..., seed=)`` when the evaluator takes it; part of
+                the cache key.
+            listener: gets each ``report(step, values)`` as it comes; returning True
+                stops the evaluation (a ``stopped`` result).
 
         Returns:
             The result. Failures of the program are results (``error``, ``timeout``,
@@ -134,16 +162,26 @@ class Cached:
             )
         if self._closed:
             raise RuntimeError("this executor is closed; create a new one")
-        key = (code_hash(code), limits or self.limits)
+        key = (code_hash(code), limits or self.limits, seed)
+        extra: dict[str, Any] = {}
+        if seed is not None:
+            extra["seed"] = seed
+        if listener is not None:
+            extra["listener"] = listener
+        if self.noisy and seed is None:
+            # a sample, not a fact about the code: run it, keep nothing
+            return (await self.executor.evaluate(code, key[1], **extra)).result
         cached = self._cache.pop(key, None)
         if cached is not None:
             self._cache[key] = cached  # most recently used goes last
             self._hits += 1
             return cached
-        shared = self._shared.get(key)
+        shared = self._shared.get(key) if listener is None else None
         if shared is None:
-            shared = self._shared[key] = _Shared()
-            shared.task = asyncio.ensure_future(self._evaluate_shared(key, code, shared))
+            shared = _Shared()
+            if listener is None:  # a watched run is its own: nobody joins it
+                self._shared[key] = shared
+            shared.task = asyncio.ensure_future(self._evaluate_shared(key, code, shared, extra))
         else:
             self._hits += 1
         assert shared.task is not None
@@ -159,10 +197,10 @@ class Cached:
                 shared.task.cancel()
 
     async def _evaluate_shared(
-        self, key: tuple[str, Limits], code: str, shared: _Shared
+        self, key: _Key, code: str, shared: _Shared, extra: dict[str, Any]
     ) -> EvalResult:
         try:
-            evaluation = await self.executor.evaluate(code, key[1])
+            evaluation = await self.executor.evaluate(code, key[1], **extra)
             if evaluation.cacheable:
                 self._cache[key] = evaluation.result
                 while len(self._cache) > self.size:

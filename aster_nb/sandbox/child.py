@@ -22,6 +22,7 @@ from ..task import Limits
 from . import confine
 from .outcome import MAX_RESULT_BYTES, error_result, format_exception, run_evaluate
 from .proc import PR_SET_PDEATHSIG, prctl, write_all
+from .report import Reporter
 
 EXIT_SETUP_FAILED = 70
 
@@ -37,8 +38,9 @@ def run_child(
     nproc: int | None,
     limits: Limits,
     env: Mapping[str, str],
-    write_ends: tuple[int, int, int],
+    write_ends: tuple[int, int, int, int],
     server_fds: set[int],
+    seed: int | None = None,
 ) -> NoReturn:
     """Evaluate ``workdir/program.py`` in this (forked) process, then exit.
 
@@ -52,8 +54,11 @@ def run_child(
         nproc: the ``RLIMIT_NPROC`` to set, if any.
         limits: the evaluation's limits.
         env: device variables for this evaluation (the GPUs a scheduler gave it).
-        write_ends: this process's ends of the stdout, stderr and result pipes.
+        write_ends: this process's ends of the stdout, stderr, result and report pipes
+            (the last -1 when ``evaluate`` takes no ``report``).
         server_fds: the server's fds, closed here (the result pipe's write end excepted).
+        seed: passed as ``evaluate(..., seed=seed)`` (only when given: the server sends
+            one only to an evaluator that takes it).
     """
     me = os.getpid()
     status = EXIT_SETUP_FAILED
@@ -77,7 +82,11 @@ def run_child(
                 f"sandbox setup failed in the evaluation process:\n{format_exception(e)}"
             )
         else:
-            payload = run_evaluate(evaluate, str(workdir / "program.py"))
+            keywords: dict[str, Any] = {} if seed is None else {"seed": seed}
+            if write_ends[3] >= 0:
+                os.set_blocking(write_ends[3], False)  # a report never stalls the evaluation
+                keywords["report"] = Reporter(write_ends[3])
+            payload = run_evaluate(evaluate, str(workdir / "program.py"), **keywords)
         # a process the program forked may return through evaluate(); only the
         # evaluation process itself may answer
         if os.getpid() == me:
@@ -104,7 +113,7 @@ def _setup(
     nproc: int | None,
     limits: Limits,
     env: Mapping[str, str],
-    write_ends: tuple[int, int, int],
+    write_ends: tuple[int, int, int, int],
     server_fds: set[int],
 ) -> Path:
     signal.set_wakeup_fd(-1)
@@ -137,16 +146,16 @@ def _setup(
     return workdir
 
 
-def _redirect_fds(write_ends: tuple[int, int, int], server_fds: set[int]) -> None:
-    out_w, err_w, res_w = write_ends
+def _redirect_fds(write_ends: tuple[int, int, int, int], server_fds: set[int]) -> None:
+    out_w, err_w, res_w, rep_w = write_ends
     devnull = os.open(os.devnull, os.O_RDONLY)
     os.dup2(devnull, 0)
     os.dup2(out_w, 1)
     os.dup2(err_w, 2)
     # close the server's fds (response channel, selector, every evaluation's pipes) so
     # the program cannot answer for the server or read another evaluation's result;
-    # res_w stays, close-on-exec, so programs it execs do not get it either
-    for fd in {devnull, out_w, err_w, *server_fds} - {0, 1, 2, res_w}:
+    # res_w (and rep_w) stay, close-on-exec, so programs it execs do not get them either
+    for fd in {devnull, out_w, err_w, *server_fds} - {0, 1, 2, res_w, rep_w}:
         with contextlib.suppress(OSError):
             os.close(fd)
 

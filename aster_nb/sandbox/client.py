@@ -17,6 +17,7 @@ import itertools
 import os
 import sys
 import tempfile
+import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -24,11 +25,11 @@ from typing import Any
 from ..program import EvalResult, Status
 from ..task import Limits
 from .cache import Evaluation
-from .connection import Connection, ServerDied
+from .connection import Connection, Listener, ServerDied
 from .env import PACKAGE_PARENT, check_passthrough
 from .forklimit import LOCK_DIR
 from .isolation import choose_launcher, ensure_lock_dir, warning_for
-from .protocol import check_device_env, result_of
+from .protocol import check_device_env, check_seed, result_of
 
 __all__ = ["SandboxClient"]
 
@@ -38,7 +39,8 @@ class SandboxClient:
 
     Args:
         evaluator: path of the task's evaluator module, which defines
-            ``evaluate(program_path: str) -> dict``.
+            ``evaluate(program_path: str) -> dict`` (with ``seed=`` and ``report=``
+            keywords if it takes them; see :mod:`aster_nb.task`).
         limits: default limits of one evaluation; :meth:`submit` can override them.
         preload: modules the server imports once before forking (e.g. ``["numpy"]``).
         concurrency: most evaluations running at once; default ``os.cpu_count()``.
@@ -110,6 +112,7 @@ class SandboxClient:
             ("evaluations", "starts", "server_deaths", "reruns", "lost"), 0
         )
         self._in_flight = 0
+        self._started: dict[int, float] = {}  # monotonic start of each evaluation running
 
     # -- lifecycle ---------------------------------------------------------------------
 
@@ -132,12 +135,26 @@ class SandboxClient:
 
     # -- evaluation --------------------------------------------------------------------
 
-    async def submit(self, code: str, *, limits: Limits | None = None) -> EvalResult:
+    async def submit(
+        self,
+        code: str,
+        *,
+        limits: Limits | None = None,
+        seed: int | None = None,
+        listener: Listener | None = None,
+    ) -> EvalResult:
         """Evaluate ``code`` (every time: this client keeps no cache)."""
-        return (await self.evaluate(code, limits or self.limits)).result
+        evaluation = await self.evaluate(code, limits or self.limits, seed=seed, listener=listener)
+        return evaluation.result
 
     async def evaluate(
-        self, code: str, limits: Limits, *, env: Mapping[str, str] | None = None
+        self,
+        code: str,
+        limits: Limits,
+        *,
+        env: Mapping[str, str] | None = None,
+        seed: int | None = None,
+        listener: Listener | None = None,
     ) -> Evaluation:
         """Evaluate ``code`` on the server, saying whether the result may be cached.
 
@@ -150,11 +167,16 @@ class SandboxClient:
             limits: the evaluation's limits.
             env: device variables for this evaluation only (the GPUs a scheduler gave
                 it; names from :data:`~aster_nb.sandbox.protocol.DEVICE_VARIABLES`).
+            seed: passed as ``evaluate(..., seed=)`` when the evaluator takes it.
+            listener: gets each ``report(step, values)`` as it comes; returning True
+                stops the evaluation (its result is ``stopped``, never cached).
 
         Raises:
-            ValueError: ``env`` sets a variable that is not a device variable.
+            ValueError: ``env`` sets a variable that is not a device variable, or
+                ``seed`` is not an int.
         """
         env = check_device_env(env)
+        seed = check_seed(seed)
         async with self._slots:
             first: str | None = None
             for _ in range(2):
@@ -165,7 +187,7 @@ class SandboxClient:
                 except RuntimeError as e:
                     return Evaluation(EvalResult(Status.ERROR, error=str(e)), False)
                 try:
-                    return await self._on(server, code, limits, env)
+                    return await self._on(server, code, limits, env, seed, listener)
                 except ServerDied as e:
                     if self._closed or server.closing:
                         return Evaluation(EvalResult(Status.ERROR, error=str(e)), False)
@@ -181,13 +203,24 @@ class SandboxClient:
             raise AssertionError("unreachable")
 
     async def _on(
-        self, server: Connection, code: str, limits: Limits, env: Mapping[str, str]
+        self,
+        server: Connection,
+        code: str,
+        limits: Limits,
+        env: Mapping[str, str],
+        seed: int | None,
+        listener: Listener | None,
     ) -> Evaluation:
+        rid = next(self._ids)
         self._in_flight += 1
+        self._started[rid] = time.monotonic()
         try:
-            message = await server.request(next(self._ids), code, limits, env)  # ServerDied
+            message = await server.request(
+                rid, code, limits, env, seed=seed, listener=listener
+            )  # ServerDied
         finally:
             self._in_flight -= 1
+            self._started.pop(rid, None)
         self._counts["evaluations"] += 1
         try:
             return Evaluation(*result_of(message))
@@ -263,16 +296,20 @@ class SandboxClient:
 
     @property
     def stats(self) -> dict[str, Any]:
-        """Counters: evaluations (run by the server), in_flight, restarts, server_deaths,
+        """Counters: evaluations (run by the server), in_flight, oldest_seconds (age of the
+        oldest evaluation running), restarts, server_deaths,
         reruns (evaluations run again because the server died), lost (died twice),
         fork_limit (``cgroup-v1``/``cgroup-v2``/``nproc``/``none``), isolation (``full``,
         ``partial`` or ``none``), launcher (``bubblewrap``, ``unshare`` or ``none``),
         confinement (the per-evaluation steps applied), network (the last five None before
         the server started), concurrency."""
         info = self.server_info
+        started = min(self._started.values(), default=None)
         return {
             "evaluations": self._counts["evaluations"],
             "in_flight": self._in_flight,
+            # how long the oldest evaluation running has run (None when none is)
+            "oldest_seconds": None if started is None else time.monotonic() - started,
             "restarts": max(self._counts["starts"] - 1, 0),
             "server_deaths": self._counts["server_deaths"],
             "reruns": self._counts["reruns"],

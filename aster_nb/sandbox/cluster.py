@@ -95,7 +95,7 @@ class RayExecutor(Cached):
         self.pool = RayPool(
             spec=spec, resources=task.resources, concurrency=concurrency, address=address
         )
-        super().__init__(self.pool, size=self.cache_size)
+        super().__init__(self.pool, size=self.cache_size, noisy=task.evaluation.noisy)
 
     @classmethod
     def from_task(

@@ -22,9 +22,12 @@ from ..task import Limits
 from .env import sandbox_env
 from .forklimit import release_cgroup_root
 from .isolation import Launcher
-from .protocol import Kind, cancel_request, decode, encode, eval_request
+from .protocol import Kind, cancel_request, decode, encode, eval_request, stop_request
 
-__all__ = ["Connection", "ServerDied"]
+__all__ = ["Connection", "Listener", "ServerDied"]
+
+#: called with each report of an evaluation, ``(step, values)``; True asks to stop it
+Listener = Callable[[int, dict[str, float]], bool]
 
 _STREAM_LIMIT = 256 * 1024 * 1024  # one response line may carry two capped outputs, escaped
 _STDERR_TAIL = 16 * 1024
@@ -63,6 +66,7 @@ class Connection:
         self._on_death = on_death
         self._hello: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
         self._pending: dict[int, asyncio.Future[dict[str, Any]]] = {}
+        self._listeners: dict[int, Listener] = {}
         self._stderr_tail = bytearray()
         self._tasks = [
             asyncio.ensure_future(self._read_responses()),
@@ -124,10 +128,19 @@ class Connection:
             ) from None
 
     async def request(
-        self, rid: int, code: str, limits: Limits, env: Mapping[str, str] | None = None
+        self,
+        rid: int,
+        code: str,
+        limits: Limits,
+        env: Mapping[str, str] | None = None,
+        *,
+        seed: int | None = None,
+        listener: Listener | None = None,
     ) -> dict[str, Any]:
-        """Evaluate ``code`` (with the device variables ``env``); the server's ``result``
-        (or ``error``) response.
+        """Evaluate ``code`` (with the device variables ``env``, ``seed`` for the
+        evaluator); the server's ``result`` (or ``error``) response. ``listener`` gets each
+        report as it comes; when it returns True the server stops the evaluation (its
+        result is then ``stopped``).
 
         A cancelled request asks the server to kill its evaluation.
 
@@ -136,11 +149,14 @@ class Connection:
         """
         future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
         self._pending[rid] = future
+        if listener is not None:
+            self._listeners[rid] = listener
+        message = eval_request(rid, code, limits, env, seed=seed, progress=listener is not None)
         try:
             if self.dead is not None:
                 raise ServerDied(self.dead)
             assert self.proc.stdin is not None
-            self.proc.stdin.write(encode(eval_request(rid, code, limits, env)))
+            self.proc.stdin.write(encode(message))
             with contextlib.suppress(ConnectionError):
                 # if the pipe broke, the reader notices the death and fails `future`
                 await self.proc.stdin.drain()
@@ -149,6 +165,8 @@ class Connection:
             self._pending.pop(rid, None)
             self._send_quietly(cancel_request(rid))
             raise
+        finally:
+            self._listeners.pop(rid, None)
 
     async def stop(self, timeout: float) -> None:
         """End the server's input (it kills its evaluations and exits); kill it after
@@ -193,10 +211,25 @@ class Connection:
         kind = message.get("type")
         if kind == Kind.HELLO and not self._hello.done():
             self._hello.set_result(message)
+        elif kind == Kind.PROGRESS:
+            self._progress(message)
         elif kind in (Kind.RESULT, Kind.ERROR):
             future = self._pending.pop(message.get("id"), None)  # type: ignore[arg-type]
             if future is not None and not future.done():
                 future.set_result(message)
+
+    def _progress(self, message: dict[str, Any]) -> None:
+        rid = message.get("id")
+        listener = self._listeners.get(rid)  # type: ignore[arg-type]
+        if listener is None:
+            return
+        try:
+            stop = listener(message["step"], message["values"])
+        except Exception:  # the listener's fault must not break the channel
+            stop = False
+        if stop:
+            self._listeners.pop(rid, None)  # type: ignore[arg-type]
+            self._send_quietly(stop_request(rid))  # type: ignore[arg-type]
 
     async def _read_stderr(self) -> None:
         # drained so the server never blocks on a full pipe; the tail explains a crash

@@ -11,6 +11,7 @@ server also collects, and kills, processes that escaped an evaluation by double-
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import os
 import resource
 import selectors
@@ -29,7 +30,7 @@ from . import confine
 from .child import run_child
 from .forklimit import ForkLimit, cgroup_procs, kill_cgroup, remove_cgroup_tree
 from .job import Capture, Job
-from .outcome import KILL_MESSAGES, MAX_RESULT_BYTES, build_result
+from .outcome import MAX_RESULT_BYTES, TRANSIENT, build_result
 from .proc import children_of
 
 __all__ = ["Evaluations", "remove_tree"]
@@ -38,10 +39,13 @@ EXIT_GRACE = 1.0  # a killed leftover may hold a pipe a moment after the child i
 LEAK_GRACE = 5.0  # give up waiting for a cgroup to empty (reported as leaked)
 TICK = 0.25
 DRAIN_TICK = 0.01
+REPORT_PIPE_BYTES = 1 << 20  # the default most a user may set (/proc/sys/fs/pipe-max-size)
 ORPHAN_WATCH = 2.0  # keep looking for reparented orphans this long after an evaluation
 
 #: called with an evaluation's request id, its result and whether it is transient
 Answer = Callable[[int | str, EvalResult, bool], None]
+#: called with an evaluation's request id and one checked report, ``(step, values)``
+OnReport = Callable[[int | str, int, dict[str, float]], None]
 
 
 class Evaluations:
@@ -57,6 +61,7 @@ class Evaluations:
         server_fds: the server's own fds a child must close (response channel, selector,
             wake-up pipe); every evaluation's pipes are added to them.
         answer: where finished evaluations go.
+        on_report: where the reports of evaluations that forward them go.
     """
 
     def __init__(
@@ -69,6 +74,7 @@ class Evaluations:
         server_pid: int,
         server_fds: Collection[int],
         answer: Answer,
+        on_report: OnReport | None = None,
     ) -> None:
         self.confinement = confinement
         self.counts = {"evaluations": 0, "timeouts": 0, "orphans_killed": 0, "leaked_cgroups": 0}
@@ -78,6 +84,7 @@ class Evaluations:
         self._server_pid = server_pid
         self._server_fds = frozenset(server_fds)
         self._answer = answer
+        self._on_report = on_report
         self._jobs: dict[int | str, Job] = {}
         self._by_pid: dict[int, Job] = {}
         self._leftover: list[Path] = []
@@ -130,11 +137,16 @@ class Evaluations:
         rid: int | str,
         code: str,
         limits: Limits,
-        evaluate: Callable[[str], Any],
+        evaluate: Callable[..., Any],
         env: Mapping[str, str] | None = None,
+        *,
+        seed: int | None = None,
+        report: bool = False,
+        forward: bool = False,
     ) -> None:
         """Fork the evaluation of ``code`` as request ``rid`` (``env``: device variables
-        set in its process only).
+        set in its process only; ``seed`` passed to ``evaluate``; ``report``: give it a
+        ``report`` function, whose reports go to ``on_report`` when ``forward``).
 
         Raises:
             OSError: no fork, pipe, directory or cgroup; ValueError: ``code`` is not valid
@@ -148,11 +160,16 @@ class Evaluations:
             (workdir / "program.py").write_text(code, encoding="utf-8")
             cgroup = self._fork_limit.evaluation_cgroup(f"e{self._seq}", limits.max_processes)
             nproc = self._fork_limit.nproc(limits.max_processes)
-            for _ in range(3):
+            for _ in range(4 if report else 3):
                 pipes.extend(os.pipe2(os.O_CLOEXEC))
-            out_r, out_w, err_r, err_w, res_r, res_w = pipes
+            out_r, out_w, err_r, err_w, res_r, res_w, *rep = pipes
+            rep_r, rep_w = rep or (-1, -1)
+            if rep:
+                # room for a burst of reports while the server is busy: a full pipe drops them
+                with contextlib.suppress(OSError):
+                    fcntl.fcntl(rep_w, fcntl.F_SETPIPE_SZ, REPORT_PIPE_BYTES)
             # what the child must close: the server's own fds and every evaluation's pipes
-            server_fds = {out_r, err_r, res_r, *self._server_fds}
+            server_fds = {out_r, err_r, res_r, *self._server_fds} | ({rep_r} if rep else set())
             for other in self._jobs.values():
                 server_fds |= other.fds
             # unflushed server output would otherwise be written twice, once by the child
@@ -179,11 +196,13 @@ class Evaluations:
                 nproc=nproc,
                 limits=limits,
                 env=env or {},
-                write_ends=(out_w, err_w, res_w),
+                write_ends=(out_w, err_w, res_w, rep_w),
                 server_fds=server_fds,
+                seed=seed,
             )
-        for fd in (out_w, err_w, res_w):
-            os.close(fd)
+        for fd in (out_w, err_w, res_w, rep_w):
+            if fd >= 0:
+                os.close(fd)
         job = Job(
             rid,
             pid,
@@ -194,13 +213,22 @@ class Evaluations:
             out=Capture(limits.max_output_bytes),
             err=Capture(limits.max_output_bytes),
             result=Capture(MAX_RESULT_BYTES),
+            forward=forward,
         )
-        for fd, sink in ((out_r, job.out.feed), (err_r, job.err.feed), (res_r, job.result.feed)):
+        sinks = [(out_r, job.out.feed), (err_r, job.err.feed), (res_r, job.result.feed)]
+        if rep:
+            sinks.append((rep_r, lambda chunk: self._reports(job, chunk)))
+        for fd, sink in sinks:
             os.set_blocking(fd, False)
             job.fds.add(fd)
             self._sel.register(fd, selectors.EVENT_READ, self._reader(job, fd, sink))
         self._jobs[rid] = job
         self._by_pid[pid] = job
+
+    def _reports(self, job: Job, chunk: bytes) -> None:
+        for step, values in job.reports.feed(chunk):
+            if job.forward and self._on_report is not None and job.killed is None:
+                self._on_report(job.rid, step, values)
 
     def _fork(self) -> int:
         """``fork()``; with PID namespaces on, the child is PID 1 of a new one (so killing
@@ -323,7 +351,11 @@ class Evaluations:
         remove_tree(job.workdir)
         del self._jobs[job.rid]
         self.counts["evaluations"] += 1
-        self._answer(job.rid, build_result(job, now), job.killed in KILL_MESSAGES)
+        result = build_result(job, now)
+        # a stopped run's result is about its curve against one parent; a run that
+        # finished before the stop reached it is an ordinary (cacheable) result
+        transient = job.killed in TRANSIENT and (job.killed != "stopped" or not result.ok)
+        self._answer(job.rid, result, transient)
 
 
 def remove_tree(path: Path) -> None:

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from ..task import Limits
 from .forklimit import kill_cgroup
+from .report import ReportReader
 
 
 @dataclass(slots=True)
@@ -37,8 +38,8 @@ class Capture:
 class Job:
     """A running (or exited, not yet answered) evaluation.
 
-    ``out``, ``err`` and ``result`` collect the child's stdout, stderr and result pipes
-    (whose read ends are ``fds`` until they close).
+    ``out``, ``err`` and ``result`` collect the child's stdout, stderr and result pipes,
+    ``reports`` its report pipe (whose read ends are ``fds`` until they close).
     """
 
     rid: int | str
@@ -51,10 +52,12 @@ class Job:
     err: Capture
     result: Capture
     fds: set[int] = field(default_factory=set)
-    killed: str | None = None  # timeout | cancelled | shutdown
+    killed: str | None = None  # timeout | cancelled | shutdown | stopped
     wait_status: int | None = None
     cpu_used: float = 0.0
     exited_at: float | None = None
+    reports: ReportReader = field(default_factory=ReportReader)  # report(step, values)
+    forward: bool = False  # send each report to the client as it comes
 
     @property
     def deadline(self) -> float:

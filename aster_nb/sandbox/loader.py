@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
+import inspect
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -20,7 +21,7 @@ from typing import Any
 from . import confine
 from .outcome import format_exception
 
-__all__ = ["Loaded", "import_evaluator", "load"]
+__all__ = ["Loaded", "import_evaluator", "keywords_of", "load"]
 
 
 @dataclass(slots=True)
@@ -34,6 +35,8 @@ class Loaded:
             took, in that order.
         preload_errors: the traceback tail of each preload module that failed.
         confinement: the confinement that works here (the one asked for, probed).
+        accepts: which of the keywords ``seed`` and ``report`` ``evaluate`` takes (read
+            once from its signature: an old ``evaluate(program_path)`` gets neither).
     """
 
     evaluate: Callable[[str], Any] | None = None
@@ -41,6 +44,7 @@ class Loaded:
     timings: dict[str, float] = field(default_factory=dict)
     preload_errors: dict[str, str] = field(default_factory=dict)
     confinement: confine.Confinement = confine.NONE
+    accepts: frozenset[str] = frozenset()
 
 
 def load(evaluator: Path, preload: Sequence[str], confinement: confine.Confinement) -> Loaded:
@@ -56,6 +60,7 @@ def load(evaluator: Path, preload: Sequence[str], confinement: confine.Confineme
     t0 = time.perf_counter()
     try:
         out.evaluate = import_evaluator(evaluator)
+        out.accepts = keywords_of(out.evaluate)
     except BaseException as e:
         out.import_error = f"the evaluator {evaluator} failed to import:\n{format_exception(e)}"
     out.timings["<evaluator>"] = round(time.perf_counter() - t0, 4)
@@ -68,6 +73,18 @@ def load(evaluator: Path, preload: Sequence[str], confinement: confine.Confineme
             out.confinement = confine.Confinement(detail=f"not available here: {e}")
         out.timings["<confinement probe>"] = round(time.perf_counter() - t0, 4)
     return out
+
+
+def keywords_of(evaluate: Callable[..., Any]) -> frozenset[str]:
+    """Which of ``seed`` and ``report`` ``evaluate`` can be passed by keyword."""
+    try:
+        params = inspect.signature(evaluate).parameters.values()
+    except (TypeError, ValueError):  # a builtin or an odd callable: pass nothing extra
+        return frozenset()
+    if any(p.kind is p.VAR_KEYWORD for p in params):
+        return frozenset({"seed", "report"})
+    kinds = (inspect.Parameter.KEYWORD_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+    return frozenset(p.name for p in params if p.name in ("seed", "report") and p.kind in kinds)
 
 
 def import_evaluator(path: Path) -> Callable[[str], Any]:

@@ -58,8 +58,9 @@ What is *not* contained
 * CPU shares and kernel resources such as inotify watches are not limited; the kernel
   itself is shared (a kernel exploit reachable through the allowed system calls escapes).
 * Modules the server preloads must not start threads (forking a threaded process is unsafe).
-* Results are cached per (code hash, limits), including ``timeout`` results, which can
-  depend on machine load. Server deaths, ``lost`` and cancellations are not cached.
+* Results are cached per (code hash, limits, seed), including ``timeout`` results, which
+  can depend on machine load. Server deaths, ``lost``, cancellations and runs ``stopped``
+  early are not cached, nor is a noisy task's evaluation without a seed.
 """
 
 from __future__ import annotations
@@ -87,7 +88,8 @@ class LocalExecutor(Cached):
 
     Args:
         evaluator: path of the task's evaluator module, which defines
-            ``evaluate(program_path: str) -> dict``.
+            ``evaluate(program_path: str) -> dict`` (with ``seed=`` and ``report=``
+            keywords if it takes them; see :mod:`aster_nb.task`).
         limits: default limits of one evaluation; :meth:`submit` can override them.
         preload: modules the server imports once before forking (e.g. ``["numpy"]``), so
             evaluations do not pay for importing them. Must not start threads.
@@ -103,6 +105,8 @@ class LocalExecutor(Cached):
             bubblewrap runs can it be taken away).
         env: names of environment variables to pass to evaluations (e.g. a data path or
             ``CUDA_VISIBLE_DEVICES``); a name that looks like a credential is an error.
+        noisy: the task's score is a sample (``task.evaluation.noisy``): results are
+            cached per seed, and not at all without one (see :mod:`~aster_nb.sandbox.cache`).
 
     Raises:
         FileNotFoundError: ``evaluator`` is not a file.
@@ -122,6 +126,7 @@ class LocalExecutor(Cached):
         isolate: bool | str | None = None,
         network: bool = False,
         env: Sequence[str] = (),
+        noisy: bool = False,
     ) -> None:
         self.client = SandboxClient(
             evaluator=evaluator,
@@ -132,7 +137,7 @@ class LocalExecutor(Cached):
             network=network,
             env=env,
         )
-        super().__init__(self.client, size=self.cache_size)
+        super().__init__(self.client, size=self.cache_size, noisy=noisy)
 
     @classmethod
     def from_task(
@@ -154,6 +159,7 @@ class LocalExecutor(Cached):
             concurrency=concurrency,
             network=bool(getattr(task, "network", False)),
             env=tuple(getattr(task, "env", ())),
+            noisy=task.evaluation.noisy,
         )
 
     # -- what the client knows ---------------------------------------------------------
@@ -190,7 +196,8 @@ class LocalExecutor(Cached):
     @property
     def stats(self) -> dict[str, Any]:
         """Counters: evaluations (run by the server), cache_hits, cached, in_flight,
-        waiting, restarts, server_deaths, reruns (evaluations run again because the server
+        oldest_seconds (age of the oldest evaluation running, None when none is), waiting,
+        restarts, server_deaths, reruns (evaluations run again because the server
         died), lost (died twice), fork_limit (``cgroup-v1``/``cgroup-v2``/``nproc``/
         ``none``, or None before the server started), isolation (``full``, ``partial`` or
         ``none``; None before the server started), launcher (``bubblewrap``, ``unshare``

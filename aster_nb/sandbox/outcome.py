@@ -31,6 +31,9 @@ KILL_MESSAGES = {
     "cancelled": "evaluation cancelled by the client",
     "shutdown": "sandbox server shutting down; evaluation killed",
 }
+# Job.killed reasons whose result is not cached: the above, and a run stopped early (its
+# result is about this run's curve against one parent, not a fact about the program)
+TRANSIENT = frozenset({*KILL_MESSAGES, "stopped"})
 
 
 def format_exception(
@@ -64,10 +67,13 @@ def error_result(message: str, status: str = "error") -> dict[str, Any]:
 # --------------------------------------------------------------------------- in the child
 
 
-def run_evaluate(evaluate: Callable[[str], Any], program_path: str) -> dict[str, Any]:
-    """Call ``evaluate`` and turn its return value or exception into a result dict."""
+def run_evaluate(
+    evaluate: Callable[..., Any], program_path: str, **keywords: Any
+) -> dict[str, Any]:
+    """Call ``evaluate`` (with ``keywords``: the ``seed`` and ``report`` it takes) and turn
+    its return value or exception into a result dict."""
     try:
-        value = evaluate(program_path)
+        value = evaluate(program_path, **keywords)
     except SystemExit as e:
         return error_result(f"the evaluation raised SystemExit (exit code {_short_repr(e.code)})")
     except BaseException as e:
@@ -152,6 +158,16 @@ def build_result(job: Job, now: float) -> EvalResult:
         )
     if job.killed in KILL_MESSAGES:
         return EvalResult(Status.ERROR, error=KILL_MESSAGES[job.killed], **common)
+    if job.killed == "stopped" and not job.result.data:  # a run that finished first stands
+        last = job.reports.last
+        step, values = last if last is not None else (0, {})
+        return EvalResult(
+            Status.STOPPED,
+            error=f"stopped early by the parent side at step {step}: its intermediate values "
+            "were clearly worse than its parent's",
+            metrics={**values, "step": float(step)},
+            **common,
+        )
     if job.result.dropped:
         return EvalResult(
             Status.ERROR,
@@ -177,7 +193,7 @@ def parse_payload(raw: bytes) -> dict[str, Any]:
     if not isinstance(payload, dict):
         raise ValueError("not a JSON object")
     status = Status(payload.get("status"))
-    if status in (Status.PENDING, Status.TIMEOUT):
+    if status in (Status.PENDING, Status.TIMEOUT, Status.STOPPED, Status.LOST):
         raise ValueError(f"status {status} cannot come from the child")
     out: dict[str, Any] = {"status": str(status), "error": None, "metrics": {}, "features": None}
     metrics, why = _metrics(payload.get("metrics"))

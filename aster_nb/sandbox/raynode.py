@@ -129,8 +129,11 @@ class NodeSandbox:
             "isolation_warning": self.client.isolation_warning,
         }
 
-    async def evaluate(self, code: str, limits: Limits) -> tuple[Evaluation, dict[str, Any]]:
-        """Evaluate ``code`` on this node's server with this evaluation's share of the GPUs.
+    async def evaluate(
+        self, code: str, limits: Limits, seed: int | None = None
+    ) -> tuple[Evaluation, dict[str, Any]]:
+        """Evaluate ``code`` on this node's server with this evaluation's share of the GPUs
+        (and ``seed`` for the evaluator).
 
         Returns:
             The evaluation and this node's counters after it (server deaths, reruns,
@@ -139,7 +142,7 @@ class NodeSandbox:
         devices = await self._take()
         try:
             env = {"CUDA_VISIBLE_DEVICES": ",".join(dict.fromkeys(devices))}
-            evaluation = await self.client.evaluate(code, limits, env=env)
+            evaluation = await self.client.evaluate(code, limits, env=env, seed=seed)
         finally:
             await self._give(devices)
         stats = self.client.stats

@@ -172,8 +172,9 @@ class RayPool:
 
     # -- evaluation ----------------------------------------------------------------------
 
-    async def evaluate(self, code: str, limits: Limits) -> Evaluation:
-        """Evaluate ``code`` on the least busy node; another node once if it dies under it."""
+    async def evaluate(self, code: str, limits: Limits, **extra: Any) -> Evaluation:
+        """Evaluate ``code`` on the least busy node; another node once if it dies under it.
+        ``seed=`` goes with it; a ``listener`` gets no reports over Ray (nothing stops early)."""
         try:
             await self.start()
         except (RuntimeError, UserInputError) as e:
@@ -189,7 +190,7 @@ class RayPool:
                     return _unkept(Status.ERROR, "executor closed")
                 why = f"no Ray node could take it within {self.retry_wait:g} s"
                 return self._lost(f"{first}; then {why}" if first else why)
-            ref = actor.handle.evaluate.remote(code, limits)
+            ref = actor.handle.evaluate.remote(code, limits, extra.get("seed"))
             try:
                 evaluation, counters = await ref
             except asyncio.CancelledError:

@@ -31,6 +31,7 @@ from .protocol import (
     Kind,
     Op,
     check_device_env,
+    check_seed,
     decode,
     encode,
     error_message,
@@ -89,6 +90,7 @@ class SandboxServer:
             server_pid=self.pid,
             server_fds=(out_fd, self._wake_r, self._wake_w, self._sel.fileno()),
             answer=self._answer,
+            on_report=self._report,
         )
 
     @property
@@ -123,6 +125,7 @@ class SandboxServer:
             "isolation": self._isolation(),
             "evaluator": str(self.evaluator_path),
             "evaluator_error": self.loaded.import_error,
+            "evaluator_accepts": sorted(self.loaded.accepts),
             "preload": self.loaded.timings,
             "preload_errors": self.loaded.preload_errors,
         }
@@ -214,10 +217,11 @@ class SandboxServer:
         op = msg.get("op", Op.EVAL)
         if op == Op.EVAL:
             self._start(msg)
-        elif op == Op.CANCEL:
+        elif op in (Op.CANCEL, Op.STOP):
             job = self.jobs.get(msg.get("id"))
-            if job is not None:
-                job.kill("cancelled")
+            # a stop that comes after the run ended changes nothing
+            if job is not None and (op == Op.CANCEL or job.wait_status is None):
+                job.kill("cancelled" if op == Op.CANCEL else "stopped")
         elif op == Op.STATS:
             self._send(
                 {
@@ -237,6 +241,9 @@ class SandboxServer:
     def _answer(self, rid: int | str, result: EvalResult, transient: bool) -> None:
         self._send(result_message(rid, result, transient=transient))
 
+    def _report(self, rid: int | str, step: int, values: dict[str, float]) -> None:
+        self._send({"type": Kind.PROGRESS, "id": rid, "step": step, "values": values})
+
     def _start(self, msg: dict[str, Any]) -> None:
         rid = msg.get("id")
         if not isinstance(rid, int | str) or isinstance(rid, bool) or rid in self.jobs:
@@ -255,8 +262,9 @@ class SandboxServer:
             return
         try:
             env = check_device_env(msg.get("env"))
+            seed = check_seed(msg.get("seed"))
         except ValueError as e:
-            self._answer(rid, EvalResult(Status.ERROR, error=f"bad env: {e}"), True)
+            self._answer(rid, EvalResult(Status.ERROR, error=f"bad request: {e}"), True)
             return
         evaluate, import_error = self.loaded.evaluate, self.loaded.import_error
         if import_error is not None or evaluate is None:
@@ -266,7 +274,17 @@ class SandboxServer:
             self._answer(rid, EvalResult(Status.ERROR, error=KILL_MESSAGES["shutdown"]), True)
             return
         try:
-            self.jobs.spawn(rid, code, limits, evaluate, env)
+            accepts = self.loaded.accepts
+            self.jobs.spawn(
+                rid,
+                code,
+                limits,
+                evaluate,
+                env,
+                seed=seed if "seed" in accepts else None,
+                report="report" in accepts,
+                forward=msg.get("progress") is True,
+            )
         except (OSError, ValueError) as e:  # ValueError: code that is not valid UTF-8
             error = f"sandbox could not start the evaluation: {e}"
             self._answer(rid, EvalResult(Status.ERROR, error=error), True)

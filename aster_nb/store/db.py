@@ -13,11 +13,13 @@ from __future__ import annotations
 import json
 import sqlite3
 import time
+from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..records import AttemptRecord, EvalResult, Handoff, Program, Status
 from .check import StoreError
+from .curves import Point, SeedScore, add_details, read_curve, read_seed_scores
 from .history import History, Scores
 from .rows import program_from_row
 from .schema import SCHEMA, add_missing_columns
@@ -99,9 +101,10 @@ class Store:
         # Identical code is one row; a row still pending takes the evaluation when it comes.
         cur = self._db.execute(
             "INSERT INTO programs(id, code, parents, origin, worker, planner, agent, round, status,"
-            " score, metrics, features, descriptor, error, stdout, stderr, eval_seconds, created)"
-            " VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
+            " score, metrics, features, descriptor, error, stdout, stderr, eval_seconds, created,"
+            " score_std, score_n) VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
             " ON CONFLICT(id) DO UPDATE SET status=excluded.status, score=excluded.score,"
+            " score_std=excluded.score_std, score_n=excluded.score_n,"
             " metrics=excluded.metrics, features=excluded.features, descriptor=excluded.descriptor,"
             " error=excluded.error, stdout=excluded.stdout, stderr=excluded.stderr,"
             " eval_seconds=excluded.eval_seconds WHERE programs.status='pending'",
@@ -124,6 +127,8 @@ class Store:
                 r.stderr,
                 r.seconds,
                 p.created,
+                r.spread,
+                r.repeats,
             ),
         )
         if cur.rowcount == 1 and r.status is not Status.PENDING:
@@ -318,6 +323,19 @@ class Store:
             " LEFT JOIN programs q ON q.id = a.parent_id WHERE a.worker=? ORDER BY a.n",
             (worker,),
         ).fetchall()
+
+    def add_details(
+        self, program_id: str, *, seeds: Iterable[SeedScore] = (), curve: Iterable[Point] = ()
+    ) -> None:
+        """Keep a program's per-seed scores and reported values (see :mod:`.curves`)."""
+        add_details(self._db, program_id, seeds=seeds, curve=curve)
+
+    def seed_scores(self, program_id: str) -> list[SeedScore]:
+        return read_seed_scores(self._db, program_id)
+
+    def curve(self, program_id: str, name: str | None = None) -> list[Point]:
+        """What ``program_id``'s evaluations reported (``name``'s values only if given)."""
+        return read_curve(self._db, program_id, name)
 
     def get(self, program_id: str) -> Program | None:
         row = self._db.execute("SELECT * FROM programs WHERE id=?", (program_id,)).fetchone()

@@ -15,6 +15,7 @@ from ..records import EvalResult, Program, Status
 def program_from_row(row: sqlite3.Row) -> Program:
     """The program a ``programs`` row holds (``PENDING`` rows come back without a result)."""
     feats = row["features"]
+    cols = set(row.keys())  # `in row` would look among the values
     result = EvalResult(
         status=Status(row["status"]),
         score=row["score"],
@@ -24,6 +25,9 @@ def program_from_row(row: sqlite3.Row) -> Program:
         stdout=row["stdout"] or "",
         stderr=row["stderr"] or "",
         seconds=row["eval_seconds"] or 0.0,
+        # NULL in rows written before noisy tasks' spreads were kept
+        spread=row["score_std"] if "score_std" in cols else None,
+        repeats=(row["score_n"] if "score_n" in cols else None) or 1,
     )
     desc = row["descriptor"]
     p = Program(

@@ -100,6 +100,24 @@ CREATE TABLE IF NOT EXISTS archive_log (
     program_id TEXT NOT NULL,
     programs INTEGER NOT NULL
 );
+-- a noisy task's evaluations: one row per seed a program ran (its score is their mean)
+CREATE TABLE IF NOT EXISTS seed_scores (
+    program_id TEXT NOT NULL,
+    seed INTEGER NOT NULL,
+    status TEXT NOT NULL,
+    score REAL,
+    seconds REAL,
+    PRIMARY KEY (program_id, seed)
+);
+-- what evaluations reported while they ran: report(step, {name: value})
+CREATE TABLE IF NOT EXISTS intermediate (
+    program_id TEXT NOT NULL,
+    seed INTEGER NOT NULL,
+    step INTEGER NOT NULL,
+    name TEXT NOT NULL,
+    value REAL NOT NULL,
+    PRIMARY KEY (program_id, seed, step, name)
+);
 CREATE INDEX IF NOT EXISTS attempts_worker ON attempts(worker, n);
 CREATE INDEX IF NOT EXISTS archive_log_worker ON archive_log(worker, seq);
 """
@@ -113,6 +131,8 @@ ADDED_COLUMNS: dict[str, dict[str, str]] = {
     # how many programs the store held when the handoff was written: where it falls in a
     # replay "as after evaluation t" (set by the trigger below; NULL in older rows)
     "handoffs": {"programs": "INTEGER", "report": "TEXT"},  # report: the numbers, as JSON
+    # a noisy task's score is a mean: its standard deviation over the seeds and their count
+    "programs": {"score_std": "REAL", "score_n": "INTEGER"},
 }
 # A trigger, not the writer: every handoff insert gets its position, whoever writes it.
 TRIGGERS = """
@@ -134,7 +154,8 @@ def add_missing_columns(db: sqlite3.Connection) -> None:
     db.executescript(TRIGGERS)  # after the columns it writes exist
 
 
-# every table a complete run store has (the check refuses a file missing one)
+# every table a complete run store has (the check refuses a file missing one); the
+# seed_scores and intermediate tables are not listed: stores written before them stay valid
 TABLES = ("meta", "programs", "attempts", "handoffs", "goals", "rounds", "archive_log")
 # the first bytes of every SQLite file
 SQLITE_MAGIC = b"SQLite format 3\x00"

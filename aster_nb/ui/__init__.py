@@ -16,6 +16,7 @@ from .dashboard import Dashboard
 from .diff import BestDiff
 from .goals import GoalEditor, GoalEditors
 from .handoffs import HandoffFeed
+from .progress import ProgressView
 from .replay import ReplaySlider
 from .status import StatusLine
 from .throttle import Throttle
@@ -30,6 +31,7 @@ __all__ = [
     "GoalEditor",
     "GoalEditors",
     "HandoffFeed",
+    "ProgressView",
     "ReplaySlider",
     "StatusLine",
     "Throttle",

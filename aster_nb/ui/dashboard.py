@@ -12,6 +12,7 @@ from .controls import Controls
 from .diff import BestDiff
 from .goals import GoalEditors
 from .handoffs import HandoffFeed
+from .progress import ProgressView
 from .replay import ReplaySlider
 from .status import StatusLine
 from .throttle import DEFAULT_INTERVAL
@@ -30,7 +31,8 @@ class Dashboard(w.VBox):
 
     Status line, controls, archive map and timeline (with a replay slider that also rewinds
     the handoff feed, and a banner saying so while it does), goal editors, handoff feed,
-    and the current best's diff. It works on a run that is running, paused,
+    and the current best's diff; for a task whose evaluations report intermediate values
+    (``[evaluation] intermediate``), their live curves too. It works on a run that is running, paused,
     finished or reopened from its store (``await Run.open(path)``). Exceptions of its tasks
     and redraws are shown in the status line and kept in :attr:`errors`.
 
@@ -68,6 +70,12 @@ class Dashboard(w.VBox):
             **kw,
         )
         self.diff = BestDiff(run, interval=interval, **kw)
+        plan = getattr(getattr(run, "task", None), "evaluation", None)
+        self.progress = (
+            ProgressView(run, interval=interval, **kw)
+            if plan is not None and plan.watched
+            else None
+        )
         self.archive_map.layout, self.timeline.layout = _half(), _half()
         self.goals.layout, self.handoffs.layout = _half(), _half()
         wrap = w.Layout(flex_flow="row wrap", width="100%")
@@ -79,6 +87,7 @@ class Dashboard(w.VBox):
                 self.controls,
                 w.HBox([self.archive_map, self.timeline], layout=wrap),
                 self.replay,
+                *([self.progress] if self.progress is not None else []),
                 w.HBox([self.goals, self.handoffs], layout=wrap),
                 self.diff,
             ]
@@ -89,7 +98,7 @@ class Dashboard(w.VBox):
     @property
     def views(self) -> dict[str, w.Widget]:
         """The views by name."""
-        return {
+        views: dict[str, w.Widget] = {
             "status": self.status,
             "controls": self.controls,
             "archive_map": self.archive_map,
@@ -99,6 +108,9 @@ class Dashboard(w.VBox):
             "handoffs": self.handoffs,
             "diff": self.diff,
         }
+        if self.progress is not None:
+            views["progress"] = self.progress
+        return views
 
     @property
     def errors(self) -> list[BaseException]:

@@ -1,10 +1,13 @@
-"""The status line: state, round, evaluations, attempts/s, best score, spend, errors, and
-the sandbox's isolation warning when it runs degraded."""
+"""The status line: state, round, evaluations, attempts/s, best score, spend, errors, the
+evaluations in flight with the oldest one's age (slow evaluations: a training run), and the
+sandbox's isolation warning when it runs degraded."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import html
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import ipywidgets as w
 
@@ -19,12 +22,33 @@ def _score(x: float | None) -> str:
     return "–" if x is None else f"{x:.6g}"
 
 
-def status_html(s: RunStatus, *, warning: str | None = None) -> str:
+def _age(seconds: float) -> str:
+    if seconds < 120:
+        return f"{seconds:.0f} s"
+    if seconds < 7200:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"
+
+
+def status_html(
+    s: RunStatus,
+    *,
+    warning: str | None = None,
+    in_flight: int = 0,
+    oldest: float | None = None,
+) -> str:
     """The status line's HTML: a state badge and the numbers, the reason when there is one,
-    and ``warning`` (the sandbox's isolation warning) in small text when given."""
+    and ``warning`` (the sandbox's isolation warning) in small text when given.
+    ``in_flight`` evaluations running, the oldest for ``oldest`` seconds, are shown when
+    there are any."""
+    running = []
+    if in_flight > 0:
+        age = f" · oldest {_age(oldest)}" if oldest is not None else ""
+        running = [f"{in_flight} evaluating{age}"]
     facts = [
         f"round {s.round}",
         f"{s.evaluations:,} evaluations",
+        *running,
         f"{s.attempts_per_s:.1f} attempts/s",
         f"best {_score(s.best_score)}",
         f"${s.usd:.4f} · {s.tokens:,} tokens",
@@ -62,6 +86,7 @@ class StatusLine(LiveView, w.VBox):
     ) -> None:
         self.line = w.HTML(value="")
         self.line.add_class("aster-status-line")
+        self._ticking: asyncio.TimerHandle | None = None
         super().__init__()
         sink = self._live(run, interval=interval, errors=errors)
         self.children = (style(), self.line, sink.widget)
@@ -78,4 +103,38 @@ class StatusLine(LiveView, w.VBox):
         # predating the attribute)
         executor = getattr(self.run, "executor", None)
         warning = getattr(executor, "isolation_warning", None)
-        self.line.value = status_html(self.run.status, warning=warning)
+        stats: dict[str, Any] = {}
+        with contextlib.suppress(Exception):  # an executor without counters shows none
+            stats = dict(executor.stats)  # type: ignore[union-attr]
+        in_flight = int(stats.get("in_flight") or 0)
+        self.line.value = status_html(
+            self.run.status,
+            warning=warning,
+            in_flight=in_flight,
+            oldest=stats.get("oldest_seconds"),
+        )
+        if in_flight:
+            self._tick()
+
+    def _tick(self) -> None:
+        """Redraw in a second while evaluations run: their age moves without any event
+        (a slow evaluation may report nothing for minutes)."""
+        if self._ticking is not None and not self._ticking.cancelled():
+            return
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return  # drawn outside a loop (a test, a script): nothing to schedule on
+
+        def again() -> None:
+            self._ticking = None
+            self.throttle.mark()
+
+        self._ticking = loop.call_later(1.0, again)
+
+    def close(self) -> None:
+        """Stop the ticking redraw too."""
+        if self._ticking is not None:
+            self._ticking.cancel()
+            self._ticking = None
+        super().close()

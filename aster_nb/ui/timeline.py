@@ -1,14 +1,17 @@
 """The score timeline: best so far per worker, overall and the planner's, against
-evaluations or wall time; one long-lived FigureWidget redrawn in place."""
+evaluations or wall time; one long-lived FigureWidget redrawn in place. For a noisy task
+each new best whose score is a mean over seeds has an error bar (its standard deviation)."""
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
 import ipywidgets as w
+import numpy as np
 
 from .. import figures, snapshot
 from ..events import ProgramEvaluated, RoundFinished, RunStateChanged
+from ..figures.timelines import EXTRA
 from .archive_map import MAP_INTERVAL
 from .base import ErrorSink, ReplayView, style
 from .figure import FigureWidget
@@ -68,3 +71,21 @@ class TimelineView(ReplayView, w.VBox):
     def _draw(self) -> None:
         tl = snapshot.timeline(self.run, upto=self.upto)
         figures.timeline_update(self.figure, tl, x=self.x)
+        self._error_bars(tl)
+
+    def _error_bars(self, tl: Any) -> None:
+        """Error bars on the new-best markers whose score is a mean over seeds."""
+        best = tl.frame["best"].to_numpy(dtype=float)
+        finite = np.isfinite(best)
+        before = np.maximum.accumulate(
+            np.concatenate([[-np.inf], np.where(finite, best, -np.inf)[:-1]])
+        )
+        rise = np.flatnonzero(finite & (best > before))  # the rows the "new best" trace marks
+        spreads = []
+        for pid in tl.frame["id"].to_numpy()[rise]:
+            p = self.run.store.get(str(pid))
+            spread = p.result.spread if p is not None and p.result is not None else None
+            spreads.append(spread if spread is not None else 0.0)
+        trace = self.figure.data[len(self.figure.data) - len(EXTRA) + EXTRA.index("new best")]
+        shown = any(spreads)
+        trace.error_y = {"type": "data", "array": spreads, "visible": shown, "thickness": 1.5}
