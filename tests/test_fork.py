@@ -4,6 +4,7 @@ reopens as made. Real sandbox, real SQLite, the offline model."""
 
 from __future__ import annotations
 
+import html
 import sqlite3
 from pathlib import Path
 
@@ -115,3 +116,46 @@ async def test_fork_refuses_bad_ids_and_settings(tmp_path: Path) -> None:
             await parent.fork(good, path=parent.store.path)
         # nothing was made by the refused forks
         assert sorted(p.name for p in tmp_path.glob("*.sqlite")) == ["p.sqlite"]
+
+
+async def test_dashboard_forks_from_a_clicked_program(tmp_path: Path) -> None:
+    """The map's click (as plotly.js reports it) selects a program; the fork button makes
+    a run from it, kept on ``dashboard.forked``; "start the fork" runs its round."""
+    from aster_nb.ui import Dashboard
+
+    async with await Run.create(
+        "toy", path=tmp_path / "p.sqlite", workers=1, agents=2, evaluations_per_round=6
+    ) as parent:
+        await parent.step()
+        db = Dashboard(parent, rounds=1)
+        view, panel = db.archive_map, db.archive_map.fork_panel
+        assert panel.button.disabled and db.forked is None
+        with pytest.raises(ValueError, match="no program selected"):
+            panel.fork()
+        fig = view.figure
+        centres = fig.data[view.bins + 2]
+        i = next(k for k, e in enumerate(centres.customdata) if e)
+        fig._js2py_pointsCallback = {
+            "event_type": "plotly_click",
+            "points": {
+                "trace_indexes": [view.bins + 2],
+                "point_indexes": [i],
+                "xs": [centres.x[i]],
+                "ys": [centres.y[i]],
+            },
+            "device_state": {},
+            "selector": None,
+        }
+        clicked = centres.customdata[i]
+        assert view.selected == clicked and panel.program_id == clicked
+        assert not panel.button.disabled
+        child = await panel.fork()
+        async with child:  # closed even when a check fails: a live sandbox would hang exit
+            assert db.forked is child and child.parent is not None
+            assert child.parent.parent_program == clicked
+            shown = html.unescape(panel.result.value)
+            assert f"Run.open({str(child.store.path)!r})" in shown
+            await panel.start_fork()
+            assert child.store.programs()[0].id == clicked and child.rounds_done == 1
+            assert db.errors == [] and parent.store.meta("fork") is None
+        db.close()

@@ -14,6 +14,7 @@ from .base import ErrorSink
 from .controls import Controls
 from .dashboard import Dashboard
 from .diff import BestDiff
+from .fork import ForkPanel
 from .goals import GoalEditor, GoalEditors
 from .handoffs import HandoffFeed
 from .replay import ReplaySlider
@@ -27,6 +28,7 @@ __all__ = [
     "Controls",
     "Dashboard",
     "ErrorSink",
+    "ForkPanel",
     "GoalEditor",
     "GoalEditors",
     "HandoffFeed",

@@ -30,13 +30,15 @@ class Dashboard(w.VBox):
 
     Status line, controls, archive map and timeline (with a replay slider that also rewinds
     the handoff feed, and a banner saying so while it does), goal editors, handoff feed,
-    and the current best's diff. It works on a run that is running, paused,
+    and the current best's diff. A click on the map shows a program and offers to fork a
+    new run from it (:attr:`forked` is the latest). It works on a run that is running, paused,
     finished or reopened from its store (``await Run.open(path)``). Exceptions of its tasks
     and redraws are shown in the status line and kept in :attr:`errors`.
 
     Args:
         run: the run.
-        rounds: rounds the Start button runs (``None``: until stopped).
+        rounds: rounds the Start button (and a fork's start button) runs (``None``: until
+            stopped).
         worker: the worker the archive map shows first.
         interval: minimum seconds between redraws of the light views (status, buttons,
             goals, handoffs, diff, slider).
@@ -57,7 +59,9 @@ class Dashboard(w.VBox):
         kw = {"errors": self.sink}
         self.status = StatusLine(run, interval=interval, **kw)
         self.controls = Controls(run, rounds=rounds, interval=interval, **kw)
-        self.archive_map = ArchiveMapView(run, worker=worker, interval=map_interval, **kw)
+        self.archive_map = ArchiveMapView(
+            run, worker=worker, interval=map_interval, fork_rounds=rounds, **kw
+        )
         self.timeline = TimelineView(run, interval=map_interval, **kw)
         self.goals = GoalEditors(run, interval=interval, **kw)
         self.handoffs = HandoffFeed(run, interval=interval, **kw)
@@ -99,6 +103,13 @@ class Dashboard(w.VBox):
             "handoffs": self.handoffs,
             "diff": self.diff,
         }
+
+    @property
+    def forked(self) -> Run | None:
+        """The latest run forked with the map's "fork from this program" button (live: it
+        can be started, stepped or shown in its own dashboard), ``None`` before any."""
+        runs = self.archive_map.fork_panel.forked
+        return runs[-1] if runs else None
 
     @property
     def errors(self) -> list[BaseException]:
