@@ -28,9 +28,9 @@ def _half() -> w.Layout:
 class Dashboard(w.VBox):
     """Watch and steer a run from a notebook: put ``Dashboard(run)`` last in a cell.
 
-    Status line, controls, archive map and timeline (with a replay slider that also rewinds
-    the handoff feed, and a banner saying so while it does), goal editors, handoff feed,
-    and the current best's diff. A click on the map shows a program and offers to fork a
+    Status line, controls, archive map and timeline (with a replay slider that rewinds
+    the whole dashboard: map, timeline, handoff feed, goals and best diff, with a banner
+    saying so while it does), goal editors, handoff feed, and the current best's diff. A click on the map shows a program and offers to fork a
     new run from it (:attr:`forked` is the latest). It works on a run that is running, paused,
     finished or reopened from its store (``await Run.open(path)``). Exceptions of its tasks
     and redraws are shown in the status line and kept in :attr:`errors`.
@@ -65,13 +65,13 @@ class Dashboard(w.VBox):
         self.timeline = TimelineView(run, interval=map_interval, **kw)
         self.goals = GoalEditors(run, interval=interval, **kw)
         self.handoffs = HandoffFeed(run, interval=interval, **kw)
+        self.diff = BestDiff(run, interval=interval, **kw)
         self.replay = ReplaySlider(
             run,
-            views=(self.archive_map, self.timeline, self.handoffs),
+            views=(self.archive_map, self.timeline, self.handoffs, self.goals, self.diff),
             interval=interval,
             **kw,
         )
-        self.diff = BestDiff(run, interval=interval, **kw)
         self.archive_map.layout, self.timeline.layout = _half(), _half()
         self.goals.layout, self.handoffs.layout = _half(), _half()
         wrap = w.Layout(flex_flow="row wrap", width="100%")
