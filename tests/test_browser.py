@@ -519,6 +519,11 @@ ELITE_CENTRE = """() => {
           id: ids[i]};
 }"""
 
+SITE_ROWS = """() => {
+  const t = document.querySelector('.aster-handoffs .aster-handoff details[open] .aster-handoff-sites');
+  return !!t && t.querySelectorAll('tr').length >= 2 && t.offsetParent !== null;
+}"""
+
 
 def fork_store(root: Path) -> tuple[Path, Path | None]:
     """The parent's store and the fork's (``None`` before the fork exists), in runs/."""
@@ -549,7 +554,8 @@ def fork_lab(tmp_path: Path) -> Iterator[Lab]:
 
 
 def test_fork_from_a_clicked_cell_in_jupyterlab(fork_lab: Lab) -> None:
-    """In a real JupyterLab: click an elite's cell centre on the map, the panel shows that
+    """In a real JupyterLab: the round's handoff shows its report's by-site table. Click an
+    elite's cell centre on the map, the panel shows that
     program; click "fork from this program": a new store appears beside the run's, linked
     to it and to the program; "start the fork" runs its round, whose first program is the
     clicked one."""
@@ -570,6 +576,9 @@ def test_fork_from_a_clicked_cell_in_jupyterlab(fork_lab: Lab) -> None:
                 polling=250,
             )
             assert not (tracebacks := page.evaluate(CELL_ERRORS)), f"a cell raised: {tracebacks}"
+            # the round's handoff shows its report: the by-site table, open on the newest
+            page.wait_for_function(SITE_ROWS, timeout=CONTENT_TIMEOUT_MS, polling=250)
+            page.locator(".aster-handoffs").screenshot(path=shots / "browser-handoff-report.png")
             page.locator(".aster-archive-map").scroll_into_view_if_needed()
             centre = page.evaluate(ELITE_CENTRE)
             # plotly takes a click from its hover state: move there first, then click

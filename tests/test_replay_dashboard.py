@@ -97,3 +97,36 @@ async def test_past_reads_place_records_among_the_evaluations(run: Run) -> None:
     with pytest.raises(ValueError, match="upto must be >= 0"):
         db.goals.show(upto=-1)
     db.close()
+
+
+async def test_handoff_feed_carries_the_report_sites_and_flags(run: Run) -> None:
+    """Each worker's handoff entry has its report's warning flags and by-site rows, the
+    same from events and from the store; a planner's (no report) has none."""
+    import json
+
+    from aster_nb.ui import HandoffFeed
+    from aster_nb.ui.handoffs import SITES_SHOWN
+
+    live = HandoffFeed(run, interval=0.0)
+    await run.step()
+    await asyncio.sleep(0.05)
+    live.refresh()
+    stored = HandoffFeed(run)
+    df = run.handoffs().iloc[::-1]
+    assert len(live.entries) == len(stored.entries) == len(df) > 0
+    with_report = 0
+    for e, s, (_, row) in zip(live.entries, stored.entries, df.iterrows(), strict=True):
+        assert (e["worker"], e["sites"], e["flags"]) == (s["worker"], s["sites"], s["flags"])
+        if not isinstance(row["report"], str):
+            assert s["sites"] == [] and s["flags"] == []
+            continue
+        with_report += 1
+        rep = json.loads(row["report"])
+        assert [x["site"] for x in s["sites"]] == [x["site"] for x in rep["sites"]][:SITES_SHOWN]
+        assert [f["kind"] for f in s["flags"]] == [f["kind"] for f in rep["flags"]]
+        assert s["sites_more"] == max(0, len(rep["sites"]) - SITES_SHOWN)
+        assert all(x["tried"] >= x["evaluated"] >= x["failed"] for x in s["sites"])
+    assert with_report >= 2, "both workers' handoffs carry a report"
+    assert any(e["sites"] for e in stored.entries), "a round of edits tried some site"
+    live.close()
+    stored.close()
