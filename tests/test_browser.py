@@ -424,7 +424,8 @@ def test_steer_by_area_checkboxes_in_jupyterlab(steer_lab: Lab) -> None:
     """In a real JupyterLab: untick every area but `refine` in the goal editor, Apply,
     Resume; the store records the researcher's areas, the attempts after the steer edit only
     `refine`, and the editor shows the resolved areas. Then replay to evaluation 0: the
-    banner says REPLAY, the dashboard is marked, the handoff feed is empty; live restores."""
+    banner says REPLAY, the dashboard is marked, the handoff feed is empty, the goal editor
+    shows the goal of then, read-only, and the diff the best of then; live restores."""
     from playwright.sync_api import sync_playwright
 
     shots = artifacts_dir()
@@ -481,6 +482,15 @@ def test_steer_by_area_checkboxes_in_jupyterlab(steer_lab: Lab) -> None:
             )
             page.wait_for_function(f"() => !({HANDOFFS})()", timeout=PAGE_TIMEOUT_MS)
             assert "aster-replaying" in (page.get_attribute(".aster-dashboard", "class") or "")
+            # the whole dashboard: the goals as then, read-only, and the best as then
+            page.wait_for_function(
+                "() => (document.querySelector('.aster-diff-title') || {innerText: ''})"
+                ".innerText.includes('as after evaluation 0')",
+                timeout=PAGE_TIMEOUT_MS,
+            )
+            assert page.is_disabled(f"{AREA_EDITOR} textarea"), "the past cannot be steered"
+            past_goal = page.input_value(f"{AREA_EDITOR} textarea")
+            assert "Refine harder" not in past_goal, f"replay shows the later steer: {past_goal!r}"
             page.locator(".aster-dashboard").screenshot(path=shots / "browser-replay.png")
             page.check(".aster-replay input[type=checkbox]")  # live
             page.wait_for_function(HANDOFFS, timeout=PAGE_TIMEOUT_MS)
@@ -489,6 +499,12 @@ def test_steer_by_area_checkboxes_in_jupyterlab(steer_lab: Lab) -> None:
                 " return !b || b.offsetParent === null; }",
                 timeout=PAGE_TIMEOUT_MS,
             )
+            page.wait_for_function(
+                f"() => !document.querySelector('{AREA_EDITOR} textarea').disabled",
+                timeout=PAGE_TIMEOUT_MS,
+            )
+            now = page.input_value(f"{AREA_EDITOR} textarea")
+            assert "Refine harder" in now, f"live shows the researcher's goal again: {now!r}"
         finally:
             try:
                 steer_lab.shutdown_kernels()
