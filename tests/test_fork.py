@@ -149,6 +149,14 @@ async def test_dashboard_forks_from_a_clicked_program(tmp_path: Path) -> None:
         clicked = centres.customdata[i]
         assert view.selected == clicked and panel.program_id == clicked
         assert not panel.button.disabled
+        # a fork that fails says why in the panel and in the dashboard's errors
+        panel.select("0" * 16)
+        with pytest.raises(UserInputError):
+            await panel.fork()
+        assert "fork failed: UserInputError: no program" in html.unescape(panel.result.value)
+        assert len(db.errors) == 1 and db.forked is None
+        db.sink.clear()
+        view.select(clicked)
         child = await panel.fork()
         async with child:  # closed even when a check fails: a live sandbox would hang exit
             assert db.forked is child and child.parent is not None
@@ -159,3 +167,20 @@ async def test_dashboard_forks_from_a_clicked_program(tmp_path: Path) -> None:
             assert child.store.programs()[0].id == clicked and child.rounds_done == 1
             assert db.errors == [] and parent.store.meta("fork") is None
         db.close()
+
+
+async def test_a_damaged_fork_link_is_a_store_error(tmp_path: Path) -> None:
+    from aster_nb.store import Store, StoreError
+
+    async with await Run.create(
+        "toy", path=tmp_path / "p.sqlite", workers=1, agents=2, evaluations_per_round=4
+    ) as parent:
+        await parent.step()
+        chosen = not_initial_program(parent)
+        child = await parent.fork(chosen)
+        path = child.store.path
+        await child.close()
+    with Store(path) as s:
+        s.set_meta("fork", {"parent_run": "x"})
+    with pytest.raises(StoreError, match="fork link in its meta table is malformed"):
+        await Run.open(path)
