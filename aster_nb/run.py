@@ -29,7 +29,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from . import runmake
+from . import runfork, runmake
 from .agents.planner import Planner
 from .agents.worker import Worker
 from .archive import Archive
@@ -38,6 +38,7 @@ from .events import Event, EventBus, HandoffReceived, RoundFinished, RunStateCha
 from .llm import FailureWatch, ModelsFailing, Spend
 from .records import EvalResult, Program, RoundResult
 from .runconfig import Models, RunConfig, RunStatus, build
+from .runfork import ForkOrigin
 from .rungoals import RunGoals
 from .runspend import RunSpend, Spent
 from .store import Store
@@ -136,6 +137,27 @@ class Run:
         An open that fails leaves no sandbox process behind and the store closed.
         """
         return await runmake.open_stored(cls, path, concurrency)
+
+    async def fork(
+        self, program_id: str, *, path: str | Path | None = None, **overrides: Any
+    ) -> Run:
+        """A new run starting from this run's stored program ``program_id``, with the same
+        task and settings but for ``overrides`` (any :class:`RunConfig` field but ``task``:
+        ``workers=4``, ``evaluations_per_round=20``, ``seed=1``, ...). This run is left
+        untouched; the new one has its own store (``path``, default beside this one's)
+        whose :attr:`parent` names this run and the program.
+
+        Raises:
+            UserInputError: no stored program has that id (``run.history()['id']`` lists
+                them), or an override is no setting.
+            FileExistsError, TaskError: as :meth:`create`.
+        """
+        return await runfork.fork(self, program_id, path=path, **overrides)
+
+    @property
+    def parent(self) -> ForkOrigin | None:
+        """Where a forked run comes from (parent store, program, its code), else ``None``."""
+        return runfork.origin(self.store)
 
     # -- driving -------------------------------------------------------------------------
 

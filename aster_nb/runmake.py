@@ -22,6 +22,7 @@ from .control import Control
 from .events import EventBus
 from .records import Program, code_hash
 from .runconfig import Models, RunConfig, build
+from .runfork import task_of
 from .sandbox.cluster import RayExecutor  # imports no Ray until it starts
 from .sandbox.local import LocalExecutor
 from .store import Store, StoreError, check_run_store
@@ -32,9 +33,18 @@ if TYPE_CHECKING:
 
 
 async def create(
-    cls: type[Run], task: str | Path | Task, path: str | Path | None, **config: Any
+    cls: type[Run],
+    task: str | Path | Task,
+    path: str | Path | None,
+    *,
+    meta: dict[str, Any] | None = None,
+    **config: Any,
 ) -> Run:
-    """A new run of ``task`` stored at ``path``; see :meth:`Run.create <aster_nb.run.Run.create>`."""
+    """A new run of ``task`` stored at ``path``; see :meth:`Run.create <aster_nb.run.Run.create>`.
+
+    ``meta`` is stored in the new store's meta table beside the configuration (a fork's
+    link to its parent, see :mod:`aster_nb.runfork`).
+    """
     t = task if isinstance(task, Task) else Task.load(task)
     cfg = RunConfig(task=str(t.root), **config)  # Run.create renamed old names
     if path is None:
@@ -55,6 +65,8 @@ async def create(
         undo.callback(_remove_store, path)  # after the close below (last in, first out)
         undo.callback(store.close)
         store.set_meta("run", asdict(cfg))
+        for key, value in (meta or {}).items():
+            store.set_meta(key, value)
         run = await _assemble(cls, cfg, t, store, models, undo)
         # Evaluated through the executor's cache: round 0 reuses the result.
         run.initial_result = await check_start(t, run.executor)
@@ -90,6 +102,7 @@ async def open_stored(cls: type[Run], path: str | Path, concurrency: int | None)
         models = await Models.ready(cfg, undo)
         store = Store(path)
         undo.callback(store.close)
+        task = task_of(task, store)  # a fork starts from its parent's program
         run = await _assemble(cls, cfg, task, store, models, undo)
         check_evaluator(task, run.executor)  # the evaluator may have changed since
         restore(run)

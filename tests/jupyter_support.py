@@ -14,9 +14,10 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 # Playwright's own browser download cannot work offline: always Debian's chromium, headless.
 CHROMIUM_ARGS = [
@@ -180,3 +181,64 @@ def _stop(proc: subprocess.Popen[bytes]) -> None:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(proc.pid, signal.SIGKILL)
         proc.wait(timeout=10)
+
+
+def write_notebook(root: Path, name: str, cells: Sequence[str]) -> Path:
+    """A notebook of ``cells`` (code) at ``root / name``, on the python3 kernel."""
+    import nbformat
+
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell(src) for src in cells]
+    nb.metadata["kernelspec"] = {
+        "name": "python3",
+        "display_name": "Python 3",
+        "language": "python",
+    }
+    path = root / name
+    nbformat.write(nb, path)
+    return path
+
+
+@contextlib.contextmanager
+def notebook_lab(tmp_path: Path, name: str, cells: Sequence[str]) -> Iterator[Lab]:
+    """A JupyterLab serving a fresh folder with one notebook of ``cells``."""
+    root = tmp_path / "lab"
+    root.mkdir()
+    write_notebook(root, name, cells)
+    with jupyter_lab(root) as server:
+        yield server
+
+
+def wait_kernel_connected(lab: Lab, notebook: str, timeout: float = 60.0) -> None:
+    """Until the notebook's kernel is idle with the page's websocket attached: before that,
+    Run All can reach a kernel that is still starting and the cells are lost."""
+    deadline = time.monotonic() + timeout
+    seen: object = None
+    while time.monotonic() < deadline:
+        try:
+            seen = lab.api("GET", "/api/sessions")
+        except (urllib.error.URLError, OSError) as e:
+            seen = e
+        for s in seen if isinstance(seen, list) else []:
+            k = s.get("kernel") or {}
+            if (
+                s.get("path") == notebook
+                and k.get("execution_state") == "idle"
+                and k.get("connections", 0) >= 1
+            ):
+                return
+        time.sleep(0.25)
+    raise AssertionError(
+        f"the kernel of {notebook} was not idle and connected within {timeout:.0f} s; "
+        f"sessions: {seen}\n{lab.log_tail()}"
+    )
+
+
+def run_all_cells(page: Any, lab: Lab, notebook: str) -> None:
+    """Open ``notebook`` in the Playwright ``page``, wait for its kernel, Run All Cells."""
+    page.goto(f"{lab.url}/lab/tree/{notebook}?token={lab.token}")
+    page.wait_for_selector(".jp-Notebook .jp-Cell")
+    wait_kernel_connected(lab, notebook)
+    page.wait_for_selector(".jp-Notebook-ExecutionIndicator[data-status='idle']")
+    page.get_by_role("menuitem", name="Run", exact=True).click()
+    page.get_by_role("menuitem", name="Run All Cells", exact=True).click()

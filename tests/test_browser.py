@@ -16,13 +16,19 @@ import os
 import shutil
 import sqlite3
 import time
-import urllib.error
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from .jupyter_support import CHROMIUM_ARGS, Lab, chromium_path, jupyter_lab
+from .jupyter_support import (
+    CHROMIUM_ARGS,
+    Lab,
+    chromium_path,
+    jupyter_lab,
+    notebook_lab,
+    run_all_cells,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 NOTEBOOK = REPO / "notebooks" / "quick_start.ipynb"
@@ -58,31 +64,6 @@ def lab(tmp_path: Path) -> Iterator[Lab]:
     shutil.copy(NOTEBOOK, root / NOTEBOOK.name)
     with jupyter_lab(root) as server:
         yield server
-
-
-def wait_kernel_connected(lab: Lab, notebook: str, timeout: float = 60.0) -> None:
-    """Until the notebook's kernel is idle with the page's websocket attached: before that,
-    Run All can reach a kernel that is still starting and the cells are lost."""
-    deadline = time.monotonic() + timeout
-    seen: object = None
-    while time.monotonic() < deadline:
-        try:
-            seen = lab.api("GET", "/api/sessions")
-        except (urllib.error.URLError, OSError) as e:
-            seen = e
-        for s in seen if isinstance(seen, list) else []:
-            k = s.get("kernel") or {}
-            if (
-                s.get("path") == notebook
-                and k.get("execution_state") == "idle"
-                and k.get("connections", 0) >= 1
-            ):
-                return
-        time.sleep(0.25)
-    raise AssertionError(
-        f"the kernel of {notebook} was not idle and connected within {timeout:.0f} s; "
-        f"sessions: {seen}\n{lab.log_tail()}"
-    )
 
 
 def researcher_goals(root: Path, worker: str) -> list[str]:
@@ -185,13 +166,7 @@ def test_quick_start_in_jupyterlab(lab: Lab) -> None:
                 ) from e
 
         try:
-            page.goto(f"{lab.url}/lab/tree/{NOTEBOOK.name}?token={lab.token}")
-            page.wait_for_selector(".jp-Notebook .jp-Cell")
-            wait_kernel_connected(lab, NOTEBOOK.name)
-            page.wait_for_selector(".jp-Notebook-ExecutionIndicator[data-status='idle']")
-
-            page.get_by_role("menuitem", name="Run", exact=True).click()
-            page.get_by_role("menuitem", name="Run All Cells", exact=True).click()
+            run_all_cells(page, lab, NOTEBOOK.name)
 
             wait_for(
                 "the dashboard (.aster-dashboard) or a cell error",
@@ -347,19 +322,7 @@ def overlap(a: list[float] | None, b: list[float] | None) -> bool:
 
 @pytest.fixture
 def grid_lab(tmp_path: Path) -> Iterator[Lab]:
-    import nbformat
-
-    root = tmp_path / "lab"
-    root.mkdir()
-    nb = nbformat.v4.new_notebook()
-    nb.cells = [nbformat.v4.new_code_cell(src) for src in GRID_CELLS]
-    nb.metadata["kernelspec"] = {
-        "name": "python3",
-        "display_name": "Python 3",
-        "language": "python",
-    }
-    nbformat.write(nb, root / GRID_NOTEBOOK)
-    with jupyter_lab(root) as server:
+    with notebook_lab(tmp_path, GRID_NOTEBOOK, GRID_CELLS) as server:
         yield server
 
 
@@ -377,12 +340,7 @@ def test_grid_map_geometry_in_jupyterlab(grid_lab: Lab) -> None:
         page.set_default_timeout(PAGE_TIMEOUT_MS)
         page.on("pageerror", lambda e: page_errors.append(f"{e.name}: {e.message}"))
         try:
-            page.goto(f"{grid_lab.url}/lab/tree/{GRID_NOTEBOOK}?token={grid_lab.token}")
-            page.wait_for_selector(".jp-Notebook .jp-Cell")
-            wait_kernel_connected(grid_lab, GRID_NOTEBOOK)
-            page.wait_for_selector(".jp-Notebook-ExecutionIndicator[data-status='idle']")
-            page.get_by_role("menuitem", name="Run", exact=True).click()
-            page.get_by_role("menuitem", name="Run All Cells", exact=True).click()
+            run_all_cells(page, grid_lab, GRID_NOTEBOOK)
             try:
                 page.wait_for_function(
                     f"() => ({MAP_FILLED})() || ({CELL_ERRORS}).length",
@@ -458,19 +416,7 @@ def steered_attempts(root: Path) -> tuple[list[tuple[str, str]], list[list[str]]
 
 @pytest.fixture
 def steer_lab(tmp_path: Path) -> Iterator[Lab]:
-    import nbformat
-
-    root = tmp_path / "lab"
-    root.mkdir()
-    nb = nbformat.v4.new_notebook()
-    nb.cells = [nbformat.v4.new_code_cell(src) for src in STEER_CELLS]
-    nb.metadata["kernelspec"] = {
-        "name": "python3",
-        "display_name": "Python 3",
-        "language": "python",
-    }
-    nbformat.write(nb, root / STEER_NOTEBOOK)
-    with jupyter_lab(root) as server:
+    with notebook_lab(tmp_path, STEER_NOTEBOOK, STEER_CELLS) as server:
         yield server
 
 
@@ -478,7 +424,8 @@ def test_steer_by_area_checkboxes_in_jupyterlab(steer_lab: Lab) -> None:
     """In a real JupyterLab: untick every area but `refine` in the goal editor, Apply,
     Resume; the store records the researcher's areas, the attempts after the steer edit only
     `refine`, and the editor shows the resolved areas. Then replay to evaluation 0: the
-    banner says REPLAY, the dashboard is marked, the handoff feed is empty; live restores."""
+    banner says REPLAY, the dashboard is marked, the handoff feed is empty, the goal editor
+    shows the goal of then, read-only, and the diff the best of then; live restores."""
     from playwright.sync_api import sync_playwright
 
     shots = artifacts_dir()
@@ -489,12 +436,7 @@ def test_steer_by_area_checkboxes_in_jupyterlab(steer_lab: Lab) -> None:
         page.set_default_timeout(PAGE_TIMEOUT_MS)
         page.on("pageerror", lambda e: page_errors.append(f"{e.name}: {e.message}"))
         try:
-            page.goto(f"{steer_lab.url}/lab/tree/{STEER_NOTEBOOK}?token={steer_lab.token}")
-            page.wait_for_selector(".jp-Notebook .jp-Cell")
-            wait_kernel_connected(steer_lab, STEER_NOTEBOOK)
-            page.wait_for_selector(".jp-Notebook-ExecutionIndicator[data-status='idle']")
-            page.get_by_role("menuitem", name="Run", exact=True).click()
-            page.get_by_role("menuitem", name="Run All Cells", exact=True).click()
+            run_all_cells(page, steer_lab, STEER_NOTEBOOK)
             page.wait_for_function(
                 f"() => !!document.querySelector('{AREA_EDITOR} .aster-goal-area-refine input')"
                 f" || ({CELL_ERRORS}).length",
@@ -540,6 +482,15 @@ def test_steer_by_area_checkboxes_in_jupyterlab(steer_lab: Lab) -> None:
             )
             page.wait_for_function(f"() => !({HANDOFFS})()", timeout=PAGE_TIMEOUT_MS)
             assert "aster-replaying" in (page.get_attribute(".aster-dashboard", "class") or "")
+            # the whole dashboard: the goals as then, read-only, and the best as then
+            page.wait_for_function(
+                "() => (document.querySelector('.aster-diff-title') || {innerText: ''})"
+                ".innerText.includes('as after evaluation 0')",
+                timeout=PAGE_TIMEOUT_MS,
+            )
+            assert page.is_disabled(f"{AREA_EDITOR} textarea"), "the past cannot be steered"
+            past_goal = page.input_value(f"{AREA_EDITOR} textarea")
+            assert "Refine harder" not in past_goal, f"replay shows the later steer: {past_goal!r}"
             page.locator(".aster-dashboard").screenshot(path=shots / "browser-replay.png")
             page.check(".aster-replay input[type=checkbox]")  # live
             page.wait_for_function(HANDOFFS, timeout=PAGE_TIMEOUT_MS)
@@ -548,9 +499,141 @@ def test_steer_by_area_checkboxes_in_jupyterlab(steer_lab: Lab) -> None:
                 " return !b || b.offsetParent === null; }",
                 timeout=PAGE_TIMEOUT_MS,
             )
+            page.wait_for_function(
+                f"() => !document.querySelector('{AREA_EDITOR} textarea').disabled",
+                timeout=PAGE_TIMEOUT_MS,
+            )
+            now = page.input_value(f"{AREA_EDITOR} textarea")
+            assert "Refine harder" in now, f"live shows the researcher's goal again: {now!r}"
         finally:
             try:
                 steer_lab.shutdown_kernels()
+            finally:
+                browser.close()
+    assert not page_errors, f"uncaught errors in the page: {page_errors}"
+
+
+# -- forking a run from a clicked cell ---------------------------------------------------------
+
+FORK_NOTEBOOK = "fork_cell.ipynb"
+FORK_CELLS = (
+    "from aster_nb.run import Run\nfrom aster_nb.ui import Dashboard\n\n"
+    'run = await Run.create("circle_packing", workers=1, agents=4, evaluations_per_round=32,'
+    ' archive="grid", seed=1)\nawait run.step()',
+    "dashboard = Dashboard(run, rounds=1)\ndashboard",
+)
+# Where the first elite's cell centre is drawn, in page pixels (plotly's own axis maps).
+ELITE_CENTRE = """() => {
+  const gd = document.querySelector('.aster-archive-map .js-plotly-plot');
+  if (!gd || !gd._fullLayout || !gd.data) return null;
+  const cen = gd._fullData[gd._fullData.length - 1];
+  const ids = Array.from(cen.customdata || []);
+  const i = ids.findIndex(Boolean);
+  if (i < 0) return null;
+  const xa = gd._fullLayout.xaxis, ya = gd._fullLayout.yaxis, r = gd.getBoundingClientRect();
+  return {x: r.left + xa._offset + xa.l2p(cen.x[i]), y: r.top + ya._offset + ya.l2p(cen.y[i]),
+          id: ids[i]};
+}"""
+
+SITE_ROWS = """() => {
+  const t = document.querySelector('.aster-handoffs .aster-handoff details[open] .aster-handoff-sites');
+  return !!t && t.querySelectorAll('tr').length >= 2 && t.offsetParent !== null;
+}"""
+
+
+def fork_store(root: Path) -> tuple[Path, Path | None]:
+    """The parent's store and the fork's (``None`` before the fork exists), in runs/."""
+    stores = sorted(Path(p) for p in glob.glob(str(root / "runs" / "*.sqlite")))
+    forks = [p for p in stores if "-fork-" in p.name]
+    parents = [p for p in stores if "-fork-" not in p.name]
+    assert len(parents) == 1 and len(forks) <= 1, f"expected one run and one fork: {stores}"
+    return parents[0], forks[0] if forks else None
+
+
+def read_fork(path: Path) -> tuple[dict, list[tuple[str, str]]]:
+    """The fork link (meta 'fork') and the programs ``(id, origin)`` in storage order."""
+    import json
+
+    db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5)
+    try:
+        (link,) = db.execute("SELECT value FROM meta WHERE key='fork'").fetchone()
+        rows = db.execute("SELECT id, origin FROM programs ORDER BY seq").fetchall()
+    finally:
+        db.close()
+    return json.loads(link), [(r[0], r[1]) for r in rows]
+
+
+@pytest.fixture
+def fork_lab(tmp_path: Path) -> Iterator[Lab]:
+    with notebook_lab(tmp_path, FORK_NOTEBOOK, FORK_CELLS) as server:
+        yield server
+
+
+def test_fork_from_a_clicked_cell_in_jupyterlab(fork_lab: Lab) -> None:
+    """In a real JupyterLab: the round's handoff shows its report's by-site table. Click an
+    elite's cell centre on the map, the panel shows that
+    program; click "fork from this program": a new store appears beside the run's, linked
+    to it and to the program; "start the fork" runs its round, whose first program is the
+    clicked one."""
+    from playwright.sync_api import sync_playwright
+
+    shots = artifacts_dir()
+    page_errors: list[str] = []
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=chromium_path(), args=CHROMIUM_ARGS)
+        page = browser.new_page(viewport={"width": 1400, "height": 1600})
+        page.set_default_timeout(PAGE_TIMEOUT_MS)
+        page.on("pageerror", lambda e: page_errors.append(f"{e.name}: {e.message}"))
+        try:
+            run_all_cells(page, fork_lab, FORK_NOTEBOOK)
+            page.wait_for_function(
+                f"() => ({ELITE_CENTRE})() || ({CELL_ERRORS}).length",
+                timeout=CONTENT_TIMEOUT_MS,
+                polling=250,
+            )
+            assert not (tracebacks := page.evaluate(CELL_ERRORS)), f"a cell raised: {tracebacks}"
+            # the round's handoff shows its report: the by-site table, open on the newest
+            page.wait_for_function(SITE_ROWS, timeout=CONTENT_TIMEOUT_MS, polling=250)
+            page.locator(".aster-handoffs").screenshot(path=shots / "browser-handoff-report.png")
+            page.locator(".aster-archive-map").scroll_into_view_if_needed()
+            centre = page.evaluate(ELITE_CENTRE)
+            # plotly takes a click from its hover state: move there first, then click
+            page.mouse.move(centre["x"], centre["y"])
+            page.wait_for_timeout(300)
+            page.mouse.click(centre["x"], centre["y"])
+            page.wait_for_function(
+                "() => !!document.querySelector('.aster-elite code')"
+                " && !document.querySelector('button.aster-fork').disabled",
+                timeout=PAGE_TIMEOUT_MS,
+            )
+            # plotly hands the click to the closest point: this centre, or a program on it
+            clicked = page.inner_text(".aster-elite code")
+            assert len(clicked) == 16, f"the elite panel shows no program id: {clicked!r}"
+            page.locator(".aster-archive-map").screenshot(path=shots / "browser-fork-clicked.png")
+            page.click("button.aster-fork")
+            page.wait_for_function(
+                "() => (document.querySelector('.aster-fork-result') || {innerText: ''})"
+                ".innerText.includes('forked from')",
+                timeout=CONTENT_TIMEOUT_MS,
+            )
+            shown = page.inner_text(".aster-fork-path")
+            parent, child = fork_store(fork_lab.root)
+            assert child is not None and child.name == Path(shown).name, (shown, child)
+            link, programs = read_fork(child)
+            assert link["parent_program"] == clicked, link
+            assert Path(link["parent_run"]) == parent.resolve(), link
+            page.click("button.aster-fork-start")
+            deadline = time.monotonic() + CONTENT_TIMEOUT_MS / 1000
+            while not programs:
+                assert time.monotonic() < deadline, "the started fork stored no program"
+                time.sleep(0.5)
+                programs = read_fork(child)[1]
+            assert programs[0] == (clicked, "initial"), programs[:3]
+            page.locator(".aster-archive-map").screenshot(path=shots / "browser-fork.png")
+            assert not [t for t in page.locator(".aster-errors").all_inner_texts() if t.strip()]
+        finally:
+            try:
+                fork_lab.shutdown_kernels()
             finally:
                 browser.close()
     assert not page_errors, f"uncaught errors in the page: {page_errors}"

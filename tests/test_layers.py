@@ -80,6 +80,7 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
             "aster_nb.run",
             "aster_nb.runconfig",
             "aster_nb.runmake",
+            "aster_nb.runfork",
             "aster_nb.runsummary",
             "aster_nb.runspend",
             "aster_nb.rungoals",

@@ -21,7 +21,41 @@ function section(title, body, cls) {
   return box;
 }
 
-function entry(h) {
+// The report's warning signs as badges (the sentence with the numbers on hover and below).
+function flags(list) {
+  const box = el("div", "aster-handoff-flags");
+  for (const f of list) {
+    const badge = el("span", `aster-flag aster-flag-${f.kind}`, f.kind.replace("_", " "));
+    badge.title = f.text;
+    box.appendChild(badge);
+  }
+  return box;
+}
+
+// What the round tried, by code site: tries, evaluations, failures, raises and their gain.
+function sites(rows, more) {
+  const table = el("table", "aster-handoff-sites");
+  const head = el("tr");
+  for (const t of ["site", "tried", "eval", "failed", "raised", "gain"]) head.appendChild(el("th", "", t));
+  table.appendChild(head);
+  for (const s of rows) {
+    const tr = el("tr");
+    tr.appendChild(el("td", "aster-site", s.site));
+    for (const k of ["tried", "evaluated", "failed", "raised"]) tr.appendChild(el("td", "", s[k]));
+    tr.appendChild(el("td", s.raised ? "aster-up" : "", s.raised ? `+${score(s.gain)}` : "–"));
+    table.appendChild(tr);
+  }
+  if (more > 0) {
+    const tr = el("tr");
+    const td = el("td", "aster-site-more", `… ${more} more site(s) in the store`);
+    td.colSpan = 6;
+    tr.appendChild(td);
+    table.appendChild(tr);
+  }
+  return table;
+}
+
+function entry(h, i) {
   const card = el("div", "aster-handoff");
   card.dataset.worker = h.worker;
   card.dataset.round = String(h.round);
@@ -35,10 +69,18 @@ function entry(h) {
   }
   head.appendChild(gain);
   card.appendChild(head);
+  if (h.flags && h.flags.length) card.appendChild(flags(h.flags));
   if (h.goal) card.appendChild(el("div", "aster-handoff-goal", h.goal));
   card.appendChild(section("Done", h.done, "aster-handoff-done"));
   card.appendChild(section("Learned", h.learned, "aster-handoff-learned"));
   card.appendChild(section("Concerns", h.concerns, "aster-handoff-concerns"));
+  if (h.sites && h.sites.length) {
+    const box = el("details", "aster-handoff-section aster-handoff-bysite");
+    box.open = i === 0; // the newest open; older ones one click away
+    box.appendChild(el("summary", "aster-handoff-label", "By site"));
+    box.appendChild(sites(h.sites, h.sites_more || 0));
+    card.appendChild(box);
+  }
   return card;
 }
 
@@ -48,7 +90,7 @@ function render({ model, el: root }) {
   const draw = () => {
     const entries = model.get("entries") || [];
     const nodes = entries.length
-      ? entries.map(entry)
+      ? entries.map((h, i) => entry(h, i))
       : [el("div", "aster-handoff-empty", "No handoffs yet: each worker writes one per round.")];
     list.replaceChildren(...nodes);
   };

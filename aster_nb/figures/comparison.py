@@ -12,16 +12,7 @@ from plotly.subplots import make_subplots
 
 from ..snapshot import MapSnapshot
 from .checks import check_bins, check_snap, tname
-from .panel import (
-    box_ratio,
-    cells_text,
-    fill_map,
-    map_data,
-    map_scores,
-    map_skeleton,
-    run_range,
-    score_edges,
-)
+from .panel import box_ratio, cells_text, draw_map, map_edges, map_skeleton
 from .style import (
     AXIS,
     MODEBAR,
@@ -88,16 +79,12 @@ def comparison_figure(
     if curves is not None:
         subtitles.append("<b>best score</b><br><sup>against evaluations</sup>")
     fig = make_subplots(rows=1, cols=cols, subplot_titles=subtitles, horizontal_spacing=0.07)
-    edges = score_edges(
-        [map_scores(s) for s in snaps.values()],
-        bins,
-        score_range or run_range(list(snaps.values())),
-    )
+    edges = map_edges(list(snaps.values()), bins, score_range)
     for k, snap in enumerate(snaps.values(), start=1):
         ax = "" if k == 1 else str(k)
         start = len(fig.data)
         fig.add_traces(map_skeleton(colors, showscale=k == 1, xaxis=f"x{ax}", yaxis=f"y{ax}"))
-        fill_map(fig, start, map_data(snap, edges), edges)
+        draw_map(fig, start, snap, edges)
         (x0, x1), (y0, y1) = snap.bounds
         fig.update_xaxes(
             AXIS, row=1, col=k, range=[x0, x1], title_text=snap.axes[0], constrain="domain"

@@ -11,16 +11,7 @@ from plotly.basedatatypes import BaseFigure
 
 from ..snapshot import MapSnapshot
 from .checks import check_bins, check_figure, check_snap, figure_meta
-from .panel import (
-    box_ratio,
-    cells_text,
-    fill_map,
-    map_data,
-    map_scores,
-    map_skeleton,
-    run_range,
-    score_edges,
-)
+from .panel import box_ratio, cells_text, draw_map, map_edges, map_skeleton
 from .style import AXIS, MODEBAR, TEMPLATE, bin_colors, layout_size, title, title_margin
 
 NOTE_WIDTH = 72
@@ -120,11 +111,10 @@ def archive_map_update(
             f"this archive map was made with bins={meta.get('bins')} ({len(fig.data)} traces);"
             f" it cannot be updated with bins={bins}: pass the same bins"
         )
-    edges = score_edges([map_scores(snap)], bins, score_range or run_range([snap]))
-    data = map_data(snap, edges)
+    edges = map_edges([snap], bins, score_range)
     text = meta.get("title") or _map_title(snap)
     with fig.batch_update():
-        fill_map(fig, 0, data, edges)
+        draw_map(fig, 0, snap, edges)
         (x0, x1), (y0, y1) = snap.bounds
         fig.layout.xaxis.update(range=[x0, x1], title_text=snap.axes[0])
         fig.layout.yaxis.update(range=[y0, y1], title_text=snap.axes[1], scaleratio=box_ratio(snap))

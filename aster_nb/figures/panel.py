@@ -211,6 +211,19 @@ def _has_score(c: Cell) -> bool:
     return c.score is not None and not math.isnan(c.score)
 
 
+def map_edges(
+    snaps: Sequence[MapSnapshot], bins: int, score_range: tuple[float, float] | None
+) -> np.ndarray:
+    """The score bins' edges shared by ``snaps``' panels: over ``score_range``, else over
+    their runs' range (:func:`run_range`), else over their scores."""
+    return score_edges([map_scores(s) for s in snaps], bins, score_range or run_range(snaps))
+
+
+def draw_map(fig: BaseFigure, start: int, snap: MapSnapshot, edges: np.ndarray) -> None:
+    """Draw ``snap`` into the panel whose traces start at ``start`` (see :func:`fill_map`)."""
+    fill_map(fig, start, map_data(snap, edges), edges)
+
+
 def fill_map(fig: BaseFigure, start: int, data: dict[str, Any], edges: np.ndarray) -> None:
     """Write one map panel's data into traces ``start .. start + bins + 2`` of ``fig``."""
     bins = len(edges) - 1

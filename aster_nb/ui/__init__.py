@@ -14,6 +14,7 @@ from .base import ErrorSink
 from .controls import Controls
 from .dashboard import Dashboard
 from .diff import BestDiff
+from .fork import ForkPanel
 from .goals import GoalEditor, GoalEditors
 from .handoffs import HandoffFeed
 from .progress import ProgressView
@@ -28,6 +29,7 @@ __all__ = [
     "Controls",
     "Dashboard",
     "ErrorSink",
+    "ForkPanel",
     "GoalEditor",
     "GoalEditors",
     "HandoffFeed",

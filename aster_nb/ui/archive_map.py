@@ -1,5 +1,5 @@
 """The archive map of one worker: a long-lived FigureWidget redrawn in place; click a cell
-centre to see its elite's code and diff to its parent."""
+centre (or a program) to see its code and diff to its parent, and to fork a run from it."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from .. import figures, snapshot
 from ..events import ProgramEvaluated, RoundFinished, RunStateChanged
 from .base import ErrorSink, ReplayView, style
 from .figure import FigureWidget
+from .fork import ForkPanel
 from .highlight import code_html, diff_html
 
 if TYPE_CHECKING:
@@ -25,7 +26,8 @@ Chromium, and a snapshot recomputes Voronoi regions in the kernel, so at most 2 
 class ArchiveMapView(ReplayView, w.VBox):
     """A worker's archive as a map (cells colored by elite score, programs on top), with a
     worker dropdown and, under the map, the code of the elite whose cell centre was clicked
-    and its diff to its parent.
+    and its diff to its parent, with a button that forks a new run from it
+    (:class:`~aster_nb.ui.fork.ForkPanel`, :attr:`fork_panel`).
 
     The ``go.FigureWidget`` (:attr:`figure`) is built once and then rewritten in place by
     :func:`aster_nb.figures.archive_map_update`: same traces, same object.
@@ -38,6 +40,8 @@ class ArchiveMapView(ReplayView, w.VBox):
         interval: minimum seconds between redraws.
         errors: where exceptions go (a dashboard shares one); a new sink, shown below the
             map, if ``None``.
+        fork_rounds: rounds the fork panel's "start the fork" runs (``None``: until
+            stopped).
     """
 
     _follows = (ProgramEvaluated, RoundFinished, RunStateChanged)
@@ -51,6 +55,7 @@ class ArchiveMapView(ReplayView, w.VBox):
         height: int = 460,
         interval: float = MAP_INTERVAL,
         errors: ErrorSink | None = None,
+        fork_rounds: int | None = 1,
     ) -> None:
         names = snapshot.workers(run)
         if not names:
@@ -65,13 +70,16 @@ class ArchiveMapView(ReplayView, w.VBox):
         fig = figures.archive_map_figure(self.maps.snapshot(self.worker), bins=bins)
         fig.update_layout(height=height)
         self.figure = FigureWidget(fig)
+        # a click lands on the closest point: a cell's centre (its elite) or a program
+        self.figure.data[bins + 1].on_click(self._clicked)
         self.figure.data[bins + 2].on_click(self._clicked)
         self.elite = w.HTML(value="<i>Click a cell centre to see its elite's code.</i>")
         self.elite.add_class("aster-elite")
         self.selected: str | None = None
         super().__init__()
         sink = self._live(run, interval=interval, errors=errors)
-        parts = (style(), self.dropdown, self.figure, self.elite)
+        self.fork_panel = ForkPanel(run, sink=sink, rounds=fork_rounds)
+        parts = (style(), self.dropdown, self.figure, self.elite, self.fork_panel)
         self.children = parts if errors is not None else (*parts, sink.widget)
         self.add_class("aster-archive-map")
         self.dropdown.observe(self._guard(lambda _: self.refresh(), "switching worker"), "value")
@@ -104,7 +112,8 @@ class ArchiveMapView(ReplayView, w.VBox):
             self.sink.report(e, "showing a clicked cell")
 
     def select(self, program_id: str) -> None:
-        """Show ``program_id``'s code and its diff to its first parent under the map."""
+        """Show ``program_id``'s code and its diff to its first parent under the map, and
+        offer to fork a run from it."""
         p = self.run.store.get(program_id)
         if p is None:
             raise KeyError(f"no program {program_id!r} in the run's store")
@@ -121,6 +130,7 @@ class ArchiveMapView(ReplayView, w.VBox):
             diff = diff_html(
                 parent.code, p.code, a_name=f"parent {parent.id}", b_name=f"program {p.id}"
             )
+        self.fork_panel.select(program_id)
         self.elite.value = (
             f"{head}<details open><summary>diff to its parent</summary>{diff}</details>"
             f"<details><summary>code</summary>{code_html(p.code)}</details>"

@@ -29,16 +29,19 @@ def _half() -> w.Layout:
 class Dashboard(w.VBox):
     """Watch and steer a run from a notebook: put ``Dashboard(run)`` last in a cell.
 
-    Status line, controls, archive map and timeline (with a replay slider that also rewinds
-    the handoff feed, and a banner saying so while it does), goal editors, handoff feed,
-    and the current best's diff; for a task whose evaluations report intermediate values
-    (``[evaluation] intermediate``), their live curves too. It works on a run that is running, paused,
+    Status line, controls, archive map and timeline (with a replay slider that rewinds
+    the whole dashboard: map, timeline, handoff feed, goals and best diff, with a banner
+    saying so while it does), goal editors, handoff feed, and the current best's diff; for
+    a task whose evaluations report intermediate values (``[evaluation] intermediate``),
+    their live curves too. A click on the map shows a program and offers to fork a
+    new run from it (:attr:`forked` is the latest). It works on a run that is running, paused,
     finished or reopened from its store (``await Run.open(path)``). Exceptions of its tasks
     and redraws are shown in the status line and kept in :attr:`errors`.
 
     Args:
         run: the run.
-        rounds: rounds the Start button runs (``None``: until stopped).
+        rounds: rounds the Start button (and a fork's start button) runs (``None``: until
+            stopped).
         worker: the worker the archive map shows first.
         interval: minimum seconds between redraws of the light views (status, buttons,
             goals, handoffs, diff, slider).
@@ -59,17 +62,19 @@ class Dashboard(w.VBox):
         kw = {"errors": self.sink}
         self.status = StatusLine(run, interval=interval, **kw)
         self.controls = Controls(run, rounds=rounds, interval=interval, **kw)
-        self.archive_map = ArchiveMapView(run, worker=worker, interval=map_interval, **kw)
+        self.archive_map = ArchiveMapView(
+            run, worker=worker, interval=map_interval, fork_rounds=rounds, **kw
+        )
         self.timeline = TimelineView(run, interval=map_interval, **kw)
         self.goals = GoalEditors(run, interval=interval, **kw)
         self.handoffs = HandoffFeed(run, interval=interval, **kw)
+        self.diff = BestDiff(run, interval=interval, **kw)
         self.replay = ReplaySlider(
             run,
-            views=(self.archive_map, self.timeline, self.handoffs),
+            views=(self.archive_map, self.timeline, self.handoffs, self.goals, self.diff),
             interval=interval,
             **kw,
         )
-        self.diff = BestDiff(run, interval=interval, **kw)
         plan = getattr(getattr(run, "task", None), "evaluation", None)
         self.progress = (
             ProgressView(run, interval=interval, **kw)
@@ -111,6 +116,13 @@ class Dashboard(w.VBox):
         if self.progress is not None:
             views["progress"] = self.progress
         return views
+
+    @property
+    def forked(self) -> Run | None:
+        """The latest run forked with the map's "fork from this program" button (live: it
+        can be started, stepped or shown in its own dashboard), ``None`` before any."""
+        runs = self.archive_map.fork_panel.forked
+        return runs[-1] if runs else None
 
     @property
     def errors(self) -> list[BaseException]:

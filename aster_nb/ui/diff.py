@@ -1,15 +1,17 @@
-"""The current best program against the initial program or the previous best, highlighted."""
+"""The current best program against the initial program or the previous best, highlighted;
+in replay, the best as it was then."""
 
 from __future__ import annotations
 
 import html
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import ipywidgets as w
 
 from ..events import RoundFinished, RunStateChanged
-from .base import ErrorSink, LiveView, style
+from .base import ErrorSink, ReplayView, style
 from .highlight import diff_html
+from .past import best_at
 from .throttle import DEFAULT_INTERVAL
 
 if TYPE_CHECKING:
@@ -34,9 +36,10 @@ def previous_best(run: Run, best: Program) -> Program | None:
     return run.store.get(base_id) if isinstance(base_id, str) else None
 
 
-class BestDiff(LiveView, w.VBox):
+class BestDiff(ReplayView, w.VBox):
     """A unified diff of the run's current best against the initial program or against the
     previous best (a toggle), syntax-highlighted in the kernel with Pygments.
+    ``show(upto=t)`` (the replay slider) shows the best as after evaluation ``t``.
 
     Args:
         run: the run to show.
@@ -73,16 +76,20 @@ class BestDiff(LiveView, w.VBox):
         self.children = parts if errors is not None else (*parts, sink.widget)
         self.add_class("aster-diff")
         self.toggle.observe(self._guard(lambda _: self.refresh(), "switching the diff"), "value")
-        self._shown: tuple[str | None, str] | None = None
+        self._shown: tuple[str | None, str, int | None] | None = None
         self._draw()
 
     @property
     def against(self) -> str:
         return self.toggle.value
 
+    def _on_event(self, e: Any) -> None:
+        if self.upto is None:  # replaying: the past does not change
+            super()._on_event(e)
+
     def _draw(self) -> None:
-        best = self.run.best
-        key = (best.id if best is not None else None, self.against)
+        best = self.run.best if self.upto is None else best_at(self.run, self.upto)
+        key = (best.id if best is not None else None, self.against, self.upto)
         if key == self._shown:
             return  # the best only changes at a round's end; a diff is not cheap to redo
         self._shown = key
@@ -90,7 +97,8 @@ class BestDiff(LiveView, w.VBox):
             self.title.value, self.body.value = "No best program yet.", ""
             return
         score = "–" if best.score is None else f"{best.score:.6g}"
-        head = f"best <code>{html.escape(best.id)}</code> (score {score})"
+        when = "" if self.upto is None else f" as after evaluation {self.upto}"
+        head = f"best{when} <code>{html.escape(best.id)}</code> (score {score})"
         if self.against == "initial":
             self.title.value = f"{head} against the initial program"
             self.body.value = diff_html(

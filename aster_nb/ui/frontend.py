@@ -17,18 +17,20 @@ _SOURCE_TREE = Path(__file__).resolve().parents[2] / "widgets"
 def asset(name: str) -> str:
     """The text of ``widgets/<name>`` (e.g. ``handoffs.js``).
 
-    Read through the installed package ``aster_nb.ui.assets``; an editable install made
-    before that package existed falls back to the checkout's ``widgets/`` folder.
+    Read from the ``widgets/`` folder of the checkout this module was imported from, when
+    there is one (a source checkout or a git worktree: its widgets go with its Python,
+    while an editable install's ``aster_nb.ui.assets`` may point at another checkout),
+    else through the installed package ``aster_nb.ui.assets`` (a wheel).
     """
+    local = _SOURCE_TREE / name
+    if local.is_file():
+        return local.read_text(encoding="utf-8")
     try:
         path = resources.files("aster_nb.ui.assets") / name
         if path.is_file():
             return path.read_text(encoding="utf-8")
     except ModuleNotFoundError:
         pass
-    local = _SOURCE_TREE / name
-    if local.is_file():
-        return local.read_text(encoding="utf-8")
     raise FileNotFoundError(
         f"front-end file {name!r} is neither in the installed package aster_nb.ui.assets nor "
         f"in {_SOURCE_TREE}; reinstall aster_nb (pip install -e .) so widgets/ is packaged"

@@ -1,5 +1,6 @@
 """Goal editors: per worker a text area, one checkbox per surface area, a pin toggle,
-Apply, who set the goal and the areas it resolved to (who chose them)."""
+Apply, who set the goal and the areas it resolved to (who chose them); in replay, the
+goals as they were then, read-only."""
 
 from __future__ import annotations
 
@@ -9,7 +10,8 @@ from typing import TYPE_CHECKING, Any
 import ipywidgets as w
 
 from ..events import GoalChanged, RunStateChanged
-from .base import ErrorSink, LiveView, style
+from .base import ErrorSink, ReplayView, style
+from .past import goals_at
 from .throttle import DEFAULT_INTERVAL
 
 if TYPE_CHECKING:
@@ -77,27 +79,42 @@ class GoalEditor(w.VBox):
         """Whether the researcher changed the text, the pin or the areas since the last sync."""
         return (self.text.value, self.pin.value, self.ticked) != self.synced
 
-    def show(self, goal: Goal | None) -> None:
+    def show(self, goal: Goal | None, *, past: bool = False) -> None:
         """Show ``goal``; the text, pin and ticks only if the researcher has no unsaved
-        edit (the resolved areas always: they are what the agents work on)."""
+        edit (the resolved areas always: they are what the agents work on).
+
+        ``past``: a goal of the replayed past, shown whatever was edited (an unsaved edit
+        is dropped) with the editor read-only: nobody steers the past.
+        """
+        self.set_enabled(not past)
         if goal is None:
             self.by.value = "no goal yet"
+            if past:
+                self.text.value, self.resolved.value = "", ""
+                self.synced = ("", self.pin.value, self.ticked)
             return
         self.by.value = f"set by {html.escape(goal.set_by)}" + (" · pinned" if goal.pinned else "")
         self.resolved.value = html.escape(areas_text(goal))
-        if not self.edited:
+        if past or not self.edited:
             self.text.value, self.pin.value = goal.text, goal.pinned
             for a, box in self.areas.items():
                 box.value = a in goal.areas
             self.synced = (goal.text, goal.pinned, self.ticked)
 
+    def set_enabled(self, enabled: bool) -> None:
+        """Let the researcher edit and apply (live), or not (replay)."""
+        for x in (self.text, self.pin, self.apply, *self.areas.values()):
+            x.disabled = not enabled
 
-class GoalEditors(LiveView, w.VBox):
+
+class GoalEditors(ReplayView, w.VBox):
     """Every worker's goal, editable; Apply calls ``run.steer(worker, text, pin=...,
     areas=...)`` (areas only when the ticks differ from the goal's: untouched, the areas
     stay as chosen, by whoever chose them).
 
     When the planner revises a goal the editor follows, unless it holds an unsaved edit.
+    ``show(upto=t)`` (the replay slider) shows each worker's goal as after evaluation ``t``,
+    read-only; ``upto=None`` returns to the run's goals.
 
     Args:
         run: the run whose workers' goals to edit.
@@ -137,7 +154,10 @@ class GoalEditors(LiveView, w.VBox):
 
         Raises:
             AreaError: no area is ticked (the task has some).
+            RuntimeError: the editors show a replayed past (go live first).
         """
+        if self.upto is not None:
+            raise RuntimeError("the goals shown are a replay of the past: tick live to steer")
         ed = self.editors[worker]
         text, pin, ticked = ed.text.value, ed.pin.value, ed.ticked
         now = self.goal(worker)
@@ -147,6 +167,16 @@ class GoalEditors(LiveView, w.VBox):
         ed.text.value = text.strip()
         self.refresh()
 
+    def _on_event(self, e: Any) -> None:
+        if self.upto is None:  # replaying: the past does not change
+            super()._on_event(e)
+
     def _draw(self) -> None:
+        if self.upto is not None:
+            then = goals_at(self.run, self.upto)
+            for name, ed in self.editors.items():
+                ed.show(then.get(name), past=True)
+            return
         for name, ed in self.editors.items():
+            # back from a replay, what it showed is synced (no edit): the present replaces it
             ed.show(self.goal(name))

@@ -1,4 +1,5 @@
-"""The handoff feed: what each worker did, learned and worries about, newest first.
+"""The handoff feed: what each worker did, learned and worries about, newest first, with
+its report's warning badges and by-site table (:mod:`aster_nb.handoffreport`).
 
 An anywidget whose ESM and CSS are ``widgets/handoffs.js`` and ``widgets/handoffs.css``
 (shipped as ``aster_nb.ui.assets``); the kernel syncs a list of plain dicts.
@@ -25,6 +26,10 @@ if TYPE_CHECKING:
     from ..run import Run
 
 
+SITES_SHOWN = 8
+"""Rows of a handoff's by-site table in the feed (the store keeps every site)."""
+
+
 def _num(x: Any) -> float | None:
     try:
         v = float(x)
@@ -43,8 +48,12 @@ def entry(
     concerns: str,
     stats: dict[str, Any],
     best_id: str | None,
+    report: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """One feed entry as synced to the browser (JSON-safe)."""
+    """One feed entry as synced to the browser (JSON-safe); ``report`` is the handoff
+    report's dict (:meth:`HandoffReport.to_dict <aster_nb.handoffreport.HandoffReport.to_dict>`),
+    shown as warning badges and a by-site table."""
+    rep = report or {}
     return {
         "worker": worker,
         "round": int(round),
@@ -55,6 +64,19 @@ def entry(
         "best_id": best_id,
         "base_score": _num(stats.get("base_score")),
         "best_score": _num(stats.get("best_score")),
+        "flags": [
+            {"kind": str(f.get("kind", "")), "text": str(f.get("text", ""))}
+            for f in rep.get("flags") or ()
+        ],
+        "sites": [
+            {
+                "site": str(x.get("site", "")),
+                **{k: int(x.get(k) or 0) for k in ("tried", "evaluated", "failed", "raised")},
+                "gain": _num(x.get("gain")),
+            }
+            for x in list(rep.get("sites") or ())[:SITES_SHOWN]
+        ],
+        "sites_more": max(0, len(rep.get("sites") or ()) - SITES_SHOWN),
     }
 
 
@@ -68,7 +90,19 @@ def from_handoff(h: Handoff) -> dict[str, Any]:
         concerns=h.concerns,
         stats=dict(h.stats),
         best_id=h.best.id if h.best is not None else None,
+        report=None if h.report is None else h.report.to_dict(),
     )
+
+
+def _report(raw: Any) -> dict[str, Any] | None:
+    """A stored report (JSON text; NULL for a planner's handoff and older rows)."""
+    if not isinstance(raw, str):
+        return None
+    try:
+        d = json.loads(raw)
+    except ValueError:
+        return None  # a damaged report hides its numbers, not the handoff's words
+    return d if isinstance(d, dict) else None
 
 
 def written_by(handoffs: Any, history: Any) -> np.ndarray:
@@ -142,6 +176,7 @@ class HandoffFeed(ReplayView, anywidget.AnyWidget):
                 concerns=r.concerns,
                 stats=json.loads(r.stats) if isinstance(r.stats, str) else {},
                 best_id=r.best_id if isinstance(r.best_id, str) else None,
+                report=_report(getattr(r, "report", None)),
             )
             for r in rows.itertuples(index=False)
         ]

@@ -114,9 +114,20 @@ class ReplaySlider(LiveView, w.VBox):
         # inline colours too: the banner must stand out even where the CSS is not loaded
         self.banner.value = (
             f"<div style='{_BANNER_STYLE}'><b>REPLAY</b> · showing the run as after "
-            f"evaluation {t} of {self.slider.max} (map, timeline, handoffs) · tick "
+            f"evaluation {t} of {self.slider.max} ({self._names()}) · tick "
             "<i>live</i> to follow the run</div>"
         )
+
+    def _names(self) -> str:
+        """What the replay rewinds, as the banner says it."""
+        names = {
+            "ArchiveMapView": "map",
+            "TimelineView": "timeline",
+            "HandoffFeed": "handoffs",
+            "GoalEditors": "goals",
+            "BestDiff": "best diff",
+        }
+        return ", ".join(names.get(type(v).__name__, type(v).__name__) for v in self.views)
 
     def seek(self, t: int) -> None:
         """Show the views as after evaluation ``t`` (leaves live mode)."""
