@@ -242,3 +242,31 @@ def run_all_cells(page: Any, lab: Lab, notebook: str) -> None:
     page.wait_for_selector(".jp-Notebook-ExecutionIndicator[data-status='idle']")
     page.get_by_role("menuitem", name="Run", exact=True).click()
     page.get_by_role("menuitem", name="Run All Cells", exact=True).click()
+
+
+@contextlib.contextmanager
+def lab_page(
+    lab: Lab, *, viewport: tuple[int, int] = (1400, 1600), timeout_ms: int = 60_000
+) -> Iterator[tuple[Any, list[str], list[str]]]:
+    """A headless Chromium page for ``lab``: ``(page, page errors, console errors)``.
+
+    On the way out the lab's kernels are shut down before the browser closes: a kernel
+    runs in its own session, so the run in it ends with it, not with the page.
+    """
+    from playwright.sync_api import sync_playwright
+
+    page_errors: list[str] = []
+    console_errors: list[str] = []
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=chromium_path(), args=CHROMIUM_ARGS)
+        page = browser.new_page(viewport={"width": viewport[0], "height": viewport[1]})
+        page.set_default_timeout(timeout_ms)
+        page.on("pageerror", lambda e: page_errors.append(f"{e.name}: {e.message}"))
+        page.on("console", lambda m: console_errors.append(m.text) if m.type == "error" else None)
+        try:
+            yield page, page_errors, console_errors
+        finally:
+            try:
+                lab.shutdown_kernels()
+            finally:
+                browser.close()

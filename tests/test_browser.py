@@ -22,10 +22,9 @@ from pathlib import Path
 import pytest
 
 from .jupyter_support import (
-    CHROMIUM_ARGS,
     Lab,
-    chromium_path,
     jupyter_lab,
+    lab_page,
     notebook_lab,
     run_all_cells,
 )
@@ -129,22 +128,14 @@ EMPTY_FIGURE_HINT = (
 
 
 def test_quick_start_in_jupyterlab(lab: Lab) -> None:
-    from playwright.sync_api import sync_playwright
-
     shots = artifacts_dir()
-    console_errors: list[str] = []
-    page_errors: list[str] = []
     goal = f"Researcher goal {os.getpid()}-{time.time_ns()}: shrink the largest circle first."
 
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=chromium_path(), args=CHROMIUM_ARGS)
-        page = browser.new_page(viewport={"width": 1600, "height": 1800})
-        page.set_default_timeout(PAGE_TIMEOUT_MS)
-        page.on(
-            "console",
-            lambda m: console_errors.append(m.text) if m.type == "error" else None,
-        )
-        page.on("pageerror", lambda e: page_errors.append(f"{e.name}: {e.message}"))
+    with lab_page(lab, viewport=(1600, 1800), timeout_ms=PAGE_TIMEOUT_MS) as (
+        page,
+        page_errors,
+        console_errors,
+    ):
 
         def wait_for(what: str, predicate: str, timeout: int = CONTENT_TIMEOUT_MS) -> None:
             try:
@@ -165,65 +156,58 @@ def test_quick_start_in_jupyterlab(lab: Lab) -> None:
                     f"server log:\n{lab.log_tail(30)}"
                 ) from e
 
-        try:
-            run_all_cells(page, lab, NOTEBOOK.name)
+        run_all_cells(page, lab, NOTEBOOK.name)
 
-            wait_for(
-                "the dashboard (.aster-dashboard) or a cell error",
-                f"() => !!document.querySelector('.aster-dashboard') || ({CELL_ERRORS}).length",
-            )
-            assert not (tracebacks := page.evaluate(CELL_ERRORS)), f"a cell raised: {tracebacks}"
-            wait_for("filled cells in the archive map", MAP_FILLED)
-            wait_for("score lines in the timeline", TIMELINE_LINES)
-            wait_for("a handoff with text in the handoff feed", HANDOFFS)
-            wait_for("diff lines in the best-program diff", DIFF_LINES)
-            dashboard = page.locator(".aster-dashboard")
-            page.screenshot(path=shots / "browser-1-rendered.png", full_page=True)
-            dashboard.screenshot(path=shots / "browser-1-dashboard.png")
+        wait_for(
+            "the dashboard (.aster-dashboard) or a cell error",
+            f"() => !!document.querySelector('.aster-dashboard') || ({CELL_ERRORS}).length",
+        )
+        assert not (tracebacks := page.evaluate(CELL_ERRORS)), f"a cell raised: {tracebacks}"
+        wait_for("filled cells in the archive map", MAP_FILLED)
+        wait_for("score lines in the timeline", TIMELINE_LINES)
+        wait_for("a handoff with text in the handoff feed", HANDOFFS)
+        wait_for("diff lines in the best-program diff", DIFF_LINES)
+        dashboard = page.locator(".aster-dashboard")
+        page.screenshot(path=shots / "browser-1-rendered.png", full_page=True)
+        dashboard.screenshot(path=shots / "browser-1-dashboard.png")
 
-            state = page.evaluate(STATUS_TEXT)
-            assert "running" in state, (
-                f"the run should still be running when the dashboard has content, to test "
-                f"Pause; status: {state!r} (the quick-start notebook must run more rounds)"
-            )
-            page.click(".aster-btn-pause")
-            wait_for(
-                "'paused' in the status line after clicking Pause",
-                f"() => ({STATUS_TEXT})().includes('paused')",
-                timeout=PAGE_TIMEOUT_MS,
-            )
-            page.screenshot(path=shots / "browser-2-paused.png", full_page=True)
+        state = page.evaluate(STATUS_TEXT)
+        assert "running" in state, (
+            f"the run should still be running when the dashboard has content, to test "
+            f"Pause; status: {state!r} (the quick-start notebook must run more rounds)"
+        )
+        page.click(".aster-btn-pause")
+        wait_for(
+            "'paused' in the status line after clicking Pause",
+            f"() => ({STATUS_TEXT})().includes('paused')",
+            timeout=PAGE_TIMEOUT_MS,
+        )
+        page.screenshot(path=shots / "browser-2-paused.png", full_page=True)
 
-            page.fill(f"{EDITOR} textarea", goal)
-            page.click(f"{EDITOR} .aster-goal-apply")
-            deadline = time.monotonic() + 30
-            while goal not in (found := researcher_goals(lab.root, WORKER)):
-                assert time.monotonic() < deadline, (
-                    f"after Apply, the store has no goal {goal!r} set by the researcher for "
-                    f"{WORKER}; researcher goals: {found}"
-                )
-                time.sleep(0.25)
-            wait_for(
-                f"'researcher' in {WORKER}'s goal editor after Apply",
-                f"() => document.querySelector('{EDITOR}').innerText.includes('researcher')",
-                timeout=PAGE_TIMEOUT_MS,
+        page.fill(f"{EDITOR} textarea", goal)
+        page.click(f"{EDITOR} .aster-goal-apply")
+        deadline = time.monotonic() + 30
+        while goal not in (found := researcher_goals(lab.root, WORKER)):
+            assert time.monotonic() < deadline, (
+                f"after Apply, the store has no goal {goal!r} set by the researcher for "
+                f"{WORKER}; researcher goals: {found}"
             )
-            page.screenshot(path=shots / "browser-3-goal-applied.png", full_page=True)
-            dashboard.screenshot(path=shots / "browser-3-dashboard.png")
+            time.sleep(0.25)
+        wait_for(
+            f"'researcher' in {WORKER}'s goal editor after Apply",
+            f"() => document.querySelector('{EDITOR}').innerText.includes('researcher')",
+            timeout=PAGE_TIMEOUT_MS,
+        )
+        page.screenshot(path=shots / "browser-3-goal-applied.png", full_page=True)
+        dashboard.screenshot(path=shots / "browser-3-dashboard.png")
 
-            # What the page shows as errors: cell tracebacks, the dashboard's error area,
-            # widgets that could not be displayed.
-            assert not (tracebacks := page.evaluate(CELL_ERRORS)), f"a cell raised: {tracebacks}"
-            shown = [t for t in page.locator(".aster-errors").all_inner_texts() if t.strip()]
-            assert not shown, f"the dashboard shows errors: {shown}"
-            body = page.inner_text("body")
-            assert "Error displaying widget" not in body, "a widget could not be displayed"
-        finally:
-            # The kernel runs in its own session: end it (and the run) before the browser.
-            try:
-                lab.shutdown_kernels()
-            finally:
-                browser.close()
+        # What the page shows as errors: cell tracebacks, the dashboard's error area,
+        # widgets that could not be displayed.
+        assert not (tracebacks := page.evaluate(CELL_ERRORS)), f"a cell raised: {tracebacks}"
+        shown = [t for t in page.locator(".aster-errors").all_inner_texts() if t.strip()]
+        assert not shown, f"the dashboard shows errors: {shown}"
+        body = page.inner_text("body")
+        assert "Error displaying widget" not in body, "a widget could not be displayed"
 
     assert not page_errors, f"uncaught errors in the page: {page_errors}"
     widget_errors = [m for m in console_errors if any(w in m.lower() for w in WIDGET_ERROR_WORDS)]
@@ -330,49 +314,36 @@ def test_grid_map_geometry_in_jupyterlab(grid_lab: Lab) -> None:
     """A grid run's dashboard in a real JupyterLab: the map's plotly data as the page has
     it puts every elite inside the box drawn for its cell, draws all 100 boxes, counts the
     archive's cells in its title, and the toolbar does not cover the title."""
-    from playwright.sync_api import sync_playwright
-
     shots = artifacts_dir()
-    page_errors: list[str] = []
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=chromium_path(), args=CHROMIUM_ARGS)
-        page = browser.new_page(viewport={"width": 1400, "height": 1600})
-        page.set_default_timeout(PAGE_TIMEOUT_MS)
-        page.on("pageerror", lambda e: page_errors.append(f"{e.name}: {e.message}"))
+    with lab_page(grid_lab, viewport=(1400, 1600)) as (page, page_errors, _):
+        run_all_cells(page, grid_lab, GRID_NOTEBOOK)
         try:
-            run_all_cells(page, grid_lab, GRID_NOTEBOOK)
-            try:
-                page.wait_for_function(
-                    f"() => ({MAP_FILLED})() || ({CELL_ERRORS}).length",
-                    timeout=CONTENT_TIMEOUT_MS,
-                    polling=250,
-                )
-            except Exception as e:
-                page.screenshot(path=shots / "browser-grid-failure.png", full_page=True)
-                raise AssertionError(
-                    f"the grid run's map did not fill; page errors: {page_errors}\n"
-                    f"server log:\n{grid_lab.log_tail(30)}"
-                ) from e
-            assert not (tracebacks := page.evaluate(CELL_ERRORS)), f"a cell raised: {tracebacks}"
-            drawn = page.evaluate(MAP_DATA)
-            assert drawn is not None, "no archive map graph div with its traces in the page"
-            counts = check_grid_geometry(drawn)
-            # the toolbar shows on hover; it must sit above the title, not on it
-            page.hover(".aster-archive-map .js-plotly-plot .nsewdrag")
-            page.wait_for_timeout(300)
-            drawn = page.evaluate(MAP_DATA)
-            assert drawn["modebarBox"] is not None and drawn["titleBox"] is not None
-            assert not overlap(drawn["modebarBox"], drawn["titleBox"]), (
-                f"the toolbar {drawn['modebarBox']} covers the title {drawn['titleBox']} "
-                f"(figure {drawn['figureBox']}, title layout {drawn['titleLayout']})"
+            page.wait_for_function(
+                f"() => ({MAP_FILLED})() || ({CELL_ERRORS}).length",
+                timeout=CONTENT_TIMEOUT_MS,
+                polling=250,
             )
-            page.locator(".aster-archive-map").screenshot(path=shots / "browser-grid-map.png")
-            page.locator(".aster-dashboard").screenshot(path=shots / "browser-grid-dashboard.png")
-        finally:
-            try:
-                grid_lab.shutdown_kernels()
-            finally:
-                browser.close()
+        except Exception as e:
+            page.screenshot(path=shots / "browser-grid-failure.png", full_page=True)
+            raise AssertionError(
+                f"the grid run's map did not fill; page errors: {page_errors}\n"
+                f"server log:\n{grid_lab.log_tail(30)}"
+            ) from e
+        assert not (tracebacks := page.evaluate(CELL_ERRORS)), f"a cell raised: {tracebacks}"
+        drawn = page.evaluate(MAP_DATA)
+        assert drawn is not None, "no archive map graph div with its traces in the page"
+        counts = check_grid_geometry(drawn)
+        # the toolbar shows on hover; it must sit above the title, not on it
+        page.hover(".aster-archive-map .js-plotly-plot .nsewdrag")
+        page.wait_for_timeout(300)
+        drawn = page.evaluate(MAP_DATA)
+        assert drawn["modebarBox"] is not None and drawn["titleBox"] is not None
+        assert not overlap(drawn["modebarBox"], drawn["titleBox"]), (
+            f"the toolbar {drawn['modebarBox']} covers the title {drawn['titleBox']} "
+            f"(figure {drawn['figureBox']}, title layout {drawn['titleLayout']})"
+        )
+        page.locator(".aster-archive-map").screenshot(path=shots / "browser-grid-map.png")
+        page.locator(".aster-dashboard").screenshot(path=shots / "browser-grid-dashboard.png")
     assert not page_errors, f"uncaught errors in the page: {page_errors}"
     assert counts["boxes"] == 100
 
@@ -426,90 +397,77 @@ def test_steer_by_area_checkboxes_in_jupyterlab(steer_lab: Lab) -> None:
     `refine`, and the editor shows the resolved areas. Then replay to evaluation 0: the
     banner says REPLAY, the dashboard is marked, the handoff feed is empty, the goal editor
     shows the goal of then, read-only, and the diff the best of then; live restores."""
-    from playwright.sync_api import sync_playwright
-
     shots = artifacts_dir()
-    page_errors: list[str] = []
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=chromium_path(), args=CHROMIUM_ARGS)
-        page = browser.new_page(viewport={"width": 1400, "height": 1600})
-        page.set_default_timeout(PAGE_TIMEOUT_MS)
-        page.on("pageerror", lambda e: page_errors.append(f"{e.name}: {e.message}"))
-        try:
-            run_all_cells(page, steer_lab, STEER_NOTEBOOK)
-            page.wait_for_function(
-                f"() => !!document.querySelector('{AREA_EDITOR} .aster-goal-area-refine input')"
-                f" || ({CELL_ERRORS}).length",
-                timeout=CONTENT_TIMEOUT_MS,
-                polling=250,
-            )
-            assert not (tracebacks := page.evaluate(CELL_ERRORS)), f"a cell raised: {tracebacks}"
-            shown = page.inner_text(f"{AREA_EDITOR} .aster-goal-areas")
-            assert "layout, radii, refine" in shown, f"before: every area, got {shown!r}"
-            page.uncheck(f"{AREA_EDITOR} .aster-goal-area-layout input")
-            page.uncheck(f"{AREA_EDITOR} .aster-goal-area-radii input")
-            page.fill(f"{AREA_EDITOR} textarea", "Refine harder; keep the `layout` code as is.")
-            page.click(f"{AREA_EDITOR} .aster-goal-apply")
-            page.wait_for_function(
-                f"() => document.querySelector('{AREA_EDITOR} .aster-goal-areas')"
-                ".innerText.includes('areas: refine (chosen by researcher)')",
-                timeout=PAGE_TIMEOUT_MS,
-            )
-            page.click(".aster-btn-pause")  # Resume
-            deadline = time.monotonic() + CONTENT_TIMEOUT_MS / 1000
-            while len((found := steered_attempts(steer_lab.root))[1]) < 6:
-                assert time.monotonic() < deadline, f"too few attempts after the steer: {found}"
-                time.sleep(0.5)
-            goals, edited = found
-            assert goals[-1] == ('["refine"]', "researcher"), goals
-            assert all(set(a) <= {"refine"} for a in edited), f"edits outside refine: {edited}"
-            assert sum(a == ["refine"] for a in edited) >= 3, edited
-            page.locator(AREA_EDITOR).screenshot(path=shots / "browser-steer-areas.png")
+    with lab_page(steer_lab, viewport=(1400, 1600)) as (page, page_errors, _):
+        run_all_cells(page, steer_lab, STEER_NOTEBOOK)
+        page.wait_for_function(
+            f"() => !!document.querySelector('{AREA_EDITOR} .aster-goal-area-refine input')"
+            f" || ({CELL_ERRORS}).length",
+            timeout=CONTENT_TIMEOUT_MS,
+            polling=250,
+        )
+        assert not (tracebacks := page.evaluate(CELL_ERRORS)), f"a cell raised: {tracebacks}"
+        shown = page.inner_text(f"{AREA_EDITOR} .aster-goal-areas")
+        assert "layout, radii, refine" in shown, f"before: every area, got {shown!r}"
+        page.uncheck(f"{AREA_EDITOR} .aster-goal-area-layout input")
+        page.uncheck(f"{AREA_EDITOR} .aster-goal-area-radii input")
+        page.fill(f"{AREA_EDITOR} textarea", "Refine harder; keep the `layout` code as is.")
+        page.click(f"{AREA_EDITOR} .aster-goal-apply")
+        page.wait_for_function(
+            f"() => document.querySelector('{AREA_EDITOR} .aster-goal-areas')"
+            ".innerText.includes('areas: refine (chosen by researcher)')",
+            timeout=PAGE_TIMEOUT_MS,
+        )
+        page.click(".aster-btn-pause")  # Resume
+        deadline = time.monotonic() + CONTENT_TIMEOUT_MS / 1000
+        while len((found := steered_attempts(steer_lab.root))[1]) < 6:
+            assert time.monotonic() < deadline, f"too few attempts after the steer: {found}"
+            time.sleep(0.5)
+        goals, edited = found
+        assert goals[-1] == ('["refine"]', "researcher"), goals
+        assert all(set(a) <= {"refine"} for a in edited), f"edits outside refine: {edited}"
+        assert sum(a == ["refine"] for a in edited) >= 3, edited
+        page.locator(AREA_EDITOR).screenshot(path=shots / "browser-steer-areas.png")
 
-            # Replay: back to evaluation 0, before the round's handoff, the feed is empty and
-            # a banner says the dashboard shows the past; live brings both back.
-            page.wait_for_function(HANDOFFS, timeout=CONTENT_TIMEOUT_MS, polling=250)
-            readout = page.locator(".aster-replay .widget-readout")
-            readout.click()
-            page.keyboard.press("Control+A")
-            page.keyboard.type("0")
-            page.keyboard.press("Enter")
-            page.wait_for_function(
-                "() => { const b = document.querySelector('.aster-replay-banner');"
-                " return b && b.offsetParent !== null && b.innerText.includes('REPLAY')"
-                " && b.innerText.includes('after evaluation 0 of'); }",
-                timeout=PAGE_TIMEOUT_MS,
-            )
-            page.wait_for_function(f"() => !({HANDOFFS})()", timeout=PAGE_TIMEOUT_MS)
-            assert "aster-replaying" in (page.get_attribute(".aster-dashboard", "class") or "")
-            # the whole dashboard: the goals as then, read-only, and the best as then
-            page.wait_for_function(
-                "() => (document.querySelector('.aster-diff-title') || {innerText: ''})"
-                ".innerText.includes('as after evaluation 0')",
-                timeout=PAGE_TIMEOUT_MS,
-            )
-            assert page.is_disabled(f"{AREA_EDITOR} textarea"), "the past cannot be steered"
-            past_goal = page.input_value(f"{AREA_EDITOR} textarea")
-            assert "Refine harder" not in past_goal, f"replay shows the later steer: {past_goal!r}"
-            page.locator(".aster-dashboard").screenshot(path=shots / "browser-replay.png")
-            page.check(".aster-replay input[type=checkbox]")  # live
-            page.wait_for_function(HANDOFFS, timeout=PAGE_TIMEOUT_MS)
-            page.wait_for_function(
-                "() => { const b = document.querySelector('.aster-replay-banner');"
-                " return !b || b.offsetParent === null; }",
-                timeout=PAGE_TIMEOUT_MS,
-            )
-            page.wait_for_function(
-                f"() => !document.querySelector('{AREA_EDITOR} textarea').disabled",
-                timeout=PAGE_TIMEOUT_MS,
-            )
-            now = page.input_value(f"{AREA_EDITOR} textarea")
-            assert "Refine harder" in now, f"live shows the researcher's goal again: {now!r}"
-        finally:
-            try:
-                steer_lab.shutdown_kernels()
-            finally:
-                browser.close()
+        # Replay: back to evaluation 0, before the round's handoff, the feed is empty and
+        # a banner says the dashboard shows the past; live brings both back.
+        page.wait_for_function(HANDOFFS, timeout=CONTENT_TIMEOUT_MS, polling=250)
+        readout = page.locator(".aster-replay .widget-readout")
+        readout.click()
+        page.keyboard.press("Control+A")
+        page.keyboard.type("0")
+        page.keyboard.press("Enter")
+        page.wait_for_function(
+            "() => { const b = document.querySelector('.aster-replay-banner');"
+            " return b && b.offsetParent !== null && b.innerText.includes('REPLAY')"
+            " && b.innerText.includes('after evaluation 0 of'); }",
+            timeout=PAGE_TIMEOUT_MS,
+        )
+        page.wait_for_function(f"() => !({HANDOFFS})()", timeout=PAGE_TIMEOUT_MS)
+        assert "aster-replaying" in (page.get_attribute(".aster-dashboard", "class") or "")
+        # the whole dashboard: the goals as then, read-only, and the best as then
+        page.wait_for_function(
+            "() => (document.querySelector('.aster-diff-title') || {innerText: ''})"
+            ".innerText.includes('as after evaluation 0')",
+            timeout=PAGE_TIMEOUT_MS,
+        )
+        assert page.is_disabled(f"{AREA_EDITOR} textarea"), "the past cannot be steered"
+        past_goal = page.input_value(f"{AREA_EDITOR} textarea")
+        assert "Refine harder" not in past_goal, f"replay shows the later steer: {past_goal!r}"
+        page.locator(".aster-dashboard").screenshot(path=shots / "browser-replay.png")
+        page.check(".aster-replay input[type=checkbox]")  # live
+        page.wait_for_function(HANDOFFS, timeout=PAGE_TIMEOUT_MS)
+        page.wait_for_function(
+            "() => { const b = document.querySelector('.aster-replay-banner');"
+            " return !b || b.offsetParent === null; }",
+            timeout=PAGE_TIMEOUT_MS,
+        )
+        page.wait_for_function(
+            f"() => !document.querySelector('{AREA_EDITOR} textarea').disabled",
+            timeout=PAGE_TIMEOUT_MS,
+        )
+        now = page.input_value(f"{AREA_EDITOR} textarea")
+        assert "Refine harder" in now, f"live shows the researcher's goal again: {now!r}"
     assert not page_errors, f"uncaught errors in the page: {page_errors}"
 
 
@@ -575,65 +533,52 @@ def test_fork_from_a_clicked_cell_in_jupyterlab(fork_lab: Lab) -> None:
     program; click "fork from this program": a new store appears beside the run's, linked
     to it and to the program; "start the fork" runs its round, whose first program is the
     clicked one."""
-    from playwright.sync_api import sync_playwright
-
     shots = artifacts_dir()
-    page_errors: list[str] = []
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=chromium_path(), args=CHROMIUM_ARGS)
-        page = browser.new_page(viewport={"width": 1400, "height": 1600})
-        page.set_default_timeout(PAGE_TIMEOUT_MS)
-        page.on("pageerror", lambda e: page_errors.append(f"{e.name}: {e.message}"))
-        try:
-            run_all_cells(page, fork_lab, FORK_NOTEBOOK)
-            page.wait_for_function(
-                f"() => ({ELITE_CENTRE})() || ({CELL_ERRORS}).length",
-                timeout=CONTENT_TIMEOUT_MS,
-                polling=250,
-            )
-            assert not (tracebacks := page.evaluate(CELL_ERRORS)), f"a cell raised: {tracebacks}"
-            # the round's handoff shows its report: the by-site table, open on the newest
-            page.wait_for_function(SITE_ROWS, timeout=CONTENT_TIMEOUT_MS, polling=250)
-            page.locator(".aster-handoffs").screenshot(path=shots / "browser-handoff-report.png")
-            page.locator(".aster-archive-map").scroll_into_view_if_needed()
-            centre = page.evaluate(ELITE_CENTRE)
-            # plotly takes a click from its hover state: move there first, then click
-            page.mouse.move(centre["x"], centre["y"])
-            page.wait_for_timeout(300)
-            page.mouse.click(centre["x"], centre["y"])
-            page.wait_for_function(
-                "() => !!document.querySelector('.aster-elite code')"
-                " && !document.querySelector('button.aster-fork').disabled",
-                timeout=PAGE_TIMEOUT_MS,
-            )
-            # plotly hands the click to the closest point: this centre, or a program on it
-            clicked = page.inner_text(".aster-elite code")
-            assert len(clicked) == 16, f"the elite panel shows no program id: {clicked!r}"
-            page.locator(".aster-archive-map").screenshot(path=shots / "browser-fork-clicked.png")
-            page.click("button.aster-fork")
-            page.wait_for_function(
-                "() => (document.querySelector('.aster-fork-result') || {innerText: ''})"
-                ".innerText.includes('forked from')",
-                timeout=CONTENT_TIMEOUT_MS,
-            )
-            shown = page.inner_text(".aster-fork-path")
-            parent, child = fork_store(fork_lab.root)
-            assert child is not None and child.name == Path(shown).name, (shown, child)
-            link, programs = read_fork(child)
-            assert link["parent_program"] == clicked, link
-            assert Path(link["parent_run"]) == parent.resolve(), link
-            page.click("button.aster-fork-start")
-            deadline = time.monotonic() + CONTENT_TIMEOUT_MS / 1000
-            while not programs:
-                assert time.monotonic() < deadline, "the started fork stored no program"
-                time.sleep(0.5)
-                programs = read_fork(child)[1]
-            assert programs[0] == (clicked, "initial"), programs[:3]
-            page.locator(".aster-archive-map").screenshot(path=shots / "browser-fork.png")
-            assert not [t for t in page.locator(".aster-errors").all_inner_texts() if t.strip()]
-        finally:
-            try:
-                fork_lab.shutdown_kernels()
-            finally:
-                browser.close()
+    with lab_page(fork_lab, viewport=(1400, 1600)) as (page, page_errors, _):
+        run_all_cells(page, fork_lab, FORK_NOTEBOOK)
+        page.wait_for_function(
+            f"() => ({ELITE_CENTRE})() || ({CELL_ERRORS}).length",
+            timeout=CONTENT_TIMEOUT_MS,
+            polling=250,
+        )
+        assert not (tracebacks := page.evaluate(CELL_ERRORS)), f"a cell raised: {tracebacks}"
+        # the round's handoff shows its report: the by-site table, open on the newest
+        page.wait_for_function(SITE_ROWS, timeout=CONTENT_TIMEOUT_MS, polling=250)
+        page.locator(".aster-handoffs").screenshot(path=shots / "browser-handoff-report.png")
+        page.locator(".aster-archive-map").scroll_into_view_if_needed()
+        centre = page.evaluate(ELITE_CENTRE)
+        # plotly takes a click from its hover state: move there first, then click
+        page.mouse.move(centre["x"], centre["y"])
+        page.wait_for_timeout(300)
+        page.mouse.click(centre["x"], centre["y"])
+        page.wait_for_function(
+            "() => !!document.querySelector('.aster-elite code')"
+            " && !document.querySelector('button.aster-fork').disabled",
+            timeout=PAGE_TIMEOUT_MS,
+        )
+        # plotly hands the click to the closest point: this centre, or a program on it
+        clicked = page.inner_text(".aster-elite code")
+        assert len(clicked) == 16, f"the elite panel shows no program id: {clicked!r}"
+        page.locator(".aster-archive-map").screenshot(path=shots / "browser-fork-clicked.png")
+        page.click("button.aster-fork")
+        page.wait_for_function(
+            "() => (document.querySelector('.aster-fork-result') || {innerText: ''})"
+            ".innerText.includes('forked from')",
+            timeout=CONTENT_TIMEOUT_MS,
+        )
+        shown = page.inner_text(".aster-fork-path")
+        parent, child = fork_store(fork_lab.root)
+        assert child is not None and child.name == Path(shown).name, (shown, child)
+        link, programs = read_fork(child)
+        assert link["parent_program"] == clicked, link
+        assert Path(link["parent_run"]) == parent.resolve(), link
+        page.click("button.aster-fork-start")
+        deadline = time.monotonic() + CONTENT_TIMEOUT_MS / 1000
+        while not programs:
+            assert time.monotonic() < deadline, "the started fork stored no program"
+            time.sleep(0.5)
+            programs = read_fork(child)[1]
+        assert programs[0] == (clicked, "initial"), programs[:3]
+        page.locator(".aster-archive-map").screenshot(path=shots / "browser-fork.png")
+        assert not [t for t in page.locator(".aster-errors").all_inner_texts() if t.strip()]
     assert not page_errors, f"uncaught errors in the page: {page_errors}"
