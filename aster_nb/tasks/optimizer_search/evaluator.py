@@ -11,8 +11,8 @@ process:
 
 1. At import (once per sandbox server) only the training split is loaded; the validation
    split stays on disk.
-2. ``evaluate`` forks a guarded child (the seccomp filter of ``protein_scoring``'s
-   ``protein_guard``: no ``open``, ``exec``, ``fork``, thread or ``socket``; every file
+2. ``evaluate`` forks a guarded child (:mod:`train_guard`, ``protein_scoring``'s seccomp
+   filter: no ``open``, ``exec``, ``fork``, thread or ``socket``; every file
    descriptor but stdout, stderr and an answer pipe closed). The child builds the model,
    passes a list of its parameters to ``make_optimizer``, checks that the optimizer is a
    ``torch.optim.Optimizer`` over exactly those tensors, trains (``step()`` is called
@@ -45,8 +45,7 @@ import charlm
 import numpy as np
 import text_data
 import torch
-
-from aster_nb.tasks.protein_scoring import protein_guard
+import train_guard
 
 ENTRY = "make_optimizer"
 ENV_STEPS = "ASTER_OPT_STEPS"
@@ -169,12 +168,12 @@ def _train_child(source: str, path: str, seed: int, n_steps: int, fd: int) -> No
 
 
 def _child(source: str, path: str, seed: int, n_steps: int, w: int, program: bytes) -> None:
-    protein_guard._die_with_parent()
+    train_guard.die_with_parent()
     os.closerange(3, w)  # everything but stdin, stdout, stderr and the answer pipe
     os.closerange(w + 1, 1 << 16)
     try:
-        protein_guard._install(program)
-    except protein_guard.GuardUnavailable as e:
+        train_guard.install(program)
+    except train_guard.GuardUnavailable as e:
         _frame(w, {"ok": False, "guard": str(e)})
         return
     try:
@@ -218,9 +217,9 @@ def train_guarded(
 
     Raises:
         RuleBroken: the program broke a rule. RuntimeError: it raised or its process died.
-        protein_guard.GuardUnavailable: the filter cannot be loaded here (nothing was run).
+        train_guard.GuardUnavailable: the filter cannot be loaded here (nothing was run).
     """
-    program = protein_guard._filter()
+    program = train_guard.filter_program()
     torch.set_num_threads(1)  # one core per evaluation; the child may start no thread
     r, w = os.pipe()
     pid = os.fork()
@@ -256,7 +255,7 @@ def train_guarded(
         raise RuntimeError(f"the program's process died before answering (status {status})")
     header, payload = final
     if "guard" in header:
-        raise protein_guard.GuardUnavailable(str(header["guard"]))
+        raise train_guard.GuardUnavailable(str(header["guard"]))
     if "rule" in header:
         raise RuleBroken(str(header["rule"]))
     if not header.get("ok"):
