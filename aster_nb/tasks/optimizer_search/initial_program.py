@@ -3,9 +3,9 @@
 Entry point: ``make_optimizer(params) -> torch.optim.Optimizer``. ``params`` is the list of
 the model's parameter tensors (a 2-layer transformer, d = 64: embeddings and weight
 matrices are 2-D, biases and LayerNorm scales 1-D). The evaluator trains for a fixed number
-of steps, calling ``zero_grad``-free ``step()`` after each backward pass, and multiplies
-every param group's ``lr`` by its own schedule (warm-up, then cosine decay) before each
-step; the score is minus the validation loss. The optimizer may only update parameters
+of steps: it zeroes the gradients, runs a batch backwards, multiplies every param group's
+``lr`` by its own schedule (warm-up, then cosine decay) and calls ``step()`` (without a
+closure). The score is minus the validation loss. The optimizer may only update parameters
 from their gradients and its own state.
 
 Two parts: ``hyperparameters`` are the numbers (learning rate, betas, weight decay, which
