@@ -9,11 +9,15 @@ import nbformat
 import pytest
 from nbclient import NotebookClient
 
+from aster_nb.tasks.optimizer_search import text_data
+
 NOTEBOOKS = sorted((Path(__file__).resolve().parents[1] / "notebooks").glob("*.ipynb"))
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.name for p in NOTEBOOKS])
-def test_notebook_runs_offline(path: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_notebook_runs_offline(
+    path: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest
+) -> None:
     nb = nbformat.read(path, as_version=4)
     assert all(not c.get("outputs") for c in nb.cells if c.cell_type == "code"), (
         "commit without outputs"
@@ -32,6 +36,11 @@ def test_notebook_runs_offline(path: Path, tmp_path: Path, monkeypatch: pytest.M
     # No key: the notebook must explain and fall back, not fail (the kernel inherits this env).
     monkeypatch.delenv("ANTHROPIC_API_KEY", raising=False)
     monkeypatch.chdir(tmp_path)
+    # the task notebooks read shared data; the kernel (and its sandboxes) inherit the path
+    if path.name == "protein.ipynb":
+        request.getfixturevalue("proteingym")  # exports ASTER_PROTEINGYM, prepares the cache
+    if path.name == "optimizer.ipynb":
+        monkeypatch.setenv(text_data.ENV_DATA, str(text_data.data_dir()))
     NotebookClient(
         nb, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}
     ).execute()
@@ -41,6 +50,10 @@ def test_notebook_runs_offline(path: Path, tmp_path: Path, monkeypatch: pytest.M
     assert "settled" in text
     if path.name == "claude.ipynb":
         assert "ANTHROPIC_API_KEY is not set" in text and "spent" in text
+    if path.name == "protein.ipynb":
+        assert "68 training assays;" in text and "held-out" in text
+    if path.name == "optimizer.ipynb":
+        assert "AdamW lr 1e-2: validation loss" in text and "validation loss: initial" in text
     assert not any(o.get("output_type") == "error" for c in nb.cells for o in c.get("outputs", []))
 
 

@@ -1,0 +1,316 @@
+"""Evaluator of ``optimizer_search``: an optimizer for a tiny character-level language model.
+
+The program defines ``make_optimizer(params) -> torch.optim.Optimizer``. The evaluator owns
+everything else (:mod:`charlm`): the model (a 2-layer transformer, 112,577 parameters), the
+data (tinyshakespeare, :mod:`text_data`), the batch order, the number of steps and the
+learning-rate schedule (every group's ``lr`` is multiplied by it before each step). The
+score is minus the validation loss (nats per character) over the whole validation split.
+
+How the program is held to "parameters and gradients only", although it runs in this
+process:
+
+1. At import (once per sandbox server) only the training split is loaded; the validation
+   split stays on disk.
+2. ``evaluate`` forks a guarded child (:mod:`train_guard`, ``protein_scoring``'s seccomp
+   filter: no ``open``, ``exec``, ``fork``, thread or ``socket``; every file
+   descriptor but stdout, stderr and an answer pipe closed). The child builds the model,
+   passes a list of its parameters to ``make_optimizer``, checks that the optimizer is a
+   ``torch.optim.Optimizer`` over exactly those tensors, trains (``step()`` is called
+   without a closure, so it sees gradients, never data) and sends back only numbers: the
+   training losses as they come (passed on to ``report``) and the final parameter values.
+3. Only then does this process read the validation split, load the values into a model it
+   builds itself (so whatever the program did to the child's model, buffers or modules is
+   gone) and compute the loss. Parameters that were replaced, resized or are not finite
+   make the program invalid.
+
+``ASTER_OPT_STEPS`` (default 400) sets the number of steps, so tests and notebooks can run
+a tiny budget; compare scores only at the same step count.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import linecache
+import math
+import os
+import struct
+import time
+import traceback
+import types
+from collections.abc import Callable
+from pathlib import Path
+
+import charlm
+import numpy as np
+import text_data
+import torch
+import train_guard
+
+ENTRY = "make_optimizer"
+ENV_STEPS = "ASTER_OPT_STEPS"
+ENV_SEED = "ASTER_OPT_SEED"  # the seed of an evaluation started without one (default 0)
+DEFAULT_STEPS = 400
+
+
+def steps() -> int:
+    raw = os.environ.get(ENV_STEPS, "")
+    try:
+        n = int(raw) if raw else DEFAULT_STEPS
+    except ValueError:
+        raise ValueError(f"{ENV_STEPS} must be a whole number of steps, got {raw!r}") from None
+    if n < 1:
+        raise ValueError(f"{ENV_STEPS} must be >= 1, got {n}")
+    return n
+
+
+def report_every(n: int) -> int:
+    """Steps between two reported training losses: 50, or an eighth of a short run."""
+    return max(1, min(50, n // 8))
+
+
+STEPS = steps()
+CACHE = text_data.ensure_cache(text_data.data_dir(), subprocess_build=True)
+VOCAB = text_data.vocab_size(CACHE)
+TRAIN = np.load(CACHE / "train.npy")
+SHAPES = [tuple(p.shape) for p in charlm.build_model(VOCAB, 0).parameters()]
+N_VALUES = sum(math.prod(s) for s in SHAPES)
+
+
+def _warm_up() -> None:
+    """Run every code path of an evaluation once, so that what torch imports lazily (its
+    optimizers import ``torch._dynamo`` on first use) is loaded before the guarded child,
+    which can open no file. One thread: the server forks afterwards."""
+    torch.set_num_threads(1)
+    model = charlm.build_model(VOCAB, 0)
+    for make in (torch.optim.AdamW, torch.optim.Adam, torch.optim.SGD, torch.optim.RMSprop):
+        optimizer = make(model.parameters(), lr=1e-9)
+        charlm.train(model, optimizer, TRAIN[:4096], 1, 0)
+    charlm.validation_loss(model, TRAIN[: 4 * charlm.CONTEXT])
+
+
+_warm_up()
+
+
+class RuleBroken(Exception):
+    """The program broke a rule of the task (the message says which)."""
+
+
+# ----------------------------------------------------------------- the guarded child
+
+
+def _frame(fd: int, header: dict, payload: bytes = b"") -> None:
+    head = json.dumps(header).encode()
+    data = struct.pack("=QQ", len(head), len(payload)) + head + payload
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
+
+
+def _load_program(source: str, path: str) -> Callable:
+    linecache.cache[path] = (len(source), None, source.splitlines(True), path)
+    module = types.ModuleType("optimizer_program")
+    module.__file__ = path
+    exec(compile(source, path, "exec"), module.__dict__)
+    entry = module.__dict__.get(ENTRY)
+    if not callable(entry):
+        raise RuleBroken(f"the program defines no function {ENTRY}(params)")
+    return entry
+
+
+def check_optimizer(optimizer: object, params: list[torch.Tensor]) -> None:
+    """Raise RuleBroken unless ``optimizer`` is an Optimizer over exactly ``params``."""
+    if not isinstance(optimizer, torch.optim.Optimizer):
+        raise RuleBroken(
+            f"{ENTRY}(params) must return a torch.optim.Optimizer, got {type(optimizer).__name__}"
+        )
+    owned = [p for g in optimizer.param_groups for p in g["params"]]
+    ids = {id(p) for p in params}
+    strangers = sum(id(p) not in ids for p in owned)
+    if strangers:
+        raise RuleBroken(
+            f"the optimizer holds {strangers} tensor(s) that are not the model's parameters"
+        )
+    if len(owned) != len(params) or len({id(p) for p in owned}) != len(params):
+        raise RuleBroken(
+            f"the optimizer must hold each of the model's {len(params)} parameters exactly "
+            f"once; it holds {len(owned)} tensors, {len({id(p) for p in owned})} distinct"
+        )
+    for i, g in enumerate(optimizer.param_groups):
+        if not isinstance(g.get("lr"), (int, float)) or not math.isfinite(g["lr"]):
+            raise RuleBroken(f"param group {i} needs a finite number 'lr' (the schedule scales it)")
+
+
+def _train_child(source: str, path: str, seed: int, n_steps: int, fd: int) -> None:
+    make = _load_program(source, path)
+    model = charlm.build_model(VOCAB, seed)
+    params = list(model.parameters())
+    optimizer = make(list(params))
+    check_optimizer(optimizer, params)
+
+    def on_loss(step: int, loss: float) -> None:
+        _frame(fd, {"report": step, "loss": loss})
+
+    charlm.train(
+        model, optimizer, TRAIN, n_steps, seed, every=report_every(n_steps), on_loss=on_loss
+    )
+    now = list(model.parameters())
+    if len(now) != len(params) or any(a is not b for a, b in zip(now, params, strict=False)):
+        raise RuleBroken("the model's parameters were replaced: an optimizer updates them in place")
+    values = []
+    for p, shape in zip(params, SHAPES, strict=True):
+        if tuple(p.shape) != shape or p.dtype != torch.float32:
+            raise RuleBroken(
+                f"a parameter changed to shape {tuple(p.shape)} {p.dtype}; expected {shape} float32"
+            )
+        values.append(p.detach().numpy().astype(np.float64).ravel())
+    _frame(fd, {"ok": True}, np.concatenate(values).tobytes())
+
+
+def _child(source: str, path: str, seed: int, n_steps: int, w: int, program: bytes) -> None:
+    train_guard.die_with_parent()
+    os.closerange(3, w)  # everything but stdin, stdout, stderr and the answer pipe
+    os.closerange(w + 1, 1 << 16)
+    try:
+        train_guard.install(program)
+    except train_guard.GuardUnavailable as e:
+        _frame(w, {"ok": False, "guard": str(e)})
+        return
+    try:
+        _train_child(source, path, seed, n_steps, w)
+    except RuleBroken as e:
+        _frame(w, {"ok": False, "rule": str(e)})
+    except BaseException:
+        _frame(w, {"ok": False, "error": traceback.format_exc(limit=-8)[-6000:]})
+
+
+# ----------------------------------------------------------------- this process
+
+
+def _read_exact(fd: int, n: int) -> bytes:
+    chunks, got = [], 0
+    while got < n:
+        chunk = os.read(fd, min(n - got, 1 << 20))
+        if not chunk:
+            break
+        chunks.append(chunk)
+        got += len(chunk)
+    return b"".join(chunks)
+
+
+def _frames(fd: int):
+    """The child's frames as (header, payload), each bounded (the child is untrusted)."""
+    while len(head := _read_exact(fd, 16)) == 16:
+        n, m = struct.unpack("=QQ", head)
+        if n > 1 << 20 or m > 8 * N_VALUES:
+            raise RuntimeError("the program's process sent a malformed answer")
+        header = json.loads(_read_exact(fd, n))
+        if not isinstance(header, dict):
+            raise RuntimeError("the program's process sent a malformed answer")
+        yield header, _read_exact(fd, m)
+
+
+def train_guarded(
+    source: str, path: str, seed: int, n_steps: int, report: Callable | None
+) -> tuple[np.ndarray, list[tuple[int, float]]]:
+    """Train in a guarded child; the final parameter values (flat) and the loss curve.
+
+    Raises:
+        RuleBroken: the program broke a rule. RuntimeError: it raised or its process died.
+        train_guard.GuardUnavailable: the filter cannot be loaded here (nothing was run).
+    """
+    program = train_guard.filter_program()
+    torch.set_num_threads(1)  # one core per evaluation; the child may start no thread
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        status = 0
+        try:
+            os.close(r)
+            _child(source, path, seed, n_steps, w, program)
+        except BaseException:
+            status = 4
+        finally:
+            os._exit(status)
+    os.close(w)
+    curve: list[tuple[int, float]] = []
+    final = None
+    try:
+        for header, payload in _frames(r):
+            if "report" in header:
+                step, loss = header.get("report"), header.get("loss")
+                if isinstance(step, int) and isinstance(loss, float) and math.isfinite(loss):
+                    curve.append((step, loss))
+                    if report is not None:
+                        report(step, {"loss": loss})
+                continue
+            final = (header, payload)
+            break
+    finally:
+        os.close(r)
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, 9)
+        _, status = os.waitpid(pid, 0)
+    if final is None:
+        raise RuntimeError(f"the program's process died before answering (status {status})")
+    header, payload = final
+    if "guard" in header:
+        raise train_guard.GuardUnavailable(str(header["guard"]))
+    if "rule" in header:
+        raise RuleBroken(str(header["rule"]))
+    if not header.get("ok"):
+        raise RuntimeError(f"the program raised:\n{header.get('error', '')}")
+    if len(payload) != 8 * N_VALUES:
+        raise RuntimeError("the program's process sent a malformed answer")
+    return np.frombuffer(payload, dtype=np.float64).copy(), curve
+
+
+def load_values(flat: np.ndarray, seed: int) -> charlm.CharLM:
+    """A model built here, with the parameter values ``flat``."""
+    model = charlm.build_model(VOCAB, seed)
+    with torch.no_grad():
+        i = 0
+        for p in model.parameters():
+            p.copy_(torch.from_numpy(flat[i : i + p.numel()].reshape(p.shape)))
+            i += p.numel()
+    return model
+
+
+def evaluate(program_path: str, *, seed: int | None = None, report=None) -> dict:
+    """Train with the program's optimizer and score it (see the module).
+
+    ``seed`` picks the initial weights and the batch order (None: 0); ``report(step,
+    {"loss": ...})`` receives the mean training loss every few steps as it comes. A
+    sandbox that passes no seed gets ``$ASTER_OPT_SEED`` (so a benchmark can re-evaluate
+    a program at other seeds today), else 0."""
+    if seed is None:
+        seed = int(os.environ.get(ENV_SEED) or 0)
+    seed = int(seed)
+    source = Path(program_path).read_text(encoding="utf-8")
+    t0 = time.perf_counter()
+    try:
+        flat, curve = train_guarded(source, program_path, seed, STEPS, report)
+    except RuleBroken as e:
+        return {"valid": False, "reason": str(e)}
+    seconds = time.perf_counter() - t0
+    if not np.isfinite(flat).all():
+        bad = int((~np.isfinite(flat)).sum())
+        return {
+            "valid": False,
+            "reason": f"{bad} of {flat.size} parameter values are NaN or infinite after training",
+        }
+    loss = charlm.validation_loss(load_values(flat, seed), np.load(CACHE / "valid.npy"))
+    if not math.isfinite(loss):
+        return {"valid": False, "reason": f"the validation loss is {loss}"}
+    metrics = {
+        "val_loss": loss,
+        "steps": float(STEPS),
+        "seed": float(seed),
+        "train_seconds": seconds,
+    }
+    metrics.update({f"loss_at_{s}": v for s, v in curve})
+    if curve:
+        metrics["train_loss"] = curve[-1][1]
+    print(f"validation loss {loss:.4f} after {STEPS} steps; training loss by step:")
+    print("  " + ", ".join(f"{s}: {v:.3f}" for s, v in curve))
+    return {"score": -loss, "metrics": metrics}
