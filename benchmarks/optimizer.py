@@ -52,19 +52,16 @@ def make_optimizer(params):
 
 
 async def _reevaluate(task: Task, code: str, seeds: tuple[int, ...]) -> list[float]:
-    """Validation losses of ``code`` at each seed (``ASTER_OPT_SEED`` picks the seed of an
-    evaluation the sandbox starts without one; read at the server's start, so one server
-    per seed). Each evaluation's seconds go to ``SECONDS``."""
+    """Validation losses of ``code`` at each seed (passed to the evaluator as an argument).
+    Each evaluation's seconds go to ``SECONDS``."""
     losses = []
-    for seed in seeds:
-        os.environ["ASTER_OPT_SEED"] = str(seed)
-        async with LocalExecutor.from_task(task, concurrency=1) as ex:
-            r = await ex.submit(code)
-        if not r.ok:
-            raise RuntimeError(f"seed {seed}: {r.status}: {r.error}")
-        losses.append(r.metrics["val_loss"])
-        SECONDS.append(r.seconds)
-    os.environ.pop("ASTER_OPT_SEED", None)
+    async with LocalExecutor.from_task(task, concurrency=1) as ex:
+        for seed in seeds:
+            r = await ex.submit(code, seed=seed)
+            if not r.ok:
+                raise RuntimeError(f"seed {seed}: {r.status}: {r.error}")
+            losses.append(r.metrics["val_loss"])
+            SECONDS.append(r.seconds)
     return losses
 
 

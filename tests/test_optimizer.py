@@ -228,13 +228,16 @@ def test_the_sandbox_scores_the_initial_program_and_adamw(text: Path) -> None:
 
 def test_a_cli_run_with_the_offline_model_improves(text: Path, tmp_path: Path) -> None:
     cmd = [sys.executable, "-m", "aster_nb", "run", "optimizer_search", "--workers", "2"]
-    cmd += ["--rounds", "2", "--agents", "2", "--budget", "16", "--seed", "0"]
+    cmd += ["--rounds", "2", "--agents", "2", "--budget", "32", "--seed", "0"]
     cmd += ["--out", str(tmp_path), "--quiet"]
     env = {**os.environ, "ASTER_OPT_STEPS": "20"}  # 12 steps barely separate optimizers
     done = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr
     s = json.loads(done.stdout.strip().splitlines()[-1])
-    assert s["best_score"] > s["initial_score"] + 0.05
+    # the best is a mean over confirm_seeds = 3 seeds (task.toml's [evaluation]), with its
+    # spread: an improvement must clear it, not one lucky seed
+    assert s["best_score_n"] == 3 and s["best_score_spread"] is not None
+    assert s["best_score"] > s["initial_score"] + max(0.05, s["best_score_spread"])
     assert s["best_metrics"]["steps"] == 20
 
 

@@ -49,7 +49,6 @@ import train_guard
 
 ENTRY = "make_optimizer"
 ENV_STEPS = "ASTER_OPT_STEPS"
-ENV_SEED = "ASTER_OPT_SEED"  # the seed of an evaluation started without one (default 0)
 DEFAULT_STEPS = 400
 
 
@@ -280,12 +279,10 @@ def evaluate(program_path: str, *, seed: int | None = None, report=None) -> dict
     """Train with the program's optimizer and score it (see the module).
 
     ``seed`` picks the initial weights and the batch order (None: 0); ``report(step,
-    {"loss": ...})`` receives the mean training loss every few steps as it comes. A
-    sandbox that passes no seed gets ``$ASTER_OPT_SEED`` (so a benchmark can re-evaluate
-    a program at other seeds today), else 0."""
-    if seed is None:
-        seed = int(os.environ.get(ENV_SEED) or 0)
-    seed = int(seed)
+    {"loss": ...})`` receives the mean training loss every few steps as it comes. The
+    sandbox passes both (``[evaluation]`` in task.toml): the seed is an argument, never
+    read from the environment."""
+    seed = 0 if seed is None else int(seed)
     source = Path(program_path).read_text(encoding="utf-8")
     t0 = time.perf_counter()
     try:
