@@ -29,6 +29,7 @@ from aster_nb.ui import (
     Throttle,
     TimelineView,
 )
+from aster_nb.ui.diff import METRICS_SHOWN
 from aster_nb.ui.figure import FigureWidget, plotly_bundle
 from aster_nb.ui.frontend import asset
 
@@ -351,6 +352,11 @@ async def test_best_diff_against_initial_and_previous_best(run: Run) -> None:
         if line not in first.code.splitlines() and line.strip()
     ]
     assert changed and all(_visible(line) in view.body.value for line in changed[:3])
+    # the best's metrics beside the start's (toy reports a..d): what the score hides
+    start_metrics = run.store.get(start).result.metrics
+    for name in list(second.result.metrics)[:METRICS_SHOWN]:
+        row = f"<td><code>{name}</code></td><td>{start_metrics[name]:.4g}</td>"
+        assert row + f"<td>{second.result.metrics[name]:.4g}</td>" in view.metrics.value
     view.close()
 
 

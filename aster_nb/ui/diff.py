@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 import ipywidgets as w
 
 from ..events import RoundFinished, RunStateChanged
+from ..records import code_hash
 from .base import ErrorSink, ReplayView, style
 from .highlight import diff_html
 from .past import best_at
@@ -34,6 +35,38 @@ def previous_best(run: Run, best: Program) -> Program | None:
         return None
     base_id = mine["base_id"].iloc[0]
     return run.store.get(base_id) if isinstance(base_id, str) else None
+
+
+METRICS_SHOWN = 6
+"""Metrics shown open; more fold into a "more" row (curves report dozens)."""
+
+
+def metrics_html(start: Program | None, best: Program) -> str:
+    """The best's metrics beside the starting program's (held-out figures, losses, ...):
+    what the score alone does not say."""
+    mine = best.result.metrics if best.result is not None else {}
+    theirs = start.result.metrics if start is not None and start.result is not None else {}
+    names = [k for k, v in mine.items() if isinstance(v, (int, float))]
+    if not names:
+        return ""
+
+    def row(k: str) -> str:
+        a = theirs.get(k)
+        a_txt = f"{a:.4g}" if isinstance(a, (int, float)) else "–"
+        return (
+            f"<tr><td><code>{html.escape(k)}</code></td><td>{a_txt}</td><td>{mine[k]:.4g}</td></tr>"
+        )
+
+    head = "<tr><th>metric</th><th>start</th><th>best</th></tr>"
+    shown = "".join(row(k) for k in names[:METRICS_SHOWN])
+    table = f"<table class='aster-metrics'>{head}{shown}</table>"
+    if len(names) > METRICS_SHOWN:
+        rest = "".join(row(k) for k in names[METRICS_SHOWN:])
+        table += (
+            f"<details><summary>{len(names) - METRICS_SHOWN} more metrics</summary>"
+            f"<table class='aster-metrics'>{rest}</table></details>"
+        )
+    return table
 
 
 class BestDiff(ReplayView, w.VBox):
@@ -68,11 +101,13 @@ class BestDiff(ReplayView, w.VBox):
         )
         self.title = w.HTML(value="")
         self.title.add_class("aster-diff-title")
+        self.metrics = w.HTML(value="")
+        self.metrics.add_class("aster-diff-metrics")
         self.body = w.HTML(value="")
         self.body.add_class("aster-diff-body")
         super().__init__()
         sink = self._live(run, interval=interval, errors=errors)
-        parts = (style(), self.toggle, self.title, self.body)
+        parts = (style(), self.toggle, self.title, self.metrics, self.body)
         self.children = parts if errors is not None else (*parts, sink.widget)
         self.add_class("aster-diff")
         self.toggle.observe(self._guard(lambda _: self.refresh(), "switching the diff"), "value")
@@ -95,8 +130,13 @@ class BestDiff(ReplayView, w.VBox):
         self._shown = key
         if best is None:
             self.title.value, self.body.value = "No best program yet.", ""
+            self.metrics.value = ""
             return
+        start = self.run.store.get(code_hash(self.run.task.initial_code))
+        self.metrics.value = metrics_html(start, best)
         score = "–" if best.score is None else f"{best.score:.6g}"
+        if best.score is not None and best.result is not None and best.result.repeats > 1:
+            score += f" ± {best.result.spread or 0:.2g} over {best.result.repeats} seeds"
         when = "" if self.upto is None else f" as after evaluation {self.upto}"
         head = f"best{when} <code>{html.escape(best.id)}</code> (score {score})"
         if self.against == "initial":
