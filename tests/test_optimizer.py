@@ -191,6 +191,38 @@ def test_rule_breakers_are_refused_in_the_sandbox(text: Path) -> None:
         assert not r.ok and says in (r.error or ""), (name, r.status, r.error)
 
 
+def _reads_validation(cache: Path) -> str:
+    """A program whose first step reads the validation split and says how much it got."""
+    valid = (cache / "valid.npy").as_posix()
+    return _program(
+        f"data = open({valid!r}, 'rb').read()\n"
+        "raise RuntimeError(f'read {len(data)} bytes of the validation split')"
+    )
+
+
+def test_the_validation_split_is_readable_without_the_guard(
+    text: Path, evaluator: ModuleType
+) -> None:
+    """The guard's counterpart: the file is there and readable, and the same program run
+    through the evaluator's training without the child's filter reads it."""
+    cache = text_data.ensure_cache(text)
+    code = _reads_validation(cache)
+    r, w = os.pipe()
+    try:
+        with pytest.raises(RuntimeError, match=r"read \d+ bytes of the validation split"):
+            evaluator._train_child(code, "program.py", 0, 2, w)
+    finally:
+        os.close(r)
+        os.close(w)
+    guarded = asyncio.run(_submit(_reads_validation(cache)))
+    assert not guarded.ok and "Permission denied" in (guarded.error or ""), guarded.error
+
+
+async def _submit(code: str):
+    async with LocalExecutor.from_task(Task.load("optimizer_search"), concurrency=1) as ex:
+        return await ex.submit(code)
+
+
 def test_the_score_is_computed_outside_the_programs_process(text: Path) -> None:
     """A program that rewrites the evaluator's loss functions in its own process changes
     nothing: the validation loss is computed by a model the evaluator rebuilds."""
