@@ -258,6 +258,18 @@ def test_the_sandbox_scores_the_initial_program_and_adamw(text: Path) -> None:
     assert "validation loss" in initial.stdout
 
 
+def test_a_sandbox_without_a_prepared_cache_builds_its_own(
+    text: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A fresh machine: no cache prepared, and the sandbox cannot write the cache folder. The
+    server builds one in its private /tmp, which an evaluation's own fresh /tmp hides; the
+    evaluation must still score (CI once failed here: valid.npy was read by path)."""
+    monkeypatch.setenv(text_data.ENV_CACHE, "/proc/aster-no-cache")  # mkdir fails there
+    result = asyncio.run(_submit(ADAMW))
+    assert result.ok, result.error
+    assert result.metrics["val_loss"] < 4.0
+
+
 def test_a_cli_run_with_the_offline_model_improves(text: Path, tmp_path: Path) -> None:
     cmd = [sys.executable, "-m", "aster_nb", "run", "optimizer_search", "--workers", "2"]
     cmd += ["--rounds", "2", "--agents", "2", "--budget", "32", "--seed", "0"]

@@ -50,7 +50,12 @@ def format_exception(
             tb = tb.tb_next if tb is not None and tb.tb_next is not None else tb
         text = "".join(traceback.format_exception(type(exc), exc, tb))
         if workdir:
-            text = text.replace(workdir.rstrip("/") + "/", "")
+            prefix = workdir.rstrip("/") + "/"
+            # a confined evaluation's workdir is the private /tmp itself: stripping every
+            # "/tmp/" would turn other absolute paths relative and misname them
+            text = text.replace(prefix + "program.py", "program.py")
+            if prefix != "/tmp/":
+                text = text.replace(prefix, "")
         lines = text.rstrip().splitlines()
     except Exception:
         lines = [f"{type(exc).__name__}: {_short_repr(exc, 500)}"]

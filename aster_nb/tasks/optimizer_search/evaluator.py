@@ -30,6 +30,7 @@ a tiny budget; compare scores only at the same step count.
 from __future__ import annotations
 
 import contextlib
+import io
 import json
 import linecache
 import math
@@ -72,6 +73,10 @@ STEPS = steps()
 CACHE = text_data.ensure_cache(text_data.data_dir(), subprocess_build=True)
 VOCAB = text_data.vocab_size(CACHE)
 TRAIN = np.load(CACHE / "train.npy")
+# Opened now, read only after training (the training child closes it). Not a path read
+# later: when the cache had to be built in the sandbox server's private /tmp, an
+# evaluation's own fresh /tmp hides it.
+_VALID_FD = os.open(CACHE / "valid.npy", os.O_RDONLY | os.O_CLOEXEC)
 SHAPES = [tuple(p.shape) for p in charlm.build_model(VOCAB, 0).parameters()]
 N_VALUES = sum(math.prod(s) for s in SHAPES)
 
@@ -275,6 +280,11 @@ def load_values(flat: np.ndarray, seed: int) -> charlm.CharLM:
     return model
 
 
+def _validation_split() -> np.ndarray:
+    size = os.fstat(_VALID_FD).st_size
+    return np.load(io.BytesIO(os.pread(_VALID_FD, size, 0)))
+
+
 def evaluate(program_path: str, *, seed: int | None = None, report=None) -> dict:
     """Train with the program's optimizer and score it (see the module).
 
@@ -296,7 +306,7 @@ def evaluate(program_path: str, *, seed: int | None = None, report=None) -> dict
             "valid": False,
             "reason": f"{bad} of {flat.size} parameter values are NaN or infinite after training",
         }
-    loss = charlm.validation_loss(load_values(flat, seed), np.load(CACHE / "valid.npy"))
+    loss = charlm.validation_loss(load_values(flat, seed), _validation_split())
     if not math.isfinite(loss):
         return {"valid": False, "reason": f"the validation loss is {loss}"}
     metrics = {
