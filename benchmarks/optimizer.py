@@ -16,7 +16,9 @@ model/batch seeds 0, 1 and 2 in the sandbox. Reported:
     python benchmarks/optimizer.py [--seeds 3] [--budget 300] [--runs runs.jsonl] [--json out.json]
 
 Each finished run (and the baseline) is appended to ``--runs`` as a JSON line, and a rerun
-with the same file skips what is there, so an interrupted benchmark resumes. Needs
+with the same file skips what is there. A run cut short (a session ends: one seed at 300
+evaluations takes hours on 2 cores) is continued from its store in ``--work`` at the next
+round it had not finished. Needs
 ``tinyshakespeare.txt`` (``ASTER_TEXT_DATA``, default ``../shared/data/text``).
 """
 
@@ -26,10 +28,10 @@ import argparse
 import asyncio
 import json
 import os
+import signal
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -70,13 +72,28 @@ def _mean_std(values: list[float]) -> dict[str, Any]:
     return {"mean": round(statistics.fmean(values), 4), "std": round(sd, 4), "values": values}
 
 
-def one_run(task: Task, seed: int, budget: int, out: Path) -> dict[str, Any]:
-    cmd = [sys.executable, "-m", "aster_nb", "run", "optimizer_search", "--workers", "2"]
-    cmd += ["--rounds", "3", "--agents", "4", "--budget", str(budget), "--seed", str(seed)]
-    cmd += ["--out", str(out), "--quiet"]
+def one_run(task: Task, seed: int, budget: int, work: Path) -> dict[str, Any]:
+    """One seed's CLI run in ``work/budget<B>-seed<S>``; a store left there by an
+    interrupted benchmark is continued (``python -m aster_nb resume``: the rounds not yet
+    finished; a round cut in the middle is run again, so ``evaluations`` may pass the
+    budget and is reported as counted)."""
+    folder = work / f"budget{budget}-seed{seed}"
+    stores = sorted(folder.glob("*.sqlite"))
+    if stores:
+        cmd = [sys.executable, "-m", "aster_nb", "resume", str(stores[0]), "--quiet"]
+    else:
+        folder.mkdir(parents=True, exist_ok=True)
+        cmd = [sys.executable, "-m", "aster_nb", "run", "optimizer_search", "--workers", "2"]
+        cmd += ["--rounds", "3", "--agents", "4", "--budget", str(budget), "--seed", str(seed)]
+        cmd += ["--out", str(folder), "--quiet"]
+    walls = folder / "wall_seconds.txt"  # one line per session that worked on this run
     t0 = time.monotonic()
-    done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=6 * 3600)
-    wall = time.monotonic() - t0
+    try:
+        done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=8 * 3600)
+    finally:
+        with walls.open("a") as f:
+            f.write(f"{time.monotonic() - t0:.1f}\n")
+    wall = sum(float(x) for x in walls.read_text().split())
     if done.returncode != 0:
         raise RuntimeError(f"seed {seed}: the run failed:\n{done.stderr[-3000:]}")
     s = json.loads(done.stdout.strip().splitlines()[-1])
@@ -120,7 +137,15 @@ def main() -> None:
     ap.add_argument("--budget", type=int, default=300)
     ap.add_argument("--runs", type=Path, default=None, help="JSON lines of finished parts")
     ap.add_argument("--json", type=Path, default=None)
+    ap.add_argument(
+        "--work",
+        type=Path,
+        default=Path.home() / ".cache" / "aster_nb" / "bench-optimizer",
+        help="where each seed's run store is kept until its row is written (resumable)",
+    )
     args = ap.parse_args()
+    # a stop from outside (timeout, kill) still writes this session's wall time
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     task = Task.load("optimizer_search")
     rows = _done(args.runs)
     base = next((r for r in rows if r["kind"] == "baseline"), None)
@@ -133,11 +158,10 @@ def main() -> None:
         }
         _append(args.runs, base)
     runs = {r["seed"]: r for r in rows if r["kind"] == "run" and r["budget"] == args.budget}
-    with tempfile.TemporaryDirectory() as tmp:
-        for seed in range(args.seeds):
-            if seed not in runs:
-                runs[seed] = one_run(task, seed, args.budget, Path(tmp))
-                _append(args.runs, runs[seed])
+    for seed in range(args.seeds):
+        if seed not in runs:
+            runs[seed] = one_run(task, seed, args.budget, args.work)
+            _append(args.runs, runs[seed])
     done = [runs[s] for s in range(args.seeds)]
     best = [r["best_reevaluated"]["mean"] for r in done]
     result = {

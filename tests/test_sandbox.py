@@ -615,6 +615,20 @@ def test_sandbox_env_is_an_allowlist() -> None:
         assert name not in env
 
 
+def test_a_relative_data_path_reaches_the_sandbox_absolute(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`ASTER_X=../data python ...` means the folder seen from here; the server runs in its
+    own working directory, so it gets the absolute path (a name that is no path is kept)."""
+    (tmp_path / "data").mkdir()
+    (tmp_path / "here").mkdir()
+    monkeypatch.chdir(tmp_path / "here")
+    base = {"ASTER_X_DATA": "../data", "ASTER_X_MODE": "fast", "ASTER_X_GONE": "../nowhere"}
+    env = sandbox_env(base, ["ASTER_X_DATA", "ASTER_X_MODE", "ASTER_X_GONE"])
+    assert env["ASTER_X_DATA"] == str(tmp_path / "data")
+    assert env["ASTER_X_MODE"] == "fast" and env["ASTER_X_GONE"] == "../nowhere"
+
+
 def test_constructor_validation(evaluator: Path, tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError, match="existing Python file"):
         LocalExecutor(evaluator=tmp_path / "missing.py")

@@ -44,8 +44,8 @@ def sandbox_env(
     base: Mapping[str, str] | None = None, passthrough: Sequence[str] = ()
 ) -> dict[str, str]:
     """The environment the sandbox server gets: an allowlist of ``base`` (default
-    ``os.environ``) plus the ``passthrough`` names a task asked for, minus anything that
-    looks like a credential, plus single-threaded BLAS and a ``PYTHONPATH`` that finds
+    ``os.environ``) plus the ``passthrough`` names a task asked for (a relative path that
+    exists from here made absolute), minus anything that looks like a credential, plus single-threaded BLAS and a ``PYTHONPATH`` that finds
     this package.
 
     Raises:
@@ -59,6 +59,13 @@ def sandbox_env(
         for k, v in base.items()
         if (k in wanted or k.startswith("LC_")) and not looks_like_credential(k)
     }
+    for name in passthrough:
+        # the server runs elsewhere (its own working directory, maybe another machine): a
+        # relative path that names something from here, as `X=../data` in a shell does,
+        # is passed as the absolute path it means
+        value = env.get(name)
+        if value and not os.path.isabs(value) and os.path.exists(value):
+            env[name] = os.path.abspath(value)
     env.update(_THREADS_ONE)
     env["PYTHONDONTWRITEBYTECODE"] = "1"
     paths = [str(PACKAGE_PARENT), *filter(None, base.get("PYTHONPATH", "").split(os.pathsep))]
