@@ -410,3 +410,39 @@ async def test_a_noisy_task_s_seeds_reach_the_nodes(two_nodes: RayCluster) -> No
         hits = ex.stats["cache_hits"]
         assert (await ex.submit(task.initial_code, seed=1)).score == b.score
         assert ex.stats["cache_hits"] == hits + 1  # cached per seed, as locally
+
+
+async def test_reports_stream_back_from_the_nodes_and_stop_runs_early(
+    two_nodes: RayCluster,
+) -> None:
+    """Intermediate values and early stopping behave on Ray as locally: every report reaches
+    the driver's listener; a Watch's rule stops a clearly worse run on the node at that very
+    report; a listener without a rule stops it by a call, one report later."""
+    from aster_nb.agents.noise import Watch
+
+    from .test_noise import NOISY, variant
+
+    task = Task.load(NOISY)
+    seen: list[tuple[int, float]] = []
+
+    def record(step: int, values: dict[str, float]) -> bool:
+        seen.append((step, values["loss"]))
+        return False
+
+    def stop_now(step: int, values: dict[str, float]) -> bool:
+        seen.append((step, values["loss"]))
+        return True
+
+    async with RayExecutor(task=task) as ex:
+        parent = await ex.submit(task.initial_code, seed=0, listener=record)
+        assert parent.status is Status.OK
+        assert [s for s, _ in seen] == [0, 10, 20, 30, 40, 50, 60, 70]
+        curve, seen[:] = list(seen), []
+        watch = Watch(seed=0, plan=task.evaluation, parent=curve)
+        worse = await ex.submit(variant(task, LOSS=3.0, SLEEP=0.5), seed=0, listener=watch)
+        # stopped at the first step past a quarter of the parent's 70 (20), on the node
+        assert worse.status is Status.STOPPED and worse.metrics["step"] == 20.0
+        assert watch.stopped_at == 20 and worse.seconds < 2.5
+        asked = await ex.submit(variant(task, SLEEP=0.5), seed=0, listener=stop_now)
+        assert asked.status is Status.STOPPED and asked.metrics["step"] in (10.0, 20.0)
+        assert seen[0][0] == 0 and len(seen) <= 3

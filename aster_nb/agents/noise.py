@@ -32,7 +32,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from ..evalplan import EvalPlan
+from ..evalplan import EarlyStop, EvalPlan
 from ..records import EvalResult, Program, Status
 from ..store.curves import Point, SeedScore
 
@@ -64,6 +64,30 @@ class Measured:
         return [SeedScore(s, str(r.status), r.score, r.seconds) for s, r in self.runs.items()]
 
 
+@dataclass(frozen=True, slots=True)
+class StopRule:
+    """Early stopping for one run: stop at a report whose ``name`` value is clearly worse
+    than the parent's at the same step. A plain, picklable value, so a remote executor can
+    apply it where the evaluation runs, at the report itself.
+
+    Attributes:
+        rule: the task's ``early_stop``.
+        name: the reported value compared (the task's ``intermediate``).
+        parent: the parent's curve of it, ``(step, value)`` by step (non-empty).
+    """
+
+    rule: EarlyStop
+    name: str
+    parent: tuple[tuple[int, float], ...]
+
+    def __call__(self, step: int, values: dict[str, float]) -> bool:
+        if self.name not in values or step < self.rule.after * self.parent[-1][0]:
+            return False
+        # the parent's value at the last step it reported at or before this one
+        before = [v for s, v in self.parent if s <= step]
+        return bool(before) and self.rule.worse(values[self.name], before[-1])
+
+
 class Watch:
     """Listens to one run's reports: keeps them, passes them on, and decides early stopping.
 
@@ -73,6 +97,10 @@ class Watch:
         parent: the parent's curve of ``intermediate``, ``(step, value)`` by step (empty:
             never stop).
         on_report: called with every report kept.
+
+    Attributes:
+        decide: the :class:`StopRule` it applies (None: it never stops a run), for an
+            executor that evaluates elsewhere to apply there without a round trip.
     """
 
     def __init__(
@@ -88,6 +116,8 @@ class Watch:
         self.points: list[Point] = []
         self.reports = 0
         self.stopped_at: int | None = None
+        rule = plan.early_stop
+        self.decide = StopRule(rule, plan.intermediate, tuple(parent)) if rule and parent else None
 
     def __call__(self, step: int, values: dict[str, float]) -> bool:
         self.reports += 1
@@ -102,14 +132,7 @@ class Watch:
 
     def should_stop(self, step: int, values: dict[str, float]) -> bool:
         """Whether the run is clearly worse than its parent at ``step``."""
-        rule, name = self.plan.early_stop, self.plan.intermediate
-        if rule is None or not self.parent or name not in values:
-            return False
-        if step < rule.after * self.parent[-1][0]:
-            return False
-        # the parent's value at the last step it reported at or before this one
-        before = [v for s, v in self.parent if s <= step]
-        return bool(before) and rule.worse(values[name], before[-1])
+        return self.decide is not None and self.decide(step, values)
 
 
 def parent_curve(store: Any, parent: Program | None, plan: EvalPlan) -> list[tuple[int, float]]:

@@ -27,7 +27,7 @@ import os
 import shutil
 import socket
 import tempfile
-from collections.abc import Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -105,6 +105,7 @@ class NodeSandbox:
         )
         self._free: list[str] = []
         self._returned = asyncio.Condition()
+        self._stopping: set[str] = set()  # keys of watched evaluations the driver stopped
 
     async def start(self) -> dict[str, Any]:
         """Start the server; what the driver needs to know about this node.
@@ -139,15 +140,67 @@ class NodeSandbox:
             The evaluation and this node's counters after it (server deaths, reruns,
             lost, restarts), so the driver's stats need no extra call.
         """
+        evaluation = await self._run(code, limits, seed, None)
+        return evaluation, self._counters()
+
+    async def evaluate_watched(
+        self,
+        code: str,
+        limits: Limits,
+        seed: int | None = None,
+        decide: Callable[[int, dict[str, float]], bool] | None = None,
+        key: str = "",
+    ) -> AsyncIterator[tuple[Any, ...]]:
+        """:meth:`evaluate` that streams the evaluation's reports (a Ray generator):
+        ``("report", step, values)`` as they come, then ``("done", evaluation, counters)``.
+
+        ``decide(step, values)`` (a picklable rule from the driver) stops the evaluation at
+        the report it says so, here, with no round trip; without one the driver's
+        :meth:`stop` of ``key`` does, at the next report.
+        """
+        reports: asyncio.Queue[tuple[int, dict[str, float]]] = asyncio.Queue()
+
+        def listen(step: int, values: dict[str, float]) -> bool:
+            reports.put_nowait((step, values))
+            return decide(step, values) if decide is not None else key in self._stopping
+
+        run = asyncio.ensure_future(self._run(code, limits, seed, listen))
+        try:
+            while not run.done():
+                waiting = asyncio.ensure_future(reports.get())
+                await asyncio.wait({run, waiting}, return_when=asyncio.FIRST_COMPLETED)
+                if not waiting.done():
+                    waiting.cancel()
+                else:
+                    yield ("report", *waiting.result())
+            while not reports.empty():
+                yield ("report", *reports.get_nowait())
+            yield ("done", run.result(), self._counters())
+        finally:
+            run.cancel()  # the driver cancelled: the server kills the evaluation
+            self._stopping.discard(key)
+
+    async def stop(self, key: str) -> None:
+        """Stop the watched evaluation ``key`` at its next report."""
+        self._stopping.add(key)
+
+    async def _run(
+        self,
+        code: str,
+        limits: Limits,
+        seed: int | None,
+        listener: Callable[[int, dict[str, float]], bool] | None,
+    ) -> Evaluation:
         devices = await self._take()
         try:
             env = {"CUDA_VISIBLE_DEVICES": ",".join(dict.fromkeys(devices))}
-            evaluation = await self.client.evaluate(code, limits, env=env, seed=seed)
+            return await self.client.evaluate(code, limits, env=env, seed=seed, listener=listener)
         finally:
             await self._give(devices)
+
+    def _counters(self) -> dict[str, Any]:
         stats = self.client.stats
-        counters = {k: stats[k] for k in ("server_deaths", "reruns", "lost", "restarts")}
-        return evaluation, counters
+        return {k: stats[k] for k in ("server_deaths", "reruns", "lost", "restarts")}
 
     async def close(self) -> None:
         """Stop the server and remove the task folder's copy."""

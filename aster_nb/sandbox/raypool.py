@@ -44,6 +44,7 @@ from .cache import Evaluation
 from .rayconnect import RaySession, connect, disconnect
 from .raynode import NodeSandbox, NodeSpec
 from .rayshape import actor_options, needs_text, slots_on
+from .raywatch import on_node
 
 __all__ = ["NodeActor", "RayPool"]
 
@@ -174,7 +175,8 @@ class RayPool:
 
     async def evaluate(self, code: str, limits: Limits, **extra: Any) -> Evaluation:
         """Evaluate ``code`` on the least busy node; another node once if it dies under it.
-        ``seed=`` goes with it; a ``listener`` gets no reports over Ray (nothing stops early)."""
+        ``seed=`` goes with it; a ``listener`` gets the reports streamed back and may stop
+        it early (:mod:`~aster_nb.sandbox.raywatch`)."""
         try:
             await self.start()
         except (RuntimeError, UserInputError) as e:
@@ -190,12 +192,8 @@ class RayPool:
                     return _unkept(Status.ERROR, "executor closed")
                 why = f"no Ray node could take it within {self.retry_wait:g} s"
                 return self._lost(f"{first}; then {why}" if first else why)
-            ref = actor.handle.evaluate.remote(code, limits, extra.get("seed"))
             try:
-                evaluation, counters = await ref
-            except asyncio.CancelledError:
-                self._ray.cancel(ref)  # the node kills the evaluation
-                raise
+                evaluation, counters = await on_node(actor.handle, self._ray, code, limits, extra)
             except RayTaskError as e:  # our code failed on the node: no death, no retry
                 return _unkept(Status.ERROR, f"the sandbox on node {actor.node_id[:8]} failed: {e}")
             except RayError as e:
