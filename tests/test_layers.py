@@ -40,6 +40,7 @@ from .layers import (
 ROOT = Path(__file__).resolve().parent.parent / "aster_nb"
 
 LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("guard", ("aster_nb.guard",)),  # what the tasks' evaluators import in the sandbox
     ("tasks", ("aster_nb.tasks",)),
     (
         "records",

@@ -283,12 +283,3 @@ def test_a_cli_run_with_the_offline_model_improves(text: Path, tmp_path: Path) -
     assert s["best_score_n"] == 3 and s["best_score_spread"] is not None
     assert s["best_score"] > s["initial_score"] + max(0.05, s["best_score_spread"])
     assert s["best_metrics"]["steps"] == 20
-
-
-def test_the_training_guard_is_protein_scorings_filter() -> None:
-    """train_guard is a copy (a task folder ships alone); it must stay in step."""
-    sys.path.insert(0, str(ROOT / "aster_nb" / "tasks" / "protein_scoring"))
-    import protein_guard
-    import train_guard
-
-    assert train_guard.filter_program() == protein_guard._filter()

@@ -10,10 +10,10 @@ How the program is held to "parameters and gradients only", although it runs in 
 process:
 
 1. At import (once per sandbox server) only the training split is loaded; the validation
-   split stays on disk.
-2. ``evaluate`` forks a guarded child (:mod:`train_guard`, ``protein_scoring``'s seccomp
-   filter: no ``open``, ``exec``, ``fork``, thread or ``socket``; every file
-   descriptor but stdout, stderr and an answer pipe closed). The child builds the model,
+   split's file is opened, not read.
+2. ``evaluate`` forks a guarded child (:mod:`aster_nb.guard`: no ``open``, ``exec``,
+   ``fork``, thread or ``socket``; every file descriptor but stdout, stderr and an answer
+   pipe closed). The child builds the model,
    passes a list of its parameters to ``make_optimizer``, checks that the optimizer is a
    ``torch.optim.Optimizer`` over exactly those tensors, trains (``step()`` is called
    without a closure, so it sees gradients, never data) and sends back only numbers: the
@@ -29,15 +29,11 @@ a tiny budget; compare scores only at the same step count.
 
 from __future__ import annotations
 
-import contextlib
 import io
-import json
 import linecache
 import math
 import os
-import struct
 import time
-import traceback
 import types
 from collections.abc import Callable
 from pathlib import Path
@@ -46,7 +42,8 @@ import charlm
 import numpy as np
 import text_data
 import torch
-import train_guard
+
+from aster_nb.guard import ProgramFailed, run_guarded
 
 ENTRY = "make_optimizer"
 ENV_STEPS = "ASTER_OPT_STEPS"
@@ -103,14 +100,6 @@ class RuleBroken(Exception):
 # ----------------------------------------------------------------- the guarded child
 
 
-def _frame(fd: int, header: dict, payload: bytes = b"") -> None:
-    head = json.dumps(header).encode()
-    data = struct.pack("=QQ", len(head), len(payload)) + head + payload
-    view = memoryview(data)
-    while view:
-        view = view[os.write(fd, view) :]
-
-
 def _load_program(source: str, path: str) -> Callable:
     linecache.cache[path] = (len(source), None, source.splitlines(True), path)
     module = types.ModuleType("optimizer_program")
@@ -145,7 +134,7 @@ def check_optimizer(optimizer: object, params: list[torch.Tensor]) -> None:
             raise RuleBroken(f"param group {i} needs a finite number 'lr' (the schedule scales it)")
 
 
-def _train_child(source: str, path: str, seed: int, n_steps: int, fd: int) -> None:
+def _train_child(source: str, path: str, seed: int, n_steps: int, send) -> tuple[dict, bytes]:
     make = _load_program(source, path)
     model = charlm.build_model(VOCAB, seed)
     params = list(model.parameters())
@@ -153,7 +142,7 @@ def _train_child(source: str, path: str, seed: int, n_steps: int, fd: int) -> No
     check_optimizer(optimizer, params)
 
     def on_loss(step: int, loss: float) -> None:
-        _frame(fd, {"report": step, "loss": loss})
+        send({"step": step, "loss": loss})
 
     charlm.train(
         model, optimizer, TRAIN, n_steps, seed, every=report_every(n_steps), on_loss=on_loss
@@ -168,50 +157,10 @@ def _train_child(source: str, path: str, seed: int, n_steps: int, fd: int) -> No
                 f"a parameter changed to shape {tuple(p.shape)} {p.dtype}; expected {shape} float32"
             )
         values.append(p.detach().numpy().astype(np.float64).ravel())
-    _frame(fd, {"ok": True}, np.concatenate(values).tobytes())
-
-
-def _child(source: str, path: str, seed: int, n_steps: int, w: int, program: bytes) -> None:
-    train_guard.die_with_parent()
-    os.closerange(3, w)  # everything but stdin, stdout, stderr and the answer pipe
-    os.closerange(w + 1, 1 << 16)
-    try:
-        train_guard.install(program)
-    except train_guard.GuardUnavailable as e:
-        _frame(w, {"ok": False, "guard": str(e)})
-        return
-    try:
-        _train_child(source, path, seed, n_steps, w)
-    except RuleBroken as e:
-        _frame(w, {"ok": False, "rule": str(e)})
-    except BaseException:
-        _frame(w, {"ok": False, "error": traceback.format_exc(limit=-8)[-6000:]})
+    return {}, np.concatenate(values).tobytes()
 
 
 # ----------------------------------------------------------------- this process
-
-
-def _read_exact(fd: int, n: int) -> bytes:
-    chunks, got = [], 0
-    while got < n:
-        chunk = os.read(fd, min(n - got, 1 << 20))
-        if not chunk:
-            break
-        chunks.append(chunk)
-        got += len(chunk)
-    return b"".join(chunks)
-
-
-def _frames(fd: int):
-    """The child's frames as (header, payload), each bounded (the child is untrusted)."""
-    while len(head := _read_exact(fd, 16)) == 16:
-        n, m = struct.unpack("=QQ", head)
-        if n > 1 << 20 or m > 8 * N_VALUES:
-            raise RuntimeError("the program's process sent a malformed answer")
-        header = json.loads(_read_exact(fd, n))
-        if not isinstance(header, dict):
-            raise RuntimeError("the program's process sent a malformed answer")
-        yield header, _read_exact(fd, m)
 
 
 def train_guarded(
@@ -220,50 +169,30 @@ def train_guarded(
     """Train in a guarded child; the final parameter values (flat) and the loss curve.
 
     Raises:
-        RuleBroken: the program broke a rule. RuntimeError: it raised or its process died.
-        train_guard.GuardUnavailable: the filter cannot be loaded here (nothing was run).
+        RuleBroken: the program broke a rule. aster_nb.guard.ProgramFailed: it raised or
+            its process died. aster_nb.guard.GuardUnavailable: the filter cannot be loaded
+            here (nothing was run).
     """
-    program = train_guard.filter_program()
     torch.set_num_threads(1)  # one core per evaluation; the child may start no thread
-    r, w = os.pipe()
-    pid = os.fork()
-    if pid == 0:
-        status = 0
-        try:
-            os.close(r)
-            _child(source, path, seed, n_steps, w, program)
-        except BaseException:
-            status = 4
-        finally:
-            os._exit(status)
-    os.close(w)
     curve: list[tuple[int, float]] = []
-    final = None
+
+    def on_frame(frame: dict) -> None:
+        step, loss = frame.get("step"), frame.get("loss")
+        if isinstance(step, int) and isinstance(loss, float) and math.isfinite(loss):
+            curve.append((step, loss))
+            if report is not None:
+                report(step, {"loss": loss})
+
     try:
-        for header, payload in _frames(r):
-            if "report" in header:
-                step, loss = header.get("report"), header.get("loss")
-                if isinstance(step, int) and isinstance(loss, float) and math.isfinite(loss):
-                    curve.append((step, loss))
-                    if report is not None:
-                        report(step, {"loss": loss})
-                continue
-            final = (header, payload)
-            break
-    finally:
-        os.close(r)
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, 9)
-        _, status = os.waitpid(pid, 0)
-    if final is None:
-        raise RuntimeError(f"the program's process died before answering (status {status})")
-    header, payload = final
-    if "guard" in header:
-        raise train_guard.GuardUnavailable(str(header["guard"]))
-    if "rule" in header:
-        raise RuleBroken(str(header["rule"]))
-    if not header.get("ok"):
-        raise RuntimeError(f"the program raised:\n{header.get('error', '')}")
+        _, payload = run_guarded(
+            lambda send: _train_child(source, path, seed, n_steps, send),
+            max_payload=8 * N_VALUES,
+            on_frame=on_frame,
+        )
+    except ProgramFailed as e:
+        if e.kind == "RuleBroken":
+            raise RuleBroken(e.detail) from None
+        raise
     if len(payload) != 8 * N_VALUES:
         raise RuntimeError("the program's process sent a malformed answer")
     return np.frombuffer(payload, dtype=np.float64).copy(), curve

@@ -11,7 +11,7 @@ How the labels stay out of the program's reach, although it runs inside this pro
 
 1. At import (once per sandbox server) only label-free inputs are loaded
    (:mod:`protein_data`'s cache, ``inputs.npz``); the labels file is opened but not read.
-2. ``evaluate`` forks a guarded child (:mod:`protein_guard`): every file descriptor but
+2. ``evaluate`` forks a guarded child (:mod:`aster_nb.guard`): every file descriptor but
    stdout, stderr and an answer pipe is closed and a seccomp filter refuses every ``open``,
    ``exec``, ``fork`` and ``socket``. The program is compiled and run there, on every
    assay, and only float arrays come back.
@@ -46,8 +46,9 @@ from pathlib import Path
 
 import numpy as np
 import protein_data
-import protein_guard
 import protein_metrics
+
+from aster_nb.guard import run_guarded
 
 ENTRY = "score_variants"
 ALLOWED_IMPORTS = (
@@ -190,10 +191,32 @@ def score_predictions(predictions: list[np.ndarray], labels: np.ndarray) -> dict
     }
 
 
+def _predict_guarded(source: str, program_path: str) -> list[np.ndarray]:
+    """:func:`_predict` in a guarded child; its arrays, checked for shape here."""
+
+    def child(_send) -> tuple[dict, bytes]:
+        out = [
+            np.ascontiguousarray(a, dtype=np.float64).ravel()
+            for a in _predict(source, program_path)
+        ]
+        return {"sizes": [a.size for a in out]}, b"".join(a.tobytes() for a in out)
+
+    header, payload = run_guarded(child, max_payload=8 * TOTAL)
+    sizes = header.get("sizes")
+    if (
+        not isinstance(sizes, list)
+        or not all(isinstance(n, int) and n >= 0 for n in sizes)
+        or 8 * sum(sizes) != len(payload)
+    ):
+        raise RuntimeError("the program's process sent a malformed answer")
+    flat = np.frombuffer(payload, dtype=np.float64)
+    return list(np.split(flat, np.cumsum(sizes)[:-1])) if sizes else []
+
+
 def evaluate(program_path: str) -> dict:
     """Score the program at ``program_path`` (see the module)."""
     source = Path(program_path).read_text(encoding="utf-8")
-    predictions = protein_guard.run_guarded(lambda: _predict(source, program_path), TOTAL)
+    predictions = _predict_guarded(source, program_path)
     if (reason := _check(predictions)) is not None:
         return {"valid": False, "reason": reason}
     result = score_predictions(predictions, _labels())
