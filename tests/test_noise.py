@@ -18,6 +18,8 @@ import pytest
 
 from aster_nb.agents import Budget, Planner, Worker
 from aster_nb.agents.context import Context
+from aster_nb.agents.noise import StopRule
+from aster_nb.evalplan import EarlyStop
 from aster_nb.events import BestImproved, EvaluationProgress, Event, ProgramEvaluated
 from aster_nb.llm import Request, Response
 from aster_nb.records import Program, Status, code_hash
@@ -186,6 +188,16 @@ async def test_early_stopping_kills_a_clearly_worse_run(
     again = await noisy_executor.submit(child.code, seed=0)
     assert again.status is Status.OK and noisy_executor.stats["evaluations"] == before + 1
     store.close()
+
+
+def test_the_stop_rule_never_stops_a_finished_run() -> None:
+    """Stopping a run at the parent's last step saves nothing and loses its score (a
+    benchmark of optimizer_search once stored runs 'stopped at step 400' of 400)."""
+    rule = StopRule(EarlyStop(after=0.25, margin=0.05), "loss", ((0, 1.0), (200, 0.5), (400, 0.4)))
+    assert not rule(50, {"loss": 9.0})  # before a quarter of the parent's run
+    assert rule(200, {"loss": 0.6}) and not rule(200, {"loss": 0.52})  # within the margin
+    assert not rule(400, {"loss": 9.0}) and not rule(401, {"loss": 9.0})
+    assert not rule(300, {"lr": 9.0})  # not the watched value
 
 
 async def test_cache_is_keyed_by_seed_and_skipped_without_one(

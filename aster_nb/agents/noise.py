@@ -81,7 +81,10 @@ class StopRule:
     parent: tuple[tuple[int, float], ...]
 
     def __call__(self, step: int, values: dict[str, float]) -> bool:
-        if self.name not in values or step < self.rule.after * self.parent[-1][0]:
+        last = self.parent[-1][0]
+        # at the parent's last step the run is done: stopping it then saves nothing and
+        # throws its score away
+        if self.name not in values or step < self.rule.after * last or step >= last:
             return False
         # the parent's value at the last step it reported at or before this one
         before = [v for s, v in self.parent if s <= step]
