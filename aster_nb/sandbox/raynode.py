@@ -165,19 +165,22 @@ class NodeSandbox:
             return decide(step, values) if decide is not None else key in self._stopping
 
         run = asyncio.ensure_future(self._run(code, limits, seed, listen))
+        waiting: asyncio.Future[tuple[int, dict[str, float]]] | None = None
         try:
             while not run.done():
                 waiting = asyncio.ensure_future(reports.get())
                 await asyncio.wait({run, waiting}, return_when=asyncio.FIRST_COMPLETED)
-                if not waiting.done():
-                    waiting.cancel()
-                else:
+                if waiting.done():
                     yield ("report", *waiting.result())
+            if waiting is not None and not waiting.done():
+                waiting.cancel()  # before it can take a report the loop below must yield
             while not reports.empty():
                 yield ("report", *reports.get_nowait())
             yield ("done", run.result(), self._counters())
         finally:
-            run.cancel()  # the driver cancelled: the server kills the evaluation
+            for pending in (run, waiting):  # the driver cancelled: the server kills it
+                if pending is not None:
+                    pending.cancel()
             self._stopping.discard(key)
 
     async def stop(self, key: str) -> None:
