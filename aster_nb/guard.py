@@ -123,6 +123,8 @@ def run_guarded(
     *,
     max_payload: int,
     on_frame: Callable[[dict[str, Any]], None] | None = None,
+    max_frames: int = 10_000,
+    kinds: tuple[type[BaseException], ...] = (),
 ) -> tuple[dict[str, Any], bytes]:
     """Call ``fn(send)`` in a guarded child (see the module); its answer ``(header,
     payload)``.
@@ -131,13 +133,21 @@ def run_guarded(
         fn: runs in the child. ``send(header)`` streams a frame (a dict of JSON values) to
             ``on_frame`` while it runs; what it returns is the answer.
         max_payload: the most bytes the answer's payload may have.
-        on_frame: called here with each header ``fn`` sent, as it comes.
+        on_frame: called here with each frame ``fn`` sent, as it comes; at most
+            ``max_frames`` are passed on (the rest are read and dropped).
+        max_frames: see ``on_frame``.
+        kinds: the evaluator's own exception classes (a rule the program broke) that
+            :attr:`ProgramFailed.kind` names; any other exception gives ``kind == ""``.
+            The program shares the child's process and can write the answer pipe itself,
+            so a kind only ever tells how a program failed, never that it did well.
 
     Raises:
         GuardUnavailable: the filter cannot be loaded here (nothing was run).
         ProgramFailed: ``fn`` raised (its traceback, and ``kind``), or the child died or
             sent something malformed or larger than the bounds.
     """
+    if not sys.platform.startswith("linux"):
+        raise GuardUnavailable(f"seccomp is Linux's; this is {sys.platform}")
     program = filter_program()
     r, w = os.pipe()
     try:
@@ -150,24 +160,20 @@ def run_guarded(
         status = 4
         try:
             os.close(r)
-            status = _child(fn, w, program)
+            status = _child(fn, w, program, kinds)
         finally:
             os._exit(status)
     os.close(w)
-    answer = None
     try:
-        for header, payload in _frames(r, max_payload):
-            if "frame" in header:
-                if on_frame is not None:
-                    on_frame(header["frame"])
-                continue
-            answer = (header, payload)
-            break
+        answer = _answer(r, max_payload, on_frame, max_frames)
     finally:
         os.close(r)
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
-        _, status = os.waitpid(pid, 0)
+        try:
+            _, status = os.waitpid(pid, 0)
+        except ChildProcessError:  # SIGCHLD ignored by the caller: reaped already
+            status = 0
     if answer is None:
         how = (
             f"was killed by signal {os.WTERMSIG(status)}"
@@ -186,10 +192,42 @@ def run_guarded(
     return header["answer"], payload
 
 
+def _answer(
+    fd: int,
+    max_payload: int,
+    on_frame: Callable[[dict[str, Any]], None] | None,
+    max_frames: int,
+) -> tuple[dict[str, Any], bytes] | None:
+    """The child's last header and payload, its frames passed on; None if it sent none.
+    The first header says whether the filter was loaded: a ``guard`` header after that is
+    the program's, not the guard's."""
+    frames = _frames(fd, max_payload)
+    first = next(frames, None)
+    if first is None or "guard" in first[0]:
+        return first
+    if first[0] != {"installed": True}:
+        raise ProgramFailed("the program's process sent a malformed answer")
+    for passed, (header, payload) in enumerate(frames, 1):
+        if "frame" not in header:
+            if "guard" in header:
+                raise ProgramFailed("the program's process sent a malformed answer")
+            return header, payload
+        if not isinstance(header["frame"], dict):
+            raise ProgramFailed("the program's process sent a malformed frame")
+        if on_frame is not None and passed <= max_frames:
+            on_frame(header["frame"])
+    return None
+
+
 # ----------------------------------------------------------------- the child
 
 
-def _child(fn: Callable[[Send], tuple[dict[str, Any], bytes]], w: int, program: bytes) -> int:
+def _child(
+    fn: Callable[[Send], tuple[dict[str, Any], bytes]],
+    w: int,
+    program: bytes,
+    kinds: tuple[type[BaseException], ...],
+) -> int:
     with contextlib.suppress(Exception):
         ctypes.CDLL(None).prctl(1, ctypes.c_ulong(signal.SIGKILL), 0, 0, 0)  # PDEATHSIG
     os.closerange(3, w)  # everything but stdin, stdout, stderr and the answer pipe
@@ -197,15 +235,17 @@ def _child(fn: Callable[[Send], tuple[dict[str, Any], bytes]], w: int, program: 
     os.closerange(w + 1, top if 0 < top <= 1 << 20 else 1 << 20)
     try:
         _install(program)
-    except GuardUnavailable as e:
+    except Exception as e:  # GuardUnavailable, or a libc without prctl
         _write(w, {"guard": str(e)})
         return 3
+    _write(w, {"installed": True})
     try:
         header, payload = fn(lambda frame: _write(w, {"frame": frame}))
     except BaseException as e:
         _flush()
         error = traceback.format_exc(limit=-8)[-6000:]
-        _write(w, {"error": error, "kind": type(e).__name__, "detail": str(e)[:2000]})
+        kind = type(e).__name__ if isinstance(e, kinds) else ""
+        _write(w, {"error": error, "kind": kind, "detail": str(e)[:2000]})
         return 0
     _flush()
     _write(w, {"answer": header}, payload)
@@ -250,7 +290,7 @@ def _frames(fd: int, max_payload: int) -> Iterator[tuple[dict[str, Any], bytes]]
             raise ProgramFailed("the program's process sent an answer larger than allowed")
         try:
             header = json.loads(_read_exact(fd, n))
-        except ValueError:
+        except (ValueError, RecursionError):  # not JSON, or nested past the parser's depth
             header = None
         payload = _read_exact(fd, m)
         if not isinstance(header, dict) or len(payload) != m:

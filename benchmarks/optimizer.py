@@ -28,6 +28,7 @@ import argparse
 import asyncio
 import json
 import os
+import shutil
 import signal
 import statistics
 import subprocess
@@ -79,6 +80,8 @@ def one_run(task: Task, seed: int, budget: int, work: Path) -> dict[str, Any]:
     budget and is reported as counted)."""
     folder = work / f"budget{budget}-seed{seed}"
     stores = sorted(folder.glob("*.sqlite"))
+    if len(stores) > 1:
+        raise RuntimeError(f"{folder} holds {len(stores)} run stores; expected one: remove it")
     if stores:
         cmd = [sys.executable, "-m", "aster_nb", "resume", str(stores[0]), "--quiet"]
     else:
@@ -162,6 +165,8 @@ def main() -> None:
         if seed not in runs:
             runs[seed] = one_run(task, seed, args.budget, args.work)
             _append(args.runs, runs[seed])
+            # its row is written: a later benchmark must not take this store for its own
+            shutil.rmtree(args.work / f"budget{args.budget}-seed{seed}", ignore_errors=True)
     done = [runs[s] for s in range(args.seeds)]
     best = [r["best_reevaluated"]["mean"] for r in done]
     result = {

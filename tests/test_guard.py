@@ -71,7 +71,7 @@ def test_failures_say_what_happened() -> None:
         raise _Rule("too many tensors")
 
     with pytest.raises(ProgramFailed) as e:
-        run_guarded(raises, max_payload=0)
+        run_guarded(raises, max_payload=0, kinds=(_Rule,))
     assert e.value.kind == "_Rule" and e.value.detail == "too many tensors"
     assert "the program raised" in str(e.value) and "too many tensors" in str(e.value)
 
@@ -87,3 +87,67 @@ def test_an_unknown_architecture_is_refused_not_run_unguarded() -> None:
     with pytest.raises(GuardUnavailable, match="no syscall table for 'mips'"):
         filter_program("mips")
     assert len(filter_program("aarch64")) % 8 == 0 and filter_program("x86_64")
+
+
+def _forge(head: bytes) -> None:
+    """Write a frame to the answer pipe by hand, as a program can: the pipe is the only
+    descriptor above stderr the child keeps."""
+    import struct
+
+    for fd in range(3, 1 << 16):
+        try:
+            os.fstat(fd)
+        except OSError:
+            continue
+        os.write(fd, struct.pack("=QQ", len(head), 0) + head)
+        return
+
+
+def _forging(head: bytes):
+    def child(send):
+        _forge(head)
+        return {}, b""
+
+    return child
+
+
+class RuleBroken(Exception):
+    pass
+
+
+def test_what_a_program_forges_is_refused_or_counts_against_it() -> None:
+    with pytest.raises(ProgramFailed, match="malformed frame"):
+        run_guarded(_forging(b'{"frame": "x"}'), max_payload=0, on_frame=lambda f: None)
+    with pytest.raises(ProgramFailed, match="malformed"):
+        run_guarded(_forging(b"[" * 200_000), max_payload=0)
+    with pytest.raises(ProgramFailed, match="malformed answer"):  # the guard was loaded
+        run_guarded(_forging(b'{"guard": "pretend"}'), max_payload=0)
+
+    def own_rule(send):
+        class RuleBroken(Exception):  # the program's class of the evaluator's name
+            pass
+
+        raise RuleBroken("I am merely invalid")
+
+    with pytest.raises(ProgramFailed) as e:
+        run_guarded(own_rule, max_payload=0, kinds=(RuleBroken,))
+    assert e.value.kind == ""
+
+    def real_rule(send):
+        raise RuleBroken("holds a stranger tensor")
+
+    with pytest.raises(ProgramFailed) as e:
+        run_guarded(real_rule, max_payload=0, kinds=(RuleBroken,))
+    assert e.value.kind == "RuleBroken" and e.value.detail == "holds a stranger tensor"
+
+
+def test_a_flood_of_frames_reaches_the_caller_bounded() -> None:
+    seen: list[dict] = []
+
+    def child(send):
+        for i in range(500):
+            send({"i": i})
+        return {"done": True}, b""
+
+    header, _ = run_guarded(child, max_payload=0, on_frame=seen.append, max_frames=50)
+    assert header == {"done": True} and [f["i"] for f in seen] == list(range(50))

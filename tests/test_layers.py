@@ -40,7 +40,7 @@ from .layers import (
 ROOT = Path(__file__).resolve().parent.parent / "aster_nb"
 
 LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
-    ("guard", ("aster_nb.guard",)),  # what the tasks' evaluators import in the sandbox
+    ("kit", ("aster_nb.guard", "aster_nb.datacache")),  # what task folders import
     ("tasks", ("aster_nb.tasks",)),
     (
         "records",

@@ -12,6 +12,7 @@ import json
 import math
 import numbers
 import os
+import re
 import signal
 import traceback
 from collections.abc import Callable
@@ -53,9 +54,10 @@ def format_exception(
             prefix = workdir.rstrip("/") + "/"
             # a confined evaluation's workdir is the private /tmp itself: stripping every
             # "/tmp/" would turn other absolute paths relative and misname them
-            text = text.replace(prefix + "program.py", "program.py")
+            start = r"(?<![\w.\-/])"  # where a path begins: not /var/tmp/...
+            text = re.sub(start + re.escape(prefix + "program.py"), "program.py", text)
             if prefix != "/tmp/":
-                text = text.replace(prefix, "")
+                text = re.sub(start + re.escape(prefix), "", text)
         lines = text.rstrip().splitlines()
     except Exception:
         lines = [f"{type(exc).__name__}: {_short_repr(exc, 500)}"]

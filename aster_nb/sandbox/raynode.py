@@ -105,7 +105,8 @@ class NodeSandbox:
         )
         self._free: list[str] = []
         self._returned = asyncio.Condition()
-        self._stopping: set[str] = set()  # keys of watched evaluations the driver stopped
+        self._watching: set[str] = set()  # keys of watched evaluations running
+        self._stopping: set[str] = set()  # of those, the ones the driver stopped
 
     async def start(self) -> dict[str, Any]:
         """Start the server; what the driver needs to know about this node.
@@ -164,6 +165,7 @@ class NodeSandbox:
             reports.put_nowait((step, values))
             return decide(step, values) if decide is not None else key in self._stopping
 
+        self._watching.add(key)
         run = asyncio.ensure_future(self._run(code, limits, seed, listen))
         waiting: asyncio.Future[tuple[int, dict[str, float]]] | None = None
         try:
@@ -181,11 +183,14 @@ class NodeSandbox:
             for pending in (run, waiting):  # the driver cancelled: the server kills it
                 if pending is not None:
                     pending.cancel()
+            self._watching.discard(key)
             self._stopping.discard(key)
 
     async def stop(self, key: str) -> None:
-        """Stop the watched evaluation ``key`` at its next report."""
-        self._stopping.add(key)
+        """Stop the watched evaluation ``key`` at its next report (one that has ended is
+        not remembered)."""
+        if key in self._watching:
+            self._stopping.add(key)
 
     async def _run(
         self,

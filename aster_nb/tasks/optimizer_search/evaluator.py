@@ -177,8 +177,15 @@ def train_guarded(
     curve: list[tuple[int, float]] = []
 
     def on_frame(frame: dict) -> None:
+        # the child is untrusted: only losses at steps that move forward within the run
         step, loss = frame.get("step"), frame.get("loss")
-        if isinstance(step, int) and isinstance(loss, float) and math.isfinite(loss):
+        after = curve[-1][0] if curve else -1
+        if (
+            isinstance(step, int)
+            and after < step <= n_steps
+            and isinstance(loss, float)
+            and math.isfinite(loss)
+        ):
             curve.append((step, loss))
             if report is not None:
                 report(step, {"loss": loss})
@@ -188,6 +195,7 @@ def train_guarded(
             lambda send: _train_child(source, path, seed, n_steps, send),
             max_payload=8 * N_VALUES,
             on_frame=on_frame,
+            kinds=(RuleBroken,),
         )
     except ProgramFailed as e:
         if e.kind == "RuleBroken":

@@ -19,14 +19,13 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import pwd
-import shutil
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
 import numpy as np
+
+from aster_nb import datacache
 
 ENV_DATA = "ASTER_TEXT_DATA"
 ENV_CACHE = "ASTER_TEXT_CACHE"
@@ -60,15 +59,8 @@ def data_dir(path: str | Path | None = None) -> Path:
 
 
 def cache_root() -> Path:
-    """``$ASTER_TEXT_CACHE``, else ``~/.cache/aster_nb/text`` of the user this process runs
-    as (from the password database: the sandbox resets ``HOME``)."""
-    if env := os.environ.get(ENV_CACHE):
-        return Path(env)
-    try:
-        home = Path(pwd.getpwuid(os.getuid()).pw_dir)
-    except KeyError:
-        home = Path.home()
-    return home / ".cache" / "aster_nb" / "text"
+    """``$ASTER_TEXT_CACHE``, else ``~/.cache/aster_nb/text`` (:mod:`aster_nb.datacache`)."""
+    return datacache.user_cache("text", ENV_CACHE)
 
 
 def load_text(data: str | Path | None = None) -> str:
@@ -114,30 +106,17 @@ def ensure_cache(data: Path, *, root: Path | None = None, subprocess_build: bool
     :func:`cache_root`), or a temporary folder when that is not writable (the sandbox's
     read-only filesystem). ``subprocess_build`` builds in a child process."""
     root = cache_root() if root is None else root
-    final = root / f"v{VERSION}-{cache_key(data)}"
-    if (final / "vocab.json").is_file():
-        return final
-    try:
-        root.mkdir(parents=True, exist_ok=True)
-        writable = os.access(root, os.W_OK)
-    except OSError:
-        writable = False
-    if not writable:
-        final = Path(tempfile.mkdtemp(prefix="aster-text-")) / final.name
-    tmp = final.with_name(f"{final.name}.tmp-{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    if subprocess_build:
-        cmd = [sys.executable, __file__, "build", str(data), str(tmp)]
-        done = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
-        if done.returncode != 0:
-            raise RuntimeError(f"building the text cache failed:\n{done.stderr[-4000:]}")
-    else:
-        build(data, tmp)
-    try:
-        tmp.rename(final)
-    except OSError:  # another process built it first
-        shutil.rmtree(tmp, ignore_errors=True)
-    return final
+
+    def make(out: Path) -> None:
+        if subprocess_build:
+            args = ["build", str(data), str(out)]
+            datacache.build_in_subprocess(__file__, args, what="the text cache", timeout=600)
+        else:
+            build(data, out)
+
+    return datacache.ensure_built(
+        root / f"v{VERSION}-{cache_key(data)}", marker="vocab.json", build=make
+    )
 
 
 def vocab_size(cache: Path) -> int:

@@ -26,14 +26,13 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import pwd
-import shutil
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
 import numpy as np
+
+from aster_nb import datacache
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import protein_profiles  # next to this file, in the sandbox as in tests
@@ -107,15 +106,9 @@ def data_dir(path: str | Path | None = None) -> Path:
 
 
 def cache_root() -> Path:
-    """``$ASTER_PROTEINGYM_CACHE``, else ``~/.cache/aster_nb/proteingym`` of the user this
-    process runs as (from the password database: the sandbox resets ``HOME``)."""
-    if env := os.environ.get(ENV_CACHE):
-        return Path(env)
-    try:
-        home = Path(pwd.getpwuid(os.getuid()).pw_dir)
-    except KeyError:
-        home = Path.home()
-    return home / ".cache" / "aster_nb" / "proteingym"
+    """``$ASTER_PROTEINGYM_CACHE``, else ``~/.cache/aster_nb/proteingym``
+    (:mod:`aster_nb.datacache`)."""
+    return datacache.user_cache("proteingym", ENV_CACHE)
 
 
 def is_heldout(uniprot: str) -> bool:
@@ -267,40 +260,23 @@ def build(data: Path, out: Path) -> None:
     (out / "meta.json").write_text(json.dumps(meta, indent=1))
 
 
-def _writable(root: Path) -> bool:
-    try:
-        root.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryFile(dir=root):
-            return True
-    except OSError:
-        return False
-
-
 def ensure_cache(data: Path, *, root: Path | None = None, subprocess_build: bool = False) -> Path:
     """The cache folder for ``data``, built first if missing: under ``root`` (default
     :func:`cache_root`), or a temporary folder when that is not writable (the sandbox's
     read-only filesystem). ``subprocess_build`` builds in a child process, so the threads
     ``datasets`` starts never exist in a process that forks evaluations afterwards."""
     root = cache_root() if root is None else root
-    final = root / f"v{VERSION}-{cache_key(data)}"
-    if (final / "meta.json").is_file():
-        return final
-    if not _writable(root):
-        final = Path(tempfile.mkdtemp(prefix="aster-proteingym-")) / final.name
-    tmp = final.with_name(f"{final.name}.tmp-{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    if subprocess_build:
-        cmd = [sys.executable, __file__, "build", str(data), str(tmp)]
-        done = subprocess.run(cmd, capture_output=True, text=True, timeout=1800)
-        if done.returncode != 0:
-            raise RuntimeError(f"building the ProteinGym cache failed:\n{done.stderr[-4000:]}")
-    else:
-        build(data, tmp)
-    try:
-        tmp.rename(final)
-    except OSError:  # another process built it first
-        shutil.rmtree(tmp, ignore_errors=True)
-    return final
+
+    def make(out: Path) -> None:
+        if subprocess_build:
+            args = ["build", str(data), str(out)]
+            datacache.build_in_subprocess(__file__, args, what="the ProteinGym cache", timeout=1800)
+        else:
+            build(data, out)
+
+    return datacache.ensure_built(
+        root / f"v{VERSION}-{cache_key(data)}", marker="meta.json", build=make
+    )
 
 
 def read_inputs(cache: Path) -> tuple[dict, dict[str, np.ndarray]]:
