@@ -18,8 +18,8 @@ import pytest
 
 from aster_nb.agents import Budget, Planner, Worker
 from aster_nb.agents.context import Context
-from aster_nb.agents.noise import StopRule
-from aster_nb.evalplan import EarlyStop
+from aster_nb.agents.noise import StopRule, Watch
+from aster_nb.evalplan import EarlyStop, EvalPlan
 from aster_nb.events import BestImproved, EvaluationProgress, Event, ProgramEvaluated
 from aster_nb.llm import Request, Response
 from aster_nb.records import Program, Status, code_hash
@@ -198,6 +198,19 @@ def test_the_stop_rule_never_stops_a_finished_run() -> None:
     assert rule(200, {"loss": 0.6}) and not rule(200, {"loss": 0.52})  # within the margin
     assert not rule(400, {"loss": 9.0}) and not rule(401, {"loss": 9.0})
     assert not rule(300, {"lr": 9.0})  # not the watched value
+
+
+def test_a_run_that_starts_over_keeps_one_curve() -> None:
+    """A rerun (its server or Ray node died) reports from step 0 again: the curve kept is
+    the new run's, not both interleaved."""
+    seen: list[int] = []
+    w = Watch(
+        seed=0, plan=EvalPlan(intermediate="loss"), on_report=lambda s, st, v: seen.append(st)
+    )
+    for step in (0, 10, 20, 0, 10, 20, 30):
+        w(step, {"loss": 1.0 / (step + 1)})
+    assert [p.step for p in w.points] == [0, 10, 20, 30]
+    assert seen == [0, 10, 20, 0, 10, 20, 30]  # the dashboard saw both, as they came
 
 
 async def test_cache_is_keyed_by_seed_and_skipped_without_one(

@@ -123,6 +123,10 @@ class Watch:
         self.decide = StopRule(rule, plan.intermediate, tuple(parent)) if rule and parent else None
 
     def __call__(self, step: int, values: dict[str, float]) -> bool:
+        if self.points and step <= self.points[-1].step:
+            # the run started over (its server or node died and it was run again): the
+            # curve is the new run's from here, not two runs interleaved
+            self.points = [p for p in self.points if p.step < step]
         self.reports += 1
         if self.reports <= MAX_POINTS:
             self.points += [Point(self.seed, step, k, v) for k, v in values.items()]
