@@ -17,8 +17,8 @@ model/batch seeds 0, 1 and 2 in the sandbox. Reported:
 
 Each finished run (and the baseline) is appended to ``--runs`` as a JSON line, and a rerun
 with the same file skips what is there. A run cut short (a session ends: one seed at 300
-evaluations takes hours on 2 cores) is continued from its store in ``--work`` at the next
-round it had not finished. Needs
+evaluations takes hours on 2 cores) is continued from its store in ``--work``: the round it was in goes on
+with the evaluations it had stored counted against its budget. Needs
 ``tinyshakespeare.txt`` (``ASTER_TEXT_DATA``, default ``../shared/data/text``).
 """
 
@@ -75,9 +75,9 @@ def _mean_std(values: list[float]) -> dict[str, Any]:
 
 def one_run(task: Task, seed: int, budget: int, work: Path) -> dict[str, Any]:
     """One seed's CLI run in ``work/budget<B>-seed<S>``; a store left there by an
-    interrupted benchmark is continued (``python -m aster_nb resume``: the rounds not yet
-    finished; a round cut in the middle is run again, so ``evaluations`` may pass the
-    budget and is reported as counted)."""
+    interrupted benchmark is continued (``python -m aster_nb resume``: a round cut in the
+    middle counts what it had stored; the evaluations in flight at the cut are run again,
+    so ``evaluations`` may pass the budget by a few and is reported as counted)."""
     folder = work / f"budget{budget}-seed{seed}"
     stores = sorted(folder.glob("*.sqlite"))
     if len(stores) > 1:
