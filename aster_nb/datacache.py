@@ -17,10 +17,10 @@ import shutil
 import subprocess
 import sys
 import tempfile
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from pathlib import Path
 
-__all__ = ["build_in_subprocess", "ensure_built", "user_cache"]
+__all__ = ["ensure_built", "user_cache"]
 
 
 def user_cache(name: str, variable: str) -> Path:
@@ -34,37 +34,46 @@ def user_cache(name: str, variable: str) -> Path:
     return home / ".cache" / "aster_nb" / name
 
 
-def ensure_built(final: Path, *, marker: str, build: Callable[[Path], None]) -> Path:
-    """The folder ``final`` (complete once it holds ``marker``), made by ``build(folder)``
-    if missing: built beside it and renamed into place, so a reader never sees half a
-    cache and two builders do not clash; in a temporary folder when ``final``'s parent is
-    not writable. Returns the folder to read."""
+def ensure_built(
+    final: Path,
+    *,
+    marker: str,
+    data: Path,
+    build: Callable[[Path, Path], None],
+    script: str | None = None,
+    what: str = "the cache",
+    timeout: float = 600.0,
+) -> Path:
+    """The folder ``final`` (complete once it holds ``marker``), made from ``data`` if
+    missing; the folder to read.
+
+    ``build(data, folder)`` makes it; with ``script``, ``python script build <data>
+    <folder>`` does, in a child process, so the threads a build starts (``datasets`` does)
+    never exist in a process that forks evaluations afterwards. It is built beside
+    ``final`` and renamed into place, so a reader never sees half a cache and two builders
+    do not clash; in a temporary folder when ``final``'s parent is not writable.
+
+    Raises:
+        RuntimeError: the script failed (the end of its stderr, naming ``what``).
+    """
     if (final / marker).is_file():
         return final
     if not _writable(final.parent):
         final = Path(tempfile.mkdtemp(prefix=f"aster-{final.parent.name}-")).resolve() / final.name
     tmp = final.with_name(f"{final.name}.tmp-{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
-    build(tmp)
+    if script is None:
+        build(data, tmp)
+    else:
+        cmd = [sys.executable, script, "build", str(data), str(tmp)]
+        done = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+        if done.returncode != 0:
+            raise RuntimeError(f"building {what} failed:\n{done.stderr[-4000:]}")
     try:
         tmp.rename(final)
     except OSError:  # another process built it first
         shutil.rmtree(tmp, ignore_errors=True)
     return final
-
-
-def build_in_subprocess(script: str, args: Sequence[str], *, what: str, timeout: float) -> None:
-    """Run ``python script *args``: a build whose threads (``datasets`` starts some) must
-    never exist in a process that forks evaluations afterwards.
-
-    Raises:
-        RuntimeError: the build failed, with the end of its stderr.
-    """
-    done = subprocess.run(
-        [sys.executable, script, *args], capture_output=True, text=True, timeout=timeout
-    )
-    if done.returncode != 0:
-        raise RuntimeError(f"building {what} failed:\n{done.stderr[-4000:]}")
 
 
 def _writable(root: Path) -> bool:

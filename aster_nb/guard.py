@@ -32,6 +32,7 @@ import contextlib
 import ctypes
 import errno
 import json
+import linecache
 import os
 import platform
 import resource
@@ -39,10 +40,18 @@ import signal
 import struct
 import sys
 import traceback
+import types
 from collections.abc import Callable, Iterator
 from typing import Any
 
-__all__ = ["REFUSED", "GuardUnavailable", "ProgramFailed", "filter_program", "run_guarded"]
+__all__ = [
+    "REFUSED",
+    "GuardUnavailable",
+    "ProgramFailed",
+    "filter_program",
+    "load_program",
+    "run_guarded",
+]
 
 _EPERM = (
     "execve", "execveat", "fork", "vfork", "clone", "socket", "socketpair", "ptrace",
@@ -217,6 +226,17 @@ def _answer(
         if on_frame is not None and passed <= max_frames:
             on_frame(header["frame"])
     return None
+
+
+def load_program(source: str, path: str, *, name: str = "program") -> dict[str, Any]:
+    """Run a program's module body from ``source`` and return its namespace: in the guarded
+    child, which cannot open a file, not even the program's own. ``path`` names it in
+    tracebacks, which show its lines (kept in ``linecache``)."""
+    linecache.cache[path] = (len(source), None, source.splitlines(True), path)
+    module = types.ModuleType(name)
+    module.__file__ = path
+    exec(compile(source, path, "exec"), module.__dict__)
+    return module.__dict__
 
 
 # ----------------------------------------------------------------- the child

@@ -13,15 +13,16 @@ import pytest
 from aster_nb.guard import GuardUnavailable, ProgramFailed, filter_program, run_guarded
 
 
-def _attempts(secret_fd: int) -> dict[str, str]:
-    """What each way out does in the child: ``ok`` or the error it met."""
+def _attempts(secret_fd: int, *, fork: bool = True) -> dict[str, str]:
+    """What each way out does where it runs: ``ok`` or the error it met."""
     tries = {
-        "open": lambda: open(__file__, "rb"),  # noqa: SIM115
+        "open": lambda: open(__file__, "rb").close(),
         "fd opened before the fork": lambda: os.fstat(secret_fd),
-        "fork": os.fork,
-        "socket": lambda: socket.socket(),
+        "socket": lambda: socket.socket().close(),
         "thread": lambda: threading.Thread(target=lambda: None).start(),
     }
+    if fork:  # never in the test's own process: the child would run the rest of pytest
+        tries["fork"] = os.fork
     out = {}
     for name, attempt in tries.items():
         try:
@@ -37,9 +38,12 @@ def test_the_child_can_open_fork_connect_and_thread_nothing() -> None:
     secret = os.open(__file__, os.O_RDONLY)
     try:
         header, _ = run_guarded(lambda send: (_attempts(secret), b""), max_payload=0)
+        # the same attempts here, unguarded, all succeed: the refusals are the guard's
+        unguarded = _attempts(secret, fork=False)
         assert os.fstat(secret).st_size > 0  # still open here: the child closed its copy
     finally:
         os.close(secret)
+    assert set(unguarded.values()) == {"ok"}, unguarded
     assert header == {
         "open": "PermissionError",
         "fd opened before the fork": "OSError",

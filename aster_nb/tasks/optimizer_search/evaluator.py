@@ -30,11 +30,9 @@ a tiny budget; compare scores only at the same step count.
 from __future__ import annotations
 
 import io
-import linecache
 import math
 import os
 import time
-import types
 from collections.abc import Callable
 from pathlib import Path
 
@@ -43,7 +41,7 @@ import numpy as np
 import text_data
 import torch
 
-from aster_nb.guard import ProgramFailed, run_guarded
+from aster_nb.guard import ProgramFailed, load_program, run_guarded
 
 ENTRY = "make_optimizer"
 ENV_STEPS = "ASTER_OPT_STEPS"
@@ -101,11 +99,7 @@ class RuleBroken(Exception):
 
 
 def _load_program(source: str, path: str) -> Callable:
-    linecache.cache[path] = (len(source), None, source.splitlines(True), path)
-    module = types.ModuleType("optimizer_program")
-    module.__file__ = path
-    exec(compile(source, path, "exec"), module.__dict__)
-    entry = module.__dict__.get(ENTRY)
+    entry = load_program(source, path, name="optimizer_program").get(ENTRY)
     if not callable(entry):
         raise RuleBroken(f"the program defines no function {ENTRY}(params)")
     return entry

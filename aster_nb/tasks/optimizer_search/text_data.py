@@ -106,16 +106,14 @@ def ensure_cache(data: Path, *, root: Path | None = None, subprocess_build: bool
     :func:`cache_root`), or a temporary folder when that is not writable (the sandbox's
     read-only filesystem). ``subprocess_build`` builds in a child process."""
     root = cache_root() if root is None else root
-
-    def make(out: Path) -> None:
-        if subprocess_build:
-            args = ["build", str(data), str(out)]
-            datacache.build_in_subprocess(__file__, args, what="the text cache", timeout=600)
-        else:
-            build(data, out)
-
     return datacache.ensure_built(
-        root / f"v{VERSION}-{cache_key(data)}", marker="vocab.json", build=make
+        root / f"v{VERSION}-{cache_key(data)}",
+        marker="vocab.json",
+        data=data,
+        build=build,
+        script=__file__ if subprocess_build else None,
+        what="the text cache",
+        timeout=600,
     )
 
 

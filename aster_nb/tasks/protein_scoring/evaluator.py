@@ -32,7 +32,6 @@ import functools  # noqa: F401
 import heapq  # noqa: F401
 import io
 import itertools  # noqa: F401
-import linecache
 import math
 import operator  # noqa: F401
 import os
@@ -40,7 +39,6 @@ import random  # noqa: F401
 import re  # noqa: F401
 import statistics  # noqa: F401
 import string  # noqa: F401
-import types
 import typing  # noqa: F401
 from pathlib import Path
 
@@ -48,7 +46,7 @@ import numpy as np
 import protein_data
 import protein_metrics
 
-from aster_nb.guard import run_guarded
+from aster_nb.guard import load_program, run_guarded
 
 ENTRY = "score_variants"
 ALLOWED_IMPORTS = (
@@ -127,11 +125,7 @@ _LABELS_FD = os.open(CACHE / "labels.npz", os.O_RDONLY | os.O_CLOEXEC)
 
 def _predict(source: str, path: str) -> list[np.ndarray]:
     """Run the program on every assay (in the guarded child)."""
-    linecache.cache[path] = (len(source), None, source.splitlines(True), path)
-    module = types.ModuleType("protein_program")
-    module.__file__ = path
-    exec(compile(source, path, "exec"), module.__dict__)
-    entry = module.__dict__.get(ENTRY)
+    entry = load_program(source, path, name="protein_program").get(ENTRY)
     if not callable(entry):
         raise NameError(f"the program defines no function {ENTRY}(variants)")
     return [np.asarray(entry(v), dtype=np.float64) for v in VARIANTS]

@@ -266,16 +266,14 @@ def ensure_cache(data: Path, *, root: Path | None = None, subprocess_build: bool
     read-only filesystem). ``subprocess_build`` builds in a child process, so the threads
     ``datasets`` starts never exist in a process that forks evaluations afterwards."""
     root = cache_root() if root is None else root
-
-    def make(out: Path) -> None:
-        if subprocess_build:
-            args = ["build", str(data), str(out)]
-            datacache.build_in_subprocess(__file__, args, what="the ProteinGym cache", timeout=1800)
-        else:
-            build(data, out)
-
     return datacache.ensure_built(
-        root / f"v{VERSION}-{cache_key(data)}", marker="meta.json", build=make
+        root / f"v{VERSION}-{cache_key(data)}",
+        marker="meta.json",
+        data=data,
+        build=build,
+        script=__file__ if subprocess_build else None,
+        what="the ProteinGym cache",
+        timeout=1800,
     )
 
 
