@@ -151,6 +151,12 @@ def _parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParse
         help="the Ray cluster for --executor ray, as `ray start --head` printed it "
         "(default: RAY_ADDRESS, else a private Ray started for the run)",
     )
+    run.add_argument(
+        "--worker-actors",
+        action="store_true",
+        help="with --executor ray: run each worker (its agents, archive, memories) in a Ray "
+        "actor of its own, spread over the nodes; planners and the store stay here",
+    )
     res = command("resume", "continue a stored run; ends with a JSON line")
     res.add_argument("store", type=Path, help="the run's .sqlite file")
     res.add_argument("--rounds", type=int, default=None, help="rounds to add (default: the rest)")
@@ -217,6 +223,11 @@ def _command(args: argparse.Namespace) -> int:
     if args.ray_address is not None and args.executor != "ray":
         raise UserInputError(
             f"--ray-address {args.ray_address} needs --executor ray; got --executor {args.executor}"
+        )
+    if args.worker_actors and args.executor != "ray":
+        raise UserInputError(
+            f"--worker-actors needs --executor ray (the workers run on Ray); got "
+            f"--executor {args.executor}"
         )
     if args.budget is None and args.seconds is None:
         args.budget = 300
@@ -306,6 +317,7 @@ async def _run(task: Task, args: argparse.Namespace) -> dict[str, Any]:
         concurrency=args.concurrency,
         executor=args.executor,
         ray_address=args.ray_address,
+        worker_actors=args.worker_actors,
     )
     first = run.initial_result
     if first is not None and first.status is Status.INVALID:

@@ -59,6 +59,9 @@ class RunConfig:
             :class:`~aster_nb.sandbox.cluster.RayExecutor`).
         ray_address: the Ray cluster's address for ``executor="ray"``; default
             ``RAY_ADDRESS``, else a private Ray started for the run.
+        worker_actors: run each worker (its agents, archive and memories) in a Ray actor
+            of its own, spread over the cluster, with ``executor="ray"``; the driver keeps
+            the planners and the store (see :mod:`aster_nb.actors`).
     """
 
     task: str
@@ -80,6 +83,7 @@ class RunConfig:
     max_model_failures: int | None = 20
     executor: str = "local"
     ray_address: str | None = None
+    worker_actors: bool = False
 
     def __post_init__(self) -> None:
         if self.agent not in ("edit", "tools"):
@@ -94,6 +98,11 @@ class RunConfig:
         if self.ray_address is not None and self.executor != "ray":
             raise ValueError(
                 f"ray_address={self.ray_address!r} needs executor='ray', got {self.executor!r}"
+            )
+        if self.worker_actors and self.executor != "ray":
+            raise ValueError(
+                f"worker_actors=True needs executor='ray' (the workers run on Ray), got "
+                f"{self.executor!r}"
             )
         if self.max_model_failures is not None and self.max_model_failures < 1:
             raise ValueError(
@@ -210,6 +219,7 @@ def build(
     model: Model | None = None,
     planner_model: Model | None = None,
     spend: Spend | None = None,
+    watch: FailureWatch | None = None,
 ) -> Planner:
     """The planner tree of a configuration: P planners x W workers x K agents."""
     ctx = Context(task=task, store=store, executor=executor, bus=bus, control=control, spend=spend)
@@ -219,15 +229,28 @@ def build(
     )
 
     def workers(prefix: str) -> list[Worker]:
+        common = dict(context=ctx, model=model, agents=cfg.agents, archive=cfg.archive)
+        if not cfg.worker_actors:
+            return [
+                Worker(name=f"{prefix}.w{i}", seed=cfg.seed, agent=cfg.agent, **common)
+                for i in range(cfg.workers)
+            ]
+        from .actors import RemoteWorker, ServiceExecutor
+
+        assert isinstance(executor, ServiceExecutor), "worker actors need the service executor"
         return [
-            Worker(
+            RemoteWorker(
                 name=f"{prefix}.w{i}",
-                context=ctx,
-                model=model,
-                agents=cfg.agents,
-                archive=cfg.archive,
                 seed=cfg.seed,
                 agent=cfg.agent,
+                service=executor,
+                model_name=cfg.model,
+                model_seed=cfg.seed,
+                latency=cfg.latency,
+                max_usd=cfg.max_usd,
+                max_tokens=cfg.max_tokens,
+                watch=watch,
+                **common,
             )
             for i in range(cfg.workers)
         ]

@@ -17,6 +17,7 @@ from dataclasses import asdict, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from .actors.service import ServiceExecutor  # imports no Ray until it starts
 from .agents.planner import Planner
 from .control import Control
 from .events import EventBus
@@ -119,8 +120,10 @@ async def _assemble(
     undo: contextlib.AsyncExitStack,
 ) -> Run:
     """The sandbox server, the bus, the switch and the planner tree around ``store``."""
-    executor: LocalExecutor | RayExecutor
-    if cfg.executor == "ray":
+    executor: LocalExecutor | RayExecutor | ServiceExecutor
+    if cfg.worker_actors:
+        executor = ServiceExecutor(task=task, concurrency=cfg.concurrency, address=cfg.ray_address)
+    elif cfg.executor == "ray":
         executor = RayExecutor.from_task(task, concurrency=cfg.concurrency, address=cfg.ray_address)
     else:
         executor = LocalExecutor.from_task(task, concurrency=cfg.concurrency)
@@ -141,6 +144,7 @@ async def _assemble(
         model=models.agents,
         planner_model=models.planners,
         spend=models.spend,
+        watch=models.watch,
     )
     return cls(
         cfg=cfg,

@@ -17,7 +17,10 @@ CPU of the evaluations' processes per evaluation; each run is reported as a shar
 
 Executors: ``local`` (the warm sandbox server on this machine), ``ray1`` (a one-node Ray
 cluster with every core) and ``ray2`` (two nodes on this machine splitting the cores),
-started and stopped by PID as in the tests (``tests/ray_cluster.py``). ``--runs FILE``
+started and stopped by PID as in the tests (``tests/ray_cluster.py``); ``ray1-actors`` and
+``ray2-actors`` run each worker in a Ray actor of its own (``worker_actors=True``, see
+:mod:`aster_nb.actors`), and their CPU (with the evaluation service's) is reported apart
+(``actors_cpu_*``), not counted as the evaluations'. ``--runs FILE``
 keeps one JSON line per finished condition so an interrupted benchmark resumes.
 
     python benchmarks/scale.py [--agents 64,256,1000,2000] [--executors local,ray1,ray2]
@@ -37,6 +40,7 @@ import tempfile
 import threading
 import time
 from collections import Counter
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -116,9 +120,13 @@ def _cpu_outside(marker: str | None) -> float:
     if marker:
         kids |= set(tree(marker, procs))
     kids.discard(me)
-    tick = os.sysconf("SC_CLK_TCK")
-    total = 0.0
-    for pid in kids:
+    return _cpu_of(kids)
+
+
+def _cpu_of(pids: Iterable[int]) -> float:
+    """CPU seconds of the processes ``pids``, their reaped children included."""
+    tick, total = os.sysconf("SC_CLK_TCK"), 0.0
+    for pid in pids:
         try:
             stat = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
         except OSError:
@@ -159,15 +167,20 @@ async def measure(cfg: dict[str, Any]) -> dict[str, Any]:
         seed=0,
         executor="ray" if cfg["executor"].startswith("ray") else "local",
         ray_address=cfg.get("address"),
+        worker_actors=cfg["executor"].endswith("-actors"),
     )
     run.start(rounds=1)
     try:
         await asyncio.sleep(cfg["warmup"])
+        actors = [w.host["pid"] for w in run.workers.values() if getattr(w, "host", None)]
+        actors += [run.executor.pid] if getattr(run.executor, "pid", None) else []
         a0, e0 = run.store.count("attempts"), run.store.evaluations()
         c0, o0, w0 = time.process_time(), _cpu_outside(marker), time.monotonic()
+        x0 = _cpu_of(actors)
         await asyncio.sleep(cfg["window"])
         a1, e1 = run.store.count("attempts"), run.store.evaluations()
         c1, o1, w1 = time.process_time(), _cpu_outside(marker), time.monotonic()
+        x1 = _cpu_of(actors)
         rss = _rss_mb()
         with Sampler() as sampler:
             await asyncio.sleep(cfg["profile"])
@@ -177,7 +190,8 @@ async def measure(cfg: dict[str, Any]) -> dict[str, Any]:
         await run.close()
     seconds, cores = w1 - w0, os.cpu_count() or 1
     attempts, evaluations = a1 - a0, e1 - e0
-    driver_cpu, outside_cpu = c1 - c0, o1 - o0
+    actors_cpu = x1 - x0
+    driver_cpu, outside_cpu = c1 - c0, o1 - o0 - actors_cpu
     per_eval = max(outside_cpu, 0.0) / max(evaluations, 1)
     limit = min(agents / cfg["latency"], cores / per_eval if per_eval else float("inf"))
     busy = {k: v for k, v in sampler.counts.items() if k != "idle"}
@@ -195,6 +209,8 @@ async def measure(cfg: dict[str, Any]) -> dict[str, Any]:
         "driver_cpu_share": round(driver_cpu / seconds, 3),
         "cpu_per_evaluation_ms": round(1000 * per_eval, 3),
         "evaluation_cpu_share": round(outside_cpu / seconds / cores, 3),
+        "actors_cpu_per_attempt_ms": round(1000 * actors_cpu / max(attempts, 1), 3),
+        "actors_cpu_share": round(actors_cpu / seconds, 3),
         "rss_mb": round(rss, 1),
         "kb_per_agent": round(1024 * (rss - rss0) / agents, 1),
         "stage_ms_per_attempt": {k: round(v * per_attempt_ms, 3) for k, v in share.items()},
@@ -211,12 +227,12 @@ def _cluster(kind: str) -> Any:
 
     class Cluster(RayCluster):
         def start(self) -> None:
-            n = cores if kind == "ray1" else max(1, cores // 2)
+            n = cores if kind.startswith("ray1") else max(1, cores // 2)
             head = ["--head", f"--port={self.port}", f"--num-cpus={n}", "--num-gpus=0"]
             head += ["--include-dashboard=false", f"--dashboard-port={free_port()}", "--no-monitor"]
             self.head = self._node("h", head)
             self._run([self.head])
-            if kind == "ray2":
+            if kind.startswith("ray2"):
                 second = [f"--address={self.address}", f"--num-cpus={max(1, cores - n)}"]
                 self.second = self._node("n", second)
                 self._run([self.second])

@@ -27,6 +27,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -209,3 +210,45 @@ class RayCluster:
         """Kill every process of both nodes (found by their temp dirs) and remove them."""
         kill_all(tree(f"{self.root}/"))
         shutil.rmtree(self.root, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def connected() -> Iterator[RayCluster]:
+    """A started cluster with this process connected to it as a notebook would be (every
+    executor and run reuses that connection); everything stopped after."""
+    import pytest
+    import ray
+    from ray._private.authentication_test_utils import reset_auth_token_state
+
+    c = RayCluster()
+    c.start()
+    try:
+        with pytest.MonkeyPatch.context() as mp:
+            for key, value in c.env.items():
+                mp.setenv(key, value)  # the token, for this process and the runs it starts
+            mp.delenv("RAY_ADDRESS", raising=False)
+            # Ray read its authentication settings when it was imported; read them again
+            # (what Ray's own tests do when they change them)
+            reset_auth_token_state()
+            ray.init(address=c.address, log_to_driver=False, logging_level="WARNING")
+            try:
+                yield c
+            finally:
+                ray.shutdown()
+        reset_auth_token_state()
+    finally:
+        c.stop()
+
+
+def with_second_node(cluster: RayCluster) -> RayCluster:
+    """``cluster`` with its second node up (a test before may have killed it)."""
+    import ray
+
+    assert cluster.second is not None
+    if not cluster.second.pids():
+        cluster.restart_second()
+    deadline = time.monotonic() + 60
+    while sum(n["Alive"] for n in ray.nodes()) < 2:
+        assert time.monotonic() < deadline, "the second node did not rejoin"
+        time.sleep(0.5)
+    return cluster

@@ -75,6 +75,7 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ),
     ("sandbox", ("aster_nb.sandbox",)),
     ("agents", ("aster_nb.agents",)),
+    ("actors", ("aster_nb.actors",)),  # workers in Ray actors
     (
         "run",
         (

@@ -23,7 +23,6 @@ from pathlib import Path
 
 import pytest
 import ray
-from ray._private.authentication_test_utils import reset_auth_token_state
 
 from aster_nb.program import Status
 from aster_nb.resources import Resources
@@ -36,7 +35,7 @@ from aster_nb.sandbox.rayshape import actor_options, slots_on
 from aster_nb.task import Limits, Task, TaskError
 
 from .conftest import write_task
-from .ray_cluster import RayCluster, tree
+from .ray_cluster import RayCluster, connected, tree, with_second_node
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -79,38 +78,13 @@ def _devices(stdout: str) -> str:
 
 @pytest.fixture(scope="module")
 def cluster() -> Iterator[RayCluster]:
-    c = RayCluster()
-    c.start()
-    try:
-        with pytest.MonkeyPatch.context() as mp:
-            for key, value in c.env.items():
-                mp.setenv(key, value)  # the token, for this process and the runs it starts
-            mp.delenv("RAY_ADDRESS", raising=False)
-            # Ray read its authentication settings when it was imported; read them again
-            # (what Ray's own tests do when they change them)
-            reset_auth_token_state()
-            # connected once, as a notebook would be: every executor below reuses it
-            ray.init(address=c.address, log_to_driver=False, logging_level="WARNING")
-            try:
-                yield c
-            finally:
-                ray.shutdown()
-        reset_auth_token_state()
-    finally:
-        c.stop()
+    with connected() as c:
+        yield c
 
 
 @pytest.fixture
 def two_nodes(cluster: RayCluster) -> RayCluster:
-    """The cluster with its second node up (a test before may have killed it)."""
-    assert cluster.second is not None
-    if not cluster.second.pids():
-        cluster.restart_second()
-    deadline = time.monotonic() + 60
-    while sum(n["Alive"] for n in ray.nodes()) < 2:
-        assert time.monotonic() < deadline, "the second node did not rejoin"
-        time.sleep(0.5)
-    return cluster
+    return with_second_node(cluster)
 
 
 @pytest.fixture
@@ -339,7 +313,9 @@ def test_the_scaling_out_notebook_runs_on_the_cluster_with_its_dashboard(
     widgets = [
         o for o in outputs if "application/vnd.jupyter.widget-view+json" in o.get("data", {})
     ]
-    assert widgets, "the dashboard is displayed"
+    assert len(widgets) == 2, "both runs' dashboards are displayed"
+    actors = [ln for ln in text.splitlines() if ": actor pid " in ln]
+    assert len(actors) == 2 and len({ln.split(" on node ")[1][:8] for ln in actors}) == 2, text
 
 
 def test_without_an_address_a_private_ray_is_started_and_stopped(tmp_path: Path) -> None:

@@ -198,6 +198,26 @@ class Spend:
         for t in self._targets(tags):
             t.retries += 1
 
+    def book(
+        self,
+        usage: Usage,
+        cost: float,
+        *,
+        tags: Tags = (),
+        calls: int = 0,
+        failures: int = 0,
+        retries: int = 0,
+    ) -> None:
+        """Add what calls metered by another ledger consumed (a worker in another process
+        keeps its own, see :mod:`aster_nb.actors`): they count against this ledger's caps
+        from now on, and its totals are the run's."""
+        for t in self._targets(tags):
+            t.usd += cost
+            t.usage = t.usage + usage
+            t.calls += calls
+            t.failures += failures
+            t.retries += retries
+
     # -- the ledger ------------------------------------------------------------------------
 
     @property

@@ -26,20 +26,17 @@ import math
 import os
 import shutil
 import socket
-import tempfile
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from ..task import Limits
 from .cache import Evaluation
 from .client import SandboxClient
+from .rayshape import unpack_task
+from .raywatch import stream_reports
 
 __all__ = ["NodeSandbox", "NodeSpec", "gpu_tokens"]
-
-# the task folder's copy on a node: aster_nb-task-<pid of the actor>-<random>
-_PREFIX = "aster_nb-task-"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -88,12 +85,7 @@ class NodeSandbox:
     def __init__(self, *, spec: NodeSpec, slots: int) -> None:
         self.spec = spec
         self.slots = slots
-        _sweep()
-        self.root = Path(tempfile.mkdtemp(prefix=f"{_PREFIX}{os.getpid()}-"))
-        for rel, data in spec.files.items():
-            path = self.root / rel
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_bytes(data)
+        self.root = unpack_task(spec.files)
         self.client = SandboxClient(
             evaluator=self.root / spec.evaluator,
             limits=spec.limits,
@@ -159,30 +151,15 @@ class NodeSandbox:
         the report it says so, here, with no round trip; without one the driver's
         :meth:`stop` of ``key`` does, at the next report.
         """
-        reports: asyncio.Queue[tuple[int, dict[str, float]]] = asyncio.Queue()
-
-        def listen(step: int, values: dict[str, float]) -> bool:
-            reports.put_nowait((step, values))
-            return decide(step, values) if decide is not None else key in self._stopping
-
         self._watching.add(key)
-        run = asyncio.ensure_future(self._run(code, limits, seed, listen))
-        waiting: asyncio.Future[tuple[int, dict[str, float]]] | None = None
         try:
-            while not run.done():
-                waiting = asyncio.ensure_future(reports.get())
-                await asyncio.wait({run, waiting}, return_when=asyncio.FIRST_COMPLETED)
-                if waiting.done():
-                    yield ("report", *waiting.result())
-            if waiting is not None and not waiting.done():
-                waiting.cancel()  # before it can take a report the loop below must yield
-            while not reports.empty():
-                yield ("report", *reports.get_nowait())
-            yield ("done", run.result(), self._counters())
+            async for item in stream_reports(
+                lambda listen: self._run(code, limits, seed, listen),
+                decide,
+                lambda: key in self._stopping,
+            ):
+                yield (*item, self._counters()) if item[0] == "done" else item
         finally:
-            for pending in (run, waiting):  # the driver cancelled: the server kills it
-                if pending is not None:
-                    pending.cancel()
             self._watching.discard(key)
             self._stopping.discard(key)
 
@@ -238,22 +215,3 @@ class NodeSandbox:
             async with self._returned:
                 self._free.extend(devices)
                 self._returned.notify_all()
-
-
-def _sweep() -> None:
-    """Remove the task copies of actors that are gone: an actor killed with its node (or
-    by hand) never ran :meth:`NodeSandbox.close`."""
-    for path in Path(tempfile.gettempdir()).glob(f"{_PREFIX}*-*"):
-        pid = path.name[len(_PREFIX) :].split("-", 1)[0]
-        if pid.isdigit() and not _alive(int(pid)):
-            shutil.rmtree(path, ignore_errors=True)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # another user's process: alive, and not ours to clean
-        return True
-    return True

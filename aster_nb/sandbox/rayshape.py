@@ -9,6 +9,9 @@ on a node, :func:`actor_options` what Ray must reserve for that many. No Ray imp
 from __future__ import annotations
 
 import math
+import os
+import shutil
+import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -16,7 +19,17 @@ from typing import Any
 from ..errors import UserInputError
 from ..resources import Resources
 
-__all__ = ["MAX_TASK_BYTES", "actor_options", "needs_text", "slots_on", "task_files"]
+__all__ = [
+    "MAX_TASK_BYTES",
+    "actor_options",
+    "needs_text",
+    "slots_on",
+    "task_files",
+    "unpack_task",
+]
+
+# a task folder's copy in an actor: aster_nb-task-<pid of the actor>-<random>
+_PREFIX = "aster_nb-task-"
 
 #: the most a task folder may hold to be shipped to every node
 MAX_TASK_BYTES = 64 * 1024 * 1024
@@ -75,3 +88,34 @@ def actor_options(resources: Resources, slots: int) -> dict[str, Any]:
 def needs_text(resources: Resources) -> str:
     """What one evaluation needs, in Ray's names, for messages."""
     return ", ".join(f"{k}={v:g}" for k, v in resources.needs.items())
+
+
+def unpack_task(files: Mapping[str, bytes]) -> Path:
+    """Write a shipped task folder (:func:`task_files`) into a new private directory of
+    this process; the caller removes it when done. Copies left by processes that are gone
+    (an actor killed with its node never cleans up) are removed first."""
+    _sweep()
+    root = Path(tempfile.mkdtemp(prefix=f"{_PREFIX}{os.getpid()}-"))
+    for rel, data in files.items():
+        path = root / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(data)
+    return root
+
+
+def _sweep() -> None:
+    """Remove the task copies of actors that are gone."""
+    for path in Path(tempfile.gettempdir()).glob(f"{_PREFIX}*-*"):
+        pid = path.name[len(_PREFIX) :].split("-", 1)[0]
+        if pid.isdigit() and not _alive(int(pid)):
+            shutil.rmtree(path, ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process: alive, and not ours to clean
+        return True
+    return True

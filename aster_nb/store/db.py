@@ -10,10 +10,11 @@ or widget reports it; killing the process loses nothing that was shown. WAL lets
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sqlite3
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -21,7 +22,7 @@ from ..records import AttemptRecord, EvalResult, Handoff, Program, Status
 from .check import StoreError
 from .curves import Point, SeedScore, add_details, read_curve, read_seed_scores
 from .history import History, Scores
-from .rows import program_from_row
+from .rows import ATTEMPT_INSERT, attempt_values, program_from_row
 from .schema import SCHEMA, add_missing_columns
 
 if TYPE_CHECKING:
@@ -39,17 +40,40 @@ class Store:
             (it has tables but no ``meta`` table); it is left unchanged.
     """
 
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | Path, *, image: bytes | None = None) -> None:
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        if image is None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
         # isolation_level=None is autocommit: each statement is its own committed transaction,
         # so a record is on disk when its method returns.
-        self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        where = self.path if image is None else ":memory:"
+        self._db = sqlite3.connect(where, isolation_level=None, check_same_thread=False)
         self._db.row_factory = sqlite3.Row
+        if image is not None:
+            self._db.deserialize(_rollback_journal(image))
         self._refuse_foreign()  # before the WAL pragma, which rewrites the file's header
-        self._db.execute("PRAGMA journal_mode=WAL")
-        # NORMAL in WAL mode survives a killed process (not a power cut) at far lower cost.
-        self._db.execute("PRAGMA synchronous=NORMAL")
+        if image is None:
+            self._db.execute("PRAGMA journal_mode=WAL")
+            # NORMAL in WAL mode survives a killed process (not a power cut) at far lower cost.
+            self._db.execute("PRAGMA synchronous=NORMAL")
+        self._ready()
+
+    @classmethod
+    def from_snapshot(cls, data: bytes) -> Store:
+        """A store in memory holding :meth:`snapshot`'s copy of another: what a worker
+        running in another process reads (see :mod:`aster_nb.actors`). Nothing it writes
+        reaches a file.
+
+        Raises:
+            StoreError: ``data`` is not a snapshot of an SQLite database.
+        """
+        return cls("snapshot", image=data)
+
+    def snapshot(self) -> bytes:
+        """The whole store as it is now, as bytes (:meth:`from_snapshot` reads them)."""
+        return self._db.serialize()
+
+    def _ready(self) -> None:
         self._db.executescript(SCHEMA)
         add_missing_columns(self._db)
         self._history = History(self._db)  # what history() and scores() have read so far
@@ -76,6 +100,19 @@ class Store:
 
     def close(self) -> None:
         self._db.close()
+
+    @contextlib.contextmanager
+    def batch(self) -> Iterator[None]:
+        """Writes made inside commit together when it ends (none if it raises): one commit
+        for many records, for a writer that reports them only after (a worker actor's
+        journal, :func:`~aster_nb.actors.journal.apply`)."""
+        self._db.execute("BEGIN")
+        try:
+            yield
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        self._db.execute("COMMIT")
 
     def __enter__(self) -> Store:
         return self
@@ -148,38 +185,7 @@ class Store:
         return self._evaluations
 
     def add_attempt(self, a: AttemptRecord) -> None:
-        self._db.execute(
-            "INSERT INTO attempts(worker, n, agent, round, parent_id, inspiration_ids, program_id,"
-            " outcome, reason, rationale, goal, change, model, input_tokens, output_tokens,"
-            " cache_read_tokens, cache_write_tokens, cost_usd, retries, latency, started, finished,"
-            " focus, areas) VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
-            (
-                a.worker,
-                a.n,
-                a.agent,
-                a.round,
-                a.parent_id,
-                json.dumps(list(a.inspiration_ids)),
-                a.program_id,
-                a.outcome,
-                a.reason,
-                a.rationale,
-                a.goal,
-                a.change,
-                a.model,
-                a.input_tokens,
-                a.output_tokens,
-                a.cache_read_tokens,
-                a.cache_write_tokens,
-                a.cost_usd,
-                a.retries,
-                a.latency,
-                a.started,
-                a.finished,
-                json.dumps(list(a.focus)),
-                json.dumps(list(a.areas)),
-            ),
-        )
+        self._db.execute(ATTEMPT_INSERT, attempt_values(a))
 
     def add_handoff(self, h: Handoff) -> None:
         """Store a :class:`~aster_nb.records.Handoff`."""
@@ -394,3 +400,11 @@ class Store:
         import pandas as pd
 
         return pd.read_sql_query("SELECT * FROM handoffs ORDER BY seq", self._db)
+
+
+def _rollback_journal(image: bytes) -> bytes:
+    """A WAL database's image as SQLite reads it in memory: its header must say "rollback
+    journal" (bytes 18-19 = 1; WAL says 2, and memory has no WAL)."""
+    if image[:16] != b"SQLite format 3\x00" or len(image) < 20:
+        return image  # not a database: reading it fails with SQLite's own error
+    return image[:18] + b"\x01\x01" + image[20:]

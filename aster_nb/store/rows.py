@@ -1,4 +1,4 @@
-"""A stored row read back as a record: one decoding, beside the tables it reads.
+"""A stored row read back as a record, and an attempt as the row it is stored as.
 
 Why apart: :class:`~aster_nb.store.Store` writes and queries; turning a row's JSON columns
 back into :class:`~aster_nb.records.Program` is a job of its own.
@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import sqlite3
 
-from ..records import EvalResult, Program, Status
+from ..records import AttemptRecord, EvalResult, Program, Status
 
 
 def program_from_row(row: sqlite3.Row) -> Program:
@@ -43,3 +43,41 @@ def program_from_row(row: sqlite3.Row) -> Program:
         created=row["created"],
     )
     return p
+
+
+ATTEMPT_INSERT = (
+    "INSERT INTO attempts(worker, n, agent, round, parent_id, inspiration_ids, program_id,"
+    " outcome, reason, rationale, goal, change, model, input_tokens, output_tokens,"
+    " cache_read_tokens, cache_write_tokens, cost_usd, retries, latency, started, finished,"
+    " focus, areas) VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
+)
+
+
+def attempt_values(a: AttemptRecord) -> tuple[object, ...]:
+    """The values of :data:`ATTEMPT_INSERT` for ``a``."""
+    return (
+        a.worker,
+        a.n,
+        a.agent,
+        a.round,
+        a.parent_id,
+        json.dumps(list(a.inspiration_ids)),
+        a.program_id,
+        a.outcome,
+        a.reason,
+        a.rationale,
+        a.goal,
+        a.change,
+        a.model,
+        a.input_tokens,
+        a.output_tokens,
+        a.cache_read_tokens,
+        a.cache_write_tokens,
+        a.cost_usd,
+        a.retries,
+        a.latency,
+        a.started,
+        a.finished,
+        json.dumps(list(a.focus)),
+        json.dumps(list(a.areas)),
+    )
