@@ -1,4 +1,5 @@
-"""How far one driver process scales: 64 to 2,000 concurrent agents, local sandbox vs Ray.
+"""How far a run scales: 64 to 2,000 concurrent agents, local sandbox vs Ray, workers in the
+driver process or in Ray actors.
 
 Each condition is a fresh process running ``toy`` (evaluations take milliseconds, so the
 driver, not the evaluator, is what is measured) with ``--workers`` workers sharing the
@@ -66,6 +67,7 @@ STAGES = (
     ("snapshot/", "events"),
     ("ui/", "events"),
     ("agents/", "agent loop"),
+    ("actors/", "worker sync"),
 )
 
 
@@ -172,7 +174,12 @@ async def measure(cfg: dict[str, Any]) -> dict[str, Any]:
     run.start(rounds=1)
     try:
         await asyncio.sleep(cfg["warmup"])
-        actors = [w.host["pid"] for w in run.workers.values() if getattr(w, "host", None)]
+        actors = [w.host.get("pid") for w in run.workers.values() if hasattr(w, "host")]
+        if None in actors:  # a worker actor still starting after the warm-up: wait for it
+            while any("pid" not in w.host for w in run.workers.values()):
+                await asyncio.sleep(0.5)
+            await asyncio.sleep(cfg["warmup"])
+            actors = [w.host["pid"] for w in run.workers.values()]
         actors += [run.executor.pid] if getattr(run.executor, "pid", None) else []
         a0, e0 = run.store.count("attempts"), run.store.evaluations()
         c0, o0, w0 = time.process_time(), _cpu_outside(marker), time.monotonic()
@@ -277,7 +284,7 @@ def _plot(rows: list[dict[str, Any]], path: Path) -> None:
     for ax in (ax1, ax2):
         ax.legend()
         ax.grid(alpha=0.3)
-    fig.suptitle("toy, 1 s model latency: one driver process, local sandbox vs Ray")
+    fig.suptitle("toy, 1 s model latency: local sandbox vs Ray, workers in the driver or in actors")
     fig.tight_layout()
     fig.savefig(path, dpi=120)
 

@@ -313,9 +313,9 @@ def test_the_scaling_out_notebook_runs_on_the_cluster_with_its_dashboard(
     widgets = [
         o for o in outputs if "application/vnd.jupyter.widget-view+json" in o.get("data", {})
     ]
-    assert len(widgets) == 2, "both runs' dashboards are displayed"
+    assert widgets, "the dashboard is displayed"
     actors = [ln for ln in text.splitlines() if ": actor pid " in ln]
-    assert len(actors) == 2 and len({ln.split(" on node ")[1][:8] for ln in actors}) == 2, text
+    assert len({ln.split(" on node ")[1][:8] for ln in actors}) == 2, f"workers on both: {text}"
 
 
 def test_without_an_address_a_private_ray_is_started_and_stopped(tmp_path: Path) -> None:

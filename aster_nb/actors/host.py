@@ -35,7 +35,11 @@ from ..task import Task
 from .journal import Journal, JournalSpend, JournalStore, JournalWatch
 from .service import ServiceClient
 
-__all__ = ["HostSpec", "WorkerHost"]
+__all__ = ["HostSpec", "Side", "WorkerHost"]
+
+#: the driver's side of a sync: the live goal, ``(paused, stopping, reason)``, and what the
+#: rest of the run has spent (dollars, tokens)
+Side = tuple[Any, tuple[bool, bool, str], tuple[float, int]]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -100,41 +104,52 @@ class WorkerHost:
         self._goal: str | Goal | None = None
 
     async def run(
-        self, goal: str, base: Program, budget: Budget, round: int
+        self, goal: str, base: Program, budget: Budget, round: int, side: Side
     ) -> tuple[Handoff, int, str | None]:
         """The worker's round (see :meth:`Worker.run <aster_nb.agents.worker.Worker.run>`):
-        its handoff, its attempt count after it and why it stopped, if a cap stopped it."""
+        its handoff, its attempt count after it and why it stopped, if a cap stopped it.
+
+        ``side`` is the driver's side as :meth:`sync` takes it, applied before the first
+        attempt: the switch as the driver has it now (a stop of the round before lifted,
+        a pause kept), not as the last sync left it.
+        """
         self._goal = None
+        self._take(*side)
         handoff = await self.worker.run(
             goal, base, budget, round=round, goal_source=lambda: self._goal or goal
         )
         return handoff, self.worker.attempts_total, self.worker.stop_reason
 
     def sync(
-        self,
-        goal: str | Goal | None,
-        control: tuple[bool, bool, str],
-        others: tuple[float, int],
-    ) -> list[Any]:
+        self, goal: str | Goal | None, control: tuple[bool, bool, str], others: tuple[float, int]
+    ) -> tuple[list[Any], str]:
         """Take the driver's side (the live goal, ``(paused, stopping, reason)`` and what
         the rest of the run has spent in dollars and tokens); give the journal since the
-        last call."""
+        last call, and the reason this worker stopped the run (a spending cap), if it did."""
+        self._take(goal, control, others)
+        return self.journal.take(), self.worker.stop_reason or ""
+
+    def _take(
+        self, goal: str | Goal | None, control: tuple[bool, bool, str], others: tuple[float, int]
+    ) -> None:
         if goal is not None:
             self._goal = goal
         paused, stopping, reason = control
         c = self.control  # the driver's switch, mirrored (a next round lifts a stop)
-        if stopping:
-            c.stop(reason)
+        if stopping or self.worker.stop_reason:  # a cap this worker reached stays reached
+            c.stop(reason or self.worker.stop_reason or "")
         else:
             c.stopping = False
-            c.pause() if paused else c.resume()
+            if paused:
+                c.pause()
+            else:
+                c.resume()
         # the caps are the run's: what this worker may still spend is what others left
         usd, tokens = others
         if self.spec.max_usd is not None:
             self.spend.max_usd = max(0.0, self.spec.max_usd - usd)
         if self.spec.max_tokens is not None:
             self.spend.max_tokens = max(0, self.spec.max_tokens - tokens)
-        return self.journal.take()
 
     def info(self) -> dict[str, Any]:
         """Where it runs: ``pid``, ``host``, ``node_id``."""

@@ -91,8 +91,10 @@ class JournalSpend(Spend):
     """A worker's own ledger (reservations and caps are checked here, at once) that
     journals every call it books, for the run's ledger."""
 
-    def __init__(self, journal: Journal, **caps: Any) -> None:
-        super().__init__(**caps)
+    def __init__(
+        self, journal: Journal, *, max_usd: float | None = None, max_tokens: int | None = None
+    ) -> None:
+        super().__init__(max_usd=max_usd, max_tokens=max_tokens)
         self.journal = journal
 
     def settle(self, reservation: Reservation, usage: Usage, cost: float) -> None:
@@ -139,7 +141,8 @@ def apply(
     events in order (each after the write it reports). Returns the entries applied.
 
     A program another worker stored first is not stored again, and its details are not
-    either (the first one's stay). ``on_write`` sees each write the store took.
+    either (the first one's stay). ``on_write`` sees each write as the worker made it,
+    refused ones too (the worker's archive holds its own copy of such a program).
 
     Raises:
         ValueError: an entry that is not a journal entry (a write that is not a worker's).
@@ -157,11 +160,11 @@ def apply(
                 if name == "add_details" and args and args[0] in refused:
                     continue
                 out = getattr(store, name)(*args, **kwargs)
+                if on_write is not None:
+                    on_write(name, args, kwargs)  # refused too: the worker's copy is its own
                 if name == "add_program" and out is False:
                     refused.add(args[0].id)
                     continue
-                if on_write is not None:
-                    on_write(name, args, kwargs)
             elif kind == "event":
                 if not isinstance(entry[1], Event):
                     got = type(entry[1]).__name__

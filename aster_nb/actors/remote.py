@@ -86,6 +86,11 @@ class RemoteWorker(Worker):
         watch: FailureWatch | None = None,
         **kwargs: Any,
     ) -> None:
+        if not isinstance(kwargs.get("archive", "cluster"), str):
+            raise TypeError(
+                "a RemoteWorker's archive must be a name (cluster, grid, greedy): the actor "
+                f"makes its own; got {type(kwargs['archive']).__name__}"
+            )
         super().__init__(**kwargs)
         if not isinstance(service, ServiceExecutor):
             raise TypeError(
@@ -106,7 +111,7 @@ class RemoteWorker(Worker):
                 "agents", "archive", "seed", "explore", "inspirations", "ordered",
                 "model_timeout", "agent", "tool_turns",
             )
-            if k in kwargs and not (k == "archive" and not isinstance(kwargs[k], str))
+            if k in kwargs
         }  # fmt: skip
         self.actor: Any = None
         self.host: dict[str, Any] = {}  # where the actor runs: pid, host, node_id
@@ -128,7 +133,7 @@ class RemoteWorker(Worker):
         goal_source: Callable[[], str | Goal] | None = None,
     ) -> Handoff:
         """:meth:`Worker.run`, in the actor; a dead actor's round goes on in a new one."""
-        from ray.exceptions import ActorUnschedulableError, RayActorError
+        from ray.exceptions import ActorUnschedulableError, RayActorError, RayTaskError
 
         source = goal_source or (lambda: goal)
         deaths, avoid = 0, set()
@@ -136,7 +141,14 @@ class RemoteWorker(Worker):
             try:
                 actor = await self._ready(frozenset(avoid))
                 return await self._round(actor, goal, base, budget, round, source)
+            except RayTaskError:
+                raise  # the worker's own error (or one it met, e.g. the service's): not a death
             except (RayActorError, ActorUnschedulableError) as e:  # its death, its node's too
+                if getattr(e, "actor_init_failed", False):
+                    raise RuntimeError(
+                        f"worker {self.name}'s actor could not be built on node "
+                        f"{self.host.get('node_id', '?')[:8]}: {_first_line(e)}"
+                    ) from e
                 deaths += 1
                 self.actor_deaths += 1
                 if self.host.get("node_id"):
@@ -145,7 +157,7 @@ class RemoteWorker(Worker):
                 if deaths > self.restarts:
                     raise WorkerLost(
                         f"worker {self.name}: its actor died {deaths} times in round {round}; "
-                        f"last: {type(e).__name__}: {str(e).strip().splitlines()[0][:200]}"
+                        f"last: {type(e).__name__}: {_first_line(e)}"
                     ) from e
 
     async def _round(
@@ -159,20 +171,27 @@ class RemoteWorker(Worker):
     ) -> Handoff:
         import ray
 
-        ref = actor.run.remote(goal, base, budget, round)
+        ref = actor.run.remote(goal, base, budget, round, self._driver_side(source))
         running = asyncio.ensure_future(_result(ref))
         try:
             while True:
                 finished = running.done()
-                self._apply(await actor.sync.remote(*self._driver_side(source)))
+                entries, reason = await actor.sync.remote(*self._driver_side(source))
+                self._apply(entries)
+                if reason and self.control is not None and not self.control.stopping:
+                    self.control.stop(reason)  # a spending cap met in the actor stops the run
                 if finished:
                     break
                 await asyncio.wait({running}, timeout=self.sync_every)
             handoff, self.attempts_total, self.stop_reason = running.result()
         except BaseException:
             if not running.done():
-                ray.cancel(ref)  # the actor's agents stop; what they stored was synced
+                with contextlib.suppress(Exception):
+                    ray.cancel(ref)
                 running.cancel()
+            # what it did since the last sync is only in its copy: the next round's actor
+            # restores from the store, so archive, memories and store agree again
+            self._forget()
             raise
         return handoff
 
@@ -258,8 +277,10 @@ class RemoteWorker(Worker):
         if self.actor is not None:
             import ray
 
-            ray.kill(self.actor, no_restart=True)
+            with contextlib.suppress(Exception):  # already dead
+                ray.kill(self.actor, no_restart=True)
         self.actor = None
+        self._spent = (0.0, 0)  # a new actor's ledger starts at zero
 
     async def close(self) -> None:
         """Stop the actor (the run's executor calls this when it closes)."""
@@ -272,3 +293,8 @@ class RemoteWorker(Worker):
 
 async def _result(ref: Any) -> tuple[Handoff, int, str | None]:
     return await ref
+
+
+def _first_line(e: BaseException) -> str:
+    text = str(e).strip()
+    return (text.splitlines()[0] if text else type(e).__name__)[:200]

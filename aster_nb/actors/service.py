@@ -278,9 +278,10 @@ class ServiceExecutor(ServiceClient):
         if self._refresh is not None:
             self._refresh.cancel()
         for stop in self.on_close:
-            result = stop()
-            if asyncio.iscoroutine(result):
-                await result
+            with contextlib.suppress(Exception):  # one actor's end must not keep the rest
+                result = stop()
+                if asyncio.iscoroutine(result):
+                    await result
         if self.handle is not None:
             import ray
 

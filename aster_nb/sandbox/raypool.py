@@ -19,11 +19,9 @@ is one), and a second death gives ``lost``: never cached, never the program's ``
 Dropped actors are replaced, and nodes that joined are found, by a refresh that runs in the
 background (after a death, and every :attr:`RayPool.refresh_every` seconds).
 
-**Workers as actors** (issue 14, item 2, not done) can use this as it is: the node
-sandboxes answer whoever calls them, and the pool is plain asyncio with no state but its
-actors and counters, so it can run inside one async actor that every worker actor submits
-to (one place that counts the slots), with :class:`~aster_nb.sandbox.cache.Cached` around
-it there or in each worker.
+**Workers as actors** (:mod:`aster_nb.actors`) use this as it is: the pool runs inside
+one async actor (:class:`~aster_nb.actors.service.EvalService`) that the driver and every
+worker actor submit to, so the slots are counted in one place and one cache serves the run.
 """
 
 from __future__ import annotations

@@ -81,3 +81,11 @@ def check_run_store(path: str | Path) -> dict[str, Any]:
     if not isinstance(cfg, dict) or "task" not in cfg:
         raise StoreError(f"{p} has no task in its run configuration; {expected}")
     return cfg
+
+
+def in_memory_image(image: bytes) -> bytes:
+    """A WAL database's image as SQLite reads it in memory: its header must say "rollback
+    journal" (bytes 18-19 = 1; WAL says 2, and memory has no WAL)."""
+    if image[:16] != b"SQLite format 3\x00" or len(image) < 20:
+        return image  # not a database: reading it fails with SQLite's own error
+    return image[:18] + b"\x01\x01" + image[20:]

@@ -19,10 +19,16 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..records import AttemptRecord, EvalResult, Handoff, Program, Status
-from .check import StoreError
+from .check import StoreError, in_memory_image
 from .curves import Point, SeedScore, add_details, read_curve, read_seed_scores
 from .history import History, Scores
-from .rows import ATTEMPT_INSERT, attempt_values, program_from_row
+from .rows import (
+    ATTEMPT_INSERT,
+    HANDOFF_INSERT,
+    attempt_values,
+    handoff_values,
+    program_from_row,
+)
 from .schema import SCHEMA, add_missing_columns
 
 if TYPE_CHECKING:
@@ -50,7 +56,7 @@ class Store:
         self._db = sqlite3.connect(where, isolation_level=None, check_same_thread=False)
         self._db.row_factory = sqlite3.Row
         if image is not None:
-            self._db.deserialize(_rollback_journal(image))
+            self._db.deserialize(in_memory_image(image))
         self._refuse_foreign()  # before the WAL pragma, which rewrites the file's header
         if image is None:
             self._db.execute("PRAGMA journal_mode=WAL")
@@ -79,7 +85,10 @@ class Store:
         self._history = History(self._db)  # what history() and scores() have read so far
         # The run's evaluations (see evaluations()), counted once here and then kept by
         # add_program: a status line reads it several times a second.
-        self._evaluations = self._db.execute(
+        self._evaluations = self._count_evaluations()
+
+    def _count_evaluations(self) -> int:
+        return self._db.execute(
             "SELECT COUNT(*) FROM programs WHERE status != 'pending'"
         ).fetchone()[0]
 
@@ -105,14 +114,15 @@ class Store:
     def batch(self) -> Iterator[None]:
         """Writes made inside commit together when it ends (none if it raises): one commit
         for many records, for a writer that reports them only after (a worker actor's
-        journal, :func:`~aster_nb.actors.journal.apply`)."""
+        journal, :func:`~aster_nb.actors.journal.apply`). Not re-entrant."""
         self._db.execute("BEGIN")
         try:
             yield
+            self._db.execute("COMMIT")
         except BaseException:
             self._db.execute("ROLLBACK")
+            self._evaluations = self._count_evaluations()
             raise
-        self._db.execute("COMMIT")
 
     def __enter__(self) -> Store:
         return self
@@ -189,24 +199,7 @@ class Store:
 
     def add_handoff(self, h: Handoff) -> None:
         """Store a :class:`~aster_nb.records.Handoff`."""
-        self._db.execute(
-            "INSERT INTO handoffs(worker, round, goal, done, learned, concerns, base_id, best_id,"
-            " diff, stats, created, report) VALUES(?,?,?,?,?,?,?,?,?,?,?,?)",
-            (
-                h.worker,
-                h.round,
-                h.goal,
-                h.done,
-                h.learned,
-                h.concerns,
-                h.base_id,
-                h.best.id if h.best is not None else None,
-                h.diff,
-                json.dumps(h.stats),
-                time.time(),
-                None if h.report is None else json.dumps(h.report.to_dict()),
-            ),
-        )
+        self._db.execute(HANDOFF_INSERT, handoff_values(h))
 
     def add_goal(
         self,
@@ -400,11 +393,3 @@ class Store:
         import pandas as pd
 
         return pd.read_sql_query("SELECT * FROM handoffs ORDER BY seq", self._db)
-
-
-def _rollback_journal(image: bytes) -> bytes:
-    """A WAL database's image as SQLite reads it in memory: its header must say "rollback
-    journal" (bytes 18-19 = 1; WAL says 2, and memory has no WAL)."""
-    if image[:16] != b"SQLite format 3\x00" or len(image) < 20:
-        return image  # not a database: reading it fails with SQLite's own error
-    return image[:18] + b"\x01\x01" + image[20:]

@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import time
 
-from ..records import AttemptRecord, EvalResult, Program, Status
+from ..records import AttemptRecord, EvalResult, Handoff, Program, Status
 
 
 def program_from_row(row: sqlite3.Row) -> Program:
@@ -80,4 +81,28 @@ def attempt_values(a: AttemptRecord) -> tuple[object, ...]:
         a.finished,
         json.dumps(list(a.focus)),
         json.dumps(list(a.areas)),
+    )
+
+
+HANDOFF_INSERT = (
+    "INSERT INTO handoffs(worker, round, goal, done, learned, concerns, base_id, best_id,"
+    " diff, stats, created, report) VALUES(?,?,?,?,?,?,?,?,?,?,?,?)"
+)
+
+
+def handoff_values(h: Handoff) -> tuple[object, ...]:
+    """The values of :data:`HANDOFF_INSERT` for ``h``, stored now."""
+    return (
+        h.worker,
+        h.round,
+        h.goal,
+        h.done,
+        h.learned,
+        h.concerns,
+        h.base_id,
+        h.best.id if h.best is not None else None,
+        h.diff,
+        json.dumps(h.stats),
+        time.time(),
+        None if h.report is None else json.dumps(h.report.to_dict()),
     )
