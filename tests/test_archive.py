@@ -498,7 +498,7 @@ def test_grid_bins_shrink_with_dimensions_and_too_many_cells_are_refused() -> No
 
 
 def test_adaptive_breeds_from_the_best_until_it_stalls_then_from_distinct_elites() -> None:
-    from aster_nb.archive.selection import STALL_WINDOW
+    from aster_nb.archive.selection import STALL_MIN
 
     a = GridElites(dims=2, bins=10, bounds=[(0, 1), (0, 1)], selection="adaptive")
     for i in range(10):  # each add improves the best: the search is climbing
@@ -508,14 +508,29 @@ def test_adaptive_breeds_from_the_best_until_it_stalls_then_from_distinct_elites
     _, insp = a.sample(rng, n_inspirations=3)  # greedy's inspirations: the next best
     assert insp[0].score == 8.0 and insp[1].score == 7.0 and insp[2].score <= 6.0
     best = a.best()
-    for i in range(STALL_WINDOW * 3):  # no improvement for a while: stalled
-        a.add(prog(0.5, (0.95, 0.05 + i / 100)))
+    for i in range(STALL_MIN):  # no improvement for a while: stalled
+        a.add(prog(0.5, (0.95, 0.005 + i / 100)))
     assert a.best() is best
     parents = [a.sample(rng, explore=0.0)[0] for _ in range(400)]
     assert 0.05 < np.mean([p is best for p in parents]) < 0.95
     # a significant improvement ends the stall
     a.add(prog(100.0, (0.5, 0.95)))
     assert all(a.sample(rng)[0].score == 100.0 for _ in range(20))
+
+
+def test_a_gap_long_against_recent_ones_but_short_against_the_run_is_not_a_stall() -> None:
+    from aster_nb.archive.selection import STALL_FACTOR, Progress
+
+    p = Progress()
+    for i in range(90):  # an improvement at every add: the usual gap is 1
+        p.update(float(i), None if i == 0 else float(i - 1), 0.0)
+    for _ in range(40):  # far beyond STALL_FACTOR usual gaps, but short against the run
+        p.update(0.0, 89.0, 0.0)
+        assert not p.stalled(), p.since
+    assert p.since == 40 > STALL_FACTOR
+    while not p.stalled():
+        p.update(0.0, 89.0, 0.0)
+    assert p.since == 45 and p.adds == 135  # the best has not moved in the last third
 
 
 def test_dns_prefers_the_elite_farthest_from_anything_better() -> None:
