@@ -16,6 +16,11 @@ default, ``adaptive``). Reported per task and archive:
   bottom row follows them over the run: Aster's picture of empty cells), and
   ``multi_cell_from``: the first evaluation after which more than one cell always held an
   elite (``None``: it never did);
+* ``last_gain``: per seed, the evaluation of the best's last raise by more than 0.1% of
+  the run's whole gain (near the budget: the run was still climbing when it stopped, so
+  exploring instead could not have paid back within it);
+* ``vs_greedy``: paired by seed, the mean difference of the final best from greedy's, with
+  a bootstrap 95% interval (runs that share a seed share their start and model);
 * ``own_coverage``: the archive's own coverage (filled cells / cells; not comparable across
   archives, since their cells differ);
 * ``common_coverage``: the fraction of one shared 10x10 grid over the task's feature bounds
@@ -173,6 +178,32 @@ def common_coverage(
     return len({tuple(r) for r in idx}) / bins ** len(bounds)
 
 
+def last_gain(curve: list[float], share: float = 1e-3) -> int | None:
+    """The evaluation (1-based) at which the best last rose by more than ``share`` of the
+    run's whole gain (first valid score to final best); ``None`` if it never rose."""
+    c = np.asarray(curve, dtype=float)
+    finite = np.isfinite(c)
+    if not finite.any():
+        return None
+    c = c[int(np.argmax(finite)) :]
+    offset = len(curve) - len(c)
+    gain = c[-1] - c[0]
+    if gain <= 0:
+        return None
+    raises = np.nonzero(np.diff(c) > share * gain)[0]
+    return int(raises[-1]) + 2 + offset if len(raises) else None
+
+
+def bootstrap_mean(
+    values: list[float], *, reps: int = 10_000, seed: int = 0
+) -> tuple[float, float, float]:
+    """The mean of ``values`` and a 95% percentile-bootstrap interval for it."""
+    x = np.asarray(values, dtype=float)
+    rng = np.random.default_rng(seed)
+    means = rng.choice(x, size=(reps, len(x)), replace=True).mean(axis=1)
+    return float(x.mean()), float(np.quantile(means, 0.025)), float(np.quantile(means, 0.975))
+
+
 def bootstrap_median(
     values: list[float], *, reps: int = 10_000, seed: int = 0
 ) -> tuple[float, float, float]:
@@ -214,7 +245,14 @@ def summarize(task: Task, runs: dict[str, list[dict[str, Any]]], budget: int) ->
             if task.feature_bounds
             else None,
             "seconds_mean": statistics.fmean(r["seconds"] for r in rs),
+            "last_gain": [last_gain(r["curve"]) for r in rs],
         }
+        if name != "greedy" and "greedy" in runs:
+            greedy = {r["seed"]: r["best"] for r in runs["greedy"]}
+            diffs = [r["best"] - greedy[r["seed"]] for r in rs if r["seed"] in greedy]
+            if diffs:
+                mean, lo, hi = bootstrap_mean(diffs)
+                row["vs_greedy"] = {"mean": mean, "ci95": [lo, hi], "seeds": len(diffs)}
         for label, target in (
             ("task_target", task.target),
             ("relative_target", relative),

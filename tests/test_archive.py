@@ -533,6 +533,23 @@ def test_a_gap_long_against_recent_ones_but_short_against_the_run_is_not_a_stall
     assert p.since == 45 and p.adds == 135  # the best has not moved in the last third
 
 
+def test_a_start_where_every_score_ties_is_not_a_stall_until_one_differs() -> None:
+    from aster_nb.archive.selection import STALL_MIN
+
+    a = GridElites(dims=2, bins=10, bounds=[(0, 1), (0, 1)], selection="adaptive")
+    start = prog(0.0, (0.05, 0.05))
+    a.add(start)
+    for i in range(3 * STALL_MIN):  # a plateau: every child scores what the start does
+        a.add(prog(0.0, (0.15 + (i % 8) / 10, 0.15 + (i // 8) / 20)))
+    assert len(a) > 10
+    rng = np.random.default_rng(0)
+    # nothing to rank them by: the start stays the parent, as greedy's would
+    assert all(a.sample(rng, explore=1.0)[0] is start for _ in range(50))
+    a.add(prog(-1.0, (0.95, 0.95)))  # one scores differently: the plateau is a stall now
+    parents = [a.sample(rng, explore=0.0)[0] for _ in range(400)]
+    assert 0.05 < np.mean([p is start for p in parents]) < 0.95
+
+
 def test_dns_prefers_the_elite_farthest_from_anything_better() -> None:
     from aster_nb.archive.selection import dominated_novelty
 
