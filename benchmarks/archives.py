@@ -194,24 +194,15 @@ def last_gain(curve: list[float], share: float = 1e-3) -> int | None:
     return int(raises[-1]) + 2 + offset if len(raises) else None
 
 
-def bootstrap_mean(
-    values: list[float], *, reps: int = 10_000, seed: int = 0
+def bootstrap(
+    values: list[float], stat=np.median, *, reps: int = 10_000, seed: int = 0
 ) -> tuple[float, float, float]:
-    """The mean of ``values`` and a 95% percentile-bootstrap interval for it."""
+    """``stat`` (``np.median`` or ``np.mean``) of ``values`` and a 95% percentile-bootstrap
+    interval for it."""
     x = np.asarray(values, dtype=float)
     rng = np.random.default_rng(seed)
-    means = rng.choice(x, size=(reps, len(x)), replace=True).mean(axis=1)
-    return float(x.mean()), float(np.quantile(means, 0.025)), float(np.quantile(means, 0.975))
-
-
-def bootstrap_median(
-    values: list[float], *, reps: int = 10_000, seed: int = 0
-) -> tuple[float, float, float]:
-    """The median of ``values`` and a 95% percentile-bootstrap interval for it."""
-    x = np.asarray(values, dtype=float)
-    rng = np.random.default_rng(seed)
-    meds = np.median(rng.choice(x, size=(reps, len(x)), replace=True), axis=1)
-    return float(np.median(x)), float(np.quantile(meds, 0.025)), float(np.quantile(meds, 0.975))
+    stats = stat(rng.choice(x, size=(reps, len(x)), replace=True), axis=1)
+    return float(stat(x)), float(np.quantile(stats, 0.025)), float(np.quantile(stats, 0.975))
 
 
 def summarize(task: Task, runs: dict[str, list[dict[str, Any]]], budget: int) -> dict[str, Any]:
@@ -251,7 +242,7 @@ def summarize(task: Task, runs: dict[str, list[dict[str, Any]]], budget: int) ->
             greedy = {r["seed"]: r["best"] for r in runs["greedy"]}
             diffs = [r["best"] - greedy[r["seed"]] for r in rs if r["seed"] in greedy]
             if diffs:
-                mean, lo, hi = bootstrap_mean(diffs)
+                mean, lo, hi = bootstrap(diffs, np.mean)
                 row["vs_greedy"] = {"mean": mean, "ci95": [lo, hi], "seeds": len(diffs)}
         for label, target in (
             ("task_target", task.target),
@@ -265,7 +256,7 @@ def summarize(task: Task, runs: dict[str, list[dict[str, Any]]], budget: int) ->
             row[f"reached_{label}"] = f"{len(hits)}/{len(rs)}"
             if label == "grid_median":  # censored at the budget: a seed that never got there
                 censored = [evals_to(r["curve"], target) or budget for r in rs]
-                med, lo, hi = bootstrap_median(censored)
+                med, lo, hi = bootstrap(censored)
                 row["evals_to_grid_median"] = {"median": med, "ci95": [lo, hi]}
         out["archives"][name] = row
     return out
