@@ -38,6 +38,12 @@ Prints JSON and, with ``--plot``, writes best-so-far curves (mean and range over
 shape of a run with a real model, where agents work concurrently). With the default ordered
 scheduling every run is reproducible from its seed whatever the timing, so ``--jobs`` runs
 seeds in parallel processes without changing a score.
+
+The default tasks are circle packing with its features and from a bare start without any,
+Erdős' minimum overlap, the deceptive trap and ``protein_scoring``, which needs the
+ProteinGym folder (``ASTER_PROTEINGYM``, default ``../shared/data/proteingym``). Each task's
+initial program is evaluated once before any run (:func:`preflight`): a task that cannot run
+here stops the benchmark with the reason instead of spending its runs on failures.
 """
 
 from __future__ import annotations
@@ -66,6 +72,8 @@ from aster_nb.program import Program
 from aster_nb.sandbox import LocalExecutor
 from aster_nb.store import Store
 from aster_nb.task import Task
+from aster_nb.taskfile import TaskError
+from aster_nb.taskstart import check_start
 
 ARCHIVES = ("cluster", "grid", "greedy")
 
@@ -311,6 +319,24 @@ def run_job(job: tuple[str, str, int, argparse.Namespace]) -> dict[str, Any]:
     return asyncio.run(go())
 
 
+def preflight(names: list[str]) -> None:
+    """Exit with the reason when a task cannot run here (a missing package or data folder),
+    before any of its runs spends a budget on an evaluator that fails every program."""
+
+    async def check(name: str) -> None:
+        task = Task.load(name)
+        async with LocalExecutor.from_task(task) as ex:
+            await check_start(task, ex)
+
+    for name in names:
+        try:
+            asyncio.run(check(name))
+        except TaskError as e:
+            sys.exit(
+                f"archives.py: task {name!r} cannot run here: {e} (or leave it out of --tasks)"
+            )
+
+
 def config_key(summary: dict[str, Any]) -> dict[str, Any]:
     """What makes two runs of a (task, archive, seed) the same run."""
     return {k: summary[k] for k in ("budget", "agents", "latency", "descriptor", "selection")}
@@ -334,7 +360,13 @@ def main() -> None:
     ap.add_argument(
         "--tasks",
         nargs="+",
-        default=["circle_packing", "circle_packing_bare", "erdos_min_overlap", "deceptive_trap"],
+        default=[
+            "circle_packing",
+            "circle_packing_bare",
+            "erdos_min_overlap",
+            "deceptive_trap",
+            "protein_scoring",
+        ],
     )
     ap.add_argument("--archives", nargs="+", default=list(ARCHIVES), choices=ARCHIVES)
     ap.add_argument("--descriptor", default=None, help="override the tasks' descriptor")
@@ -372,15 +404,16 @@ def main() -> None:
     ]
     done = load_runs(args.runs, summary) if args.runs else {}
     todo = [j for j in jobs if j[:3] not in done]
+    preflight(sorted({j[0] for j in todo}))
     with ProcessPoolExecutor(max_workers=args.jobs) as pool:
         for (name, archive, seed, _), r in zip(todo, pool.map(run_job, todo), strict=True):
             done[name, archive, seed] = r
             if args.runs:  # kept as it lands: a long benchmark cut short loses no finished run
                 with args.runs.open("a") as f:
                     f.write(json.dumps({"config": config_key(summary), **r}) + "\n")
+            best = "none valid" if r["best"] is None else f"{r['best']:.6g}"
             print(
-                f"{name} {archive} seed {seed}: best {r['best']:.6g} in {r['seconds']:.1f}s",
-                file=sys.stderr,
+                f"{name} {archive} seed {seed}: best {best} in {r['seconds']:.1f}s", file=sys.stderr
             )
     for name, archive, seed, _ in jobs:
         results.setdefault(name, {a: [] for a in args.archives})[archive].append(

@@ -8,6 +8,8 @@ import math
 from pathlib import Path
 from types import ModuleType
 
+import pytest
+
 from aster_nb.task import Task
 
 
@@ -64,3 +66,22 @@ def test_the_summary_pairs_each_archive_with_greedy_by_seed() -> None:
     assert math.isclose(pair["mean"], 0.5)
     assert pair["ci95"] == [0.5, 0.5]  # every paired difference is 0.5
     assert out["cluster"]["last_gain"] == [200, 200, 200]
+
+
+def test_preflight_stops_before_any_run_when_a_task_cannot_run_here(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The protein task without its data folder: its evaluator cannot import, and every run
+    # would spend its budget on failures. The sandbox is real; only the data path is wrong.
+    b = _bench()
+    monkeypatch.setenv("ASTER_PROTEINGYM", str(tmp_path / "nowhere"))
+    monkeypatch.setenv("ASTER_PROTEINGYM_CACHE", str(tmp_path / "cache"))
+    with pytest.raises(SystemExit) as e:
+        b.preflight(["protein_scoring"])
+    message = str(e.value)
+    assert "task 'protein_scoring' cannot run here" in message
+    assert "ASTER_PROTEINGYM" in message and "leave it out of --tasks" in message
+
+
+def test_preflight_passes_a_task_that_runs() -> None:
+    _bench().preflight(["deceptive_trap"])  # returns: no SystemExit

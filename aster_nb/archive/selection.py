@@ -55,7 +55,17 @@ longer a stall, and the bare task now gives 1.926, greedy's own runs in 28 of 30
 (the other two: +0.018 and -0.003), while the deceptive task's 30 runs are unchanged. On
 this task and budget the exploiting phase is all there is to win: greedy's best last rose
 at evaluation 715-999 (median 960) in each of its 30 runs, so a 1,000-evaluation run
-never stalls long enough for exploring to pay back. Variants of the stalled phase tried on the
+never stalls long enough for exploring to pay back. At 3,000 evaluations (10 seeds) greedy
+does stall -- its best last rose before evaluation 1,800 in 6 of 10 runs -- yet exploring
+still did not pay there: cluster 1.980 against greedy's 1.996 (paired -0.016, interval
+-0.039-0.000; above greedy in 1 run, below in 7): one-off picks among the elites never
+raised the best after greedy's had stopped. Climbing from one novel elite instead (return
+to it and breed from its line until 30 of its children fail to improve it, as Go-Explore
+returns to a cell before exploring, Ecoffet et al. 2021) did, in 4 of those 10 runs, and
+gave 1.995, greedy's mean (above it in 3 runs by up to 0.139, below in 5 by up to 0.121,
+where greedy would have climbed again); on the deceptive task it fell to 4.0 (5 of 10
+seeds crossed): a line climbed from the way down the trap climbs back up it.
+Variants of the stalled phase tried on the
 bare task before (10 seeds each, none better): exploiting half the time while stalled
 (1.886; deceptive 3.9), breeding from the best with the chance a still-improving best
 would have had (1.797; deceptive 4.62), inspirations outside the parent's ancestry (1.78),
