@@ -67,8 +67,7 @@ where greedy would have climbed again); on the deceptive task it fell to 4.0 (5 
 seeds crossed): a line climbed from the way down the trap climbs back up it. While
 exploiting, drawing the inspirations from other cells' elites instead of the next best
 programs gave 1.930 against greedy's 1.935 (10 seeds), one random other cell's elite among
-the two 1.835: the next best programs stay.
-Variants of the stalled phase tried on the
+the two 1.835: the next best programs stay. Variants of the stalled phase tried on the
 bare task before (10 seeds each, none better): exploiting half the time while stalled
 (1.886; deceptive 3.9), breeding from the best with the chance a still-improving best
 would have had (1.797; deceptive 4.62), inspirations outside the parent's ancestry (1.78),
