@@ -209,6 +209,9 @@ class Run:
             raise
         finally:
             self._busy_seconds += time.monotonic() - t0
+        refresh = getattr(self.executor, "refresh", None)  # counters read from elsewhere
+        if refresh is not None:
+            await refresh()
         self.rounds_done = self.planner.round_no
         if self.control.stopping and self.control.reason:
             self._set_state("stopped", self.control.reason)  # e.g. the spending cap was reached

@@ -21,6 +21,7 @@ import ray
 
 from aster_nb.actors import RemoteWorker
 from aster_nb.actors.journal import Journal, JournalSpend, JournalStore, JournalWatch, apply
+from aster_nb.actors.service import ServiceExecutor
 from aster_nb.events import Event, EventBus, ProgramEvaluated
 from aster_nb.llm import FailureWatch, Spend
 from aster_nb.llm.base import Usage
@@ -131,8 +132,11 @@ def _remote(run: Run) -> list[RemoteWorker]:
 
 
 async def test_workers_run_in_actors_and_the_driver_keeps_the_one_store(
-    two_nodes: RayCluster, tmp_path: Path
+    two_nodes: RayCluster, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    # no background reads of the service's counters: what stats show after a step is
+    # what the round's end read
+    monkeypatch.setattr(ServiceExecutor, "refresh_every", 3600.0)
     run = await _create(tmp_path / "run.sqlite")
     late: list[str] = []
 
@@ -149,9 +153,12 @@ async def test_workers_run_in_actors_and_the_driver_keeps_the_one_store(
         actor_archives = [await w.actor.archive_ids.remote() for w in workers]
         spent = run.spent()
         attempts = run.store.count("attempts")
+        stats = run.executor.stats
     finally:
         await run.close()
     assert not late, "an event showed a program the store did not have"
+    assert stats["evaluations"] >= 2 * 2 * BUDGET, f"the rounds' evaluations are counted: {stats}"
+    assert stats["evaluations"] == sum(n["evaluations"] for n in stats["nodes"].values())
     hosts = [w.host for w in workers]
     assert all(h["pid"] != os.getpid() for h in hosts), "the agents ran outside the driver"
     assert len({h["node_id"] for h in hosts}) == 2, f"spread over both nodes: {hosts}"

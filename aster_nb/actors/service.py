@@ -264,10 +264,16 @@ class ServiceExecutor(ServiceClient):
     async def _refreshing(self) -> None:
         while True:
             await asyncio.sleep(self.refresh_every)
-            try:
-                self._info = await self.handle.info.remote()
-            except Exception:  # a missed read keeps the last counters
-                continue
+            await self.refresh()
+
+    async def refresh(self) -> None:
+        """Read the service's counters now (a :class:`~aster_nb.run.Run` does at each
+        round's end, so ``stats`` after ``await run.step()`` count the whole round: a
+        snapshot taken mid-round, on a loaded machine, had missed the second node)."""
+        if self.handle is None or self._closed:
+            return
+        with contextlib.suppress(Exception):  # a missed read keeps the last counters
+            self._info = await self.handle.info.remote()
 
     async def close(self) -> None:
         """Stop the worker actors, then the service and its node sandboxes; leave Ray as
@@ -297,7 +303,7 @@ class ServiceExecutor(ServiceClient):
     def stats(self) -> dict[str, Any]:
         """The service executor's counters (:attr:`RayExecutor.stats
         <aster_nb.sandbox.cluster.RayExecutor.stats>`), at most :attr:`refresh_every`
-        seconds old."""
+        seconds old, and read afresh at each round's end (:meth:`refresh`)."""
         return dict(self._info.get("stats", {}))
 
     @property
