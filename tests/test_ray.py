@@ -226,6 +226,10 @@ async def test_a_task_no_node_fits_is_an_error_naming_what_it_needs(
 async def test_an_actor_dying_twice_under_an_evaluation_gives_lost_never_cached(
     cpu_executor: RayExecutor,
 ) -> None:
+    warm = await asyncio.gather(*(cpu_executor.submit(_code(delay=1.0 + i)) for i in range(2)))
+    assert all(r.ok for r in warm)
+    before = {n: v["evaluations"] for n, v in cpu_executor.stats["nodes"].items()}
+    assert len(before) == 2 and all(before.values()), before
     code = _code(delay=4.0)
     pending = asyncio.ensure_future(cpu_executor.submit(code))
     killed: list[int] = []
@@ -245,6 +249,10 @@ async def test_an_actor_dying_twice_under_an_evaluation_gives_lost_never_cached(
     assert stats["actor_deaths"] == 2 and stats["lost"] == 1 and stats["reruns"] == 1
     again = await cpu_executor.submit(code)  # not cached: evaluated anew on a new actor
     assert again.ok and cpu_executor.stats["cache_hits"] == 0
+    # a node's count is over the run: its replaced sandboxes' evaluations stay in it
+    nodes = cpu_executor.stats["nodes"]
+    assert all(nodes[n]["evaluations"] >= k for n, k in before.items()), (before, nodes)
+    assert sum(v["evaluations"] for v in nodes.values()) == cpu_executor.stats["evaluations"]
 
 
 def _cli(*args: str, cwd: Path, env: dict[str, str]) -> dict[str, object]:
@@ -369,7 +377,11 @@ async def test_the_second_node_dying_mid_run_loses_no_program(
     finally:
         await run.close()
     assert stats["actor_deaths"] >= 1 and stats["reruns"] >= 1 and stats["lost"] == 0
-    assert stats["nodes"] and second not in stats["nodes"], "the rest ran on the head"
+    head = [n for n, v in stats["nodes"].items() if n != second and v["slots"]]
+    assert head, "the rest ran on the head"
+    assert stats["nodes"].get(second, {}).get("slots", 0) == 0, "no sandbox on the dead node"
+    assert second in stats["unplaced"], "and why is said"
+    assert stats["evaluations"] == sum(v["evaluations"] for v in stats["nodes"].values())
     assert len(programs) == 17, "the initial program and the round's 16, none lost"
     assert all(p.status is not Status.LOST for p in programs)
 

@@ -158,7 +158,7 @@ async def test_workers_run_in_actors_and_the_driver_keeps_the_one_store(
         await run.close()
     assert not late, "an event showed a program the store did not have"
     assert stats["evaluations"] >= 2 * 2 * BUDGET, f"the rounds' evaluations are counted: {stats}"
-    assert stats["evaluations"] == sum(n["evaluations"] for n in stats["nodes"].values())
+    assert stats["evaluations"] == sum(n["evaluations"] for n in stats["nodes"].values()), stats
     hosts = [w.host for w in workers]
     assert all(h["pid"] != os.getpid() for h in hosts), "the agents ran outside the driver"
     assert len({h["node_id"] for h in hosts}) == 2, f"spread over both nodes: {hosts}"

@@ -133,7 +133,10 @@ class RayExecutor(Cached):
         and the sandbox's facts summed or taken from the nodes; ``isolation`` the weakest
         node's; ``concurrency`` the slots of all nodes; ``reruns`` and ``lost`` count both
         server and node deaths), plus ``actor_deaths`` (node sandboxes that died) and
-        ``nodes`` (per node id: host, pid, slots, busy, evaluations, gpu_ids, isolation)."""
+        ``nodes`` (per node id: host, pid, slots, busy, evaluations, gpu_ids, isolation;
+        evaluations count all the node's sandboxes, so they sum to ``evaluations``, and a
+        node that ran some and has no sandbox now is kept with 0 slots) and ``unplaced``
+        (per node id without a sandbox: why, such as how its sandbox died)."""
         return super().stats
 
     @property

@@ -113,6 +113,9 @@ class RayPool:
         self._refresh: asyncio.Task[None] | None = None
         self._refreshed = -math.inf
         self._retired = dict.fromkeys(("server_deaths", "reruns", "lost", "restarts"), 0)
+        # node id -> (host, evaluations) of its sandboxes that died: a node's count is over
+        # the run, not over its current sandbox
+        self._dead: dict[str, tuple[Any, int]] = {}
         self._counts = dict.fromkeys(("evaluations", "retries", "lost", "actor_deaths"), 0)
         self._closed = False
 
@@ -331,7 +334,10 @@ class RayPool:
             self._counts["actor_deaths"] += 1
             for key in self._retired:
                 self._retired[key] += actor.counters.get(key, 0)
-            self.unplaced[actor.node_id] = f"its sandbox died: {type(error).__name__}"
+            before = self._dead.get(actor.node_id, (None, 0))[1]
+            self._dead[actor.node_id] = (actor.info.get("host"), before + actor.evaluations)
+            first = (str(error).strip().splitlines() or [""])[0][:200]
+            self.unplaced[actor.node_id] = f"its sandbox died: {type(error).__name__}: {first}"
             self._kill(actor)
             self._wake(all_=True)
             self._refresh_soon()
@@ -376,19 +382,37 @@ class RayPool:
             "confinement": first.get("confinement"),
             "network": first.get("network"),
             "concurrency": self.slots,
-            "nodes": {
-                a.node_id: {
-                    "host": a.info.get("host"),
-                    "pid": a.info.get("pid"),
-                    "slots": a.slots,
-                    "busy": a.busy,
-                    "evaluations": a.evaluations,
-                    "gpu_ids": a.info.get("gpu_ids", []),
-                    "isolation": a.info.get("stats", {}).get("isolation"),
-                }
-                for a in self.actors
-            },
+            "unplaced": dict(self.unplaced),
+            "nodes": self._nodes(),
         }
+
+    def _nodes(self) -> dict[str, dict[str, Any]]:
+        """Per node: its live sandbox's facts, and the evaluations of all its sandboxes; a
+        node whose sandbox died and that has none now stays, with no slots, if it ran any."""
+        nodes = {
+            node: {
+                "host": host,
+                "pid": None,
+                "slots": 0,
+                "busy": 0,
+                "evaluations": n,
+                "gpu_ids": [],
+                "isolation": None,
+            }
+            for node, (host, n) in self._dead.items()
+            if n
+        }
+        for a in self.actors:
+            nodes[a.node_id] = {
+                "host": a.info.get("host"),
+                "pid": a.info.get("pid"),
+                "slots": a.slots,
+                "busy": a.busy,
+                "evaluations": a.evaluations + self._dead.get(a.node_id, (None, 0))[1],
+                "gpu_ids": a.info.get("gpu_ids", []),
+                "isolation": a.info.get("stats", {}).get("isolation"),
+            }
+        return nodes
 
 
 def _unkept(status: Status, error: str) -> Evaluation:
