@@ -31,7 +31,6 @@ import contextlib
 import math
 import time
 from collections import deque
-from dataclasses import dataclass, field
 from typing import Any
 
 from ..errors import UserInputError
@@ -40,36 +39,12 @@ from ..resources import Resources
 from ..task import Limits
 from .cache import Evaluation
 from .rayconnect import RaySession, connect, disconnect
+from .raycounts import NodeActor, PoolCounts
 from .raynode import NodeSandbox, NodeSpec
 from .rayshape import actor_options, needs_text, slots_on
 from .raywatch import on_node
 
-__all__ = ["NodeActor", "RayPool"]
-
-_STRENGTH = {"none": 0, "partial": 1, "full": 2}  # the weakest node is the run's isolation
-
-
-@dataclass(eq=False, slots=True)
-class NodeActor:
-    """One node's sandbox as the driver sees it.
-
-    Attributes:
-        handle: the Ray actor handle.
-        node_id: the Ray node it is pinned to.
-        slots: evaluations it runs at once.
-        busy: evaluations sent to it and not yet answered.
-        info: what it said when it started (host, pid, gpu_ids, server_info, stats).
-        counters: its sandbox's server_deaths, reruns, lost and restarts so far.
-        evaluations: evaluations it answered.
-    """
-
-    handle: Any
-    node_id: str
-    slots: int
-    busy: int = 0
-    info: dict[str, Any] = field(default_factory=dict)
-    counters: dict[str, int] = field(default_factory=dict)
-    evaluations: int = 0
+__all__ = ["RayPool"]
 
 
 class RayPool:
@@ -112,11 +87,7 @@ class RayPool:
         self._waiters: deque[asyncio.Future[None]] = deque()
         self._refresh: asyncio.Task[None] | None = None
         self._refreshed = -math.inf
-        self._retired = dict.fromkeys(("server_deaths", "reruns", "lost", "restarts"), 0)
-        # node id -> (host, evaluations) of its sandboxes that died: a node's count is over
-        # the run, not over its current sandbox
-        self._dead: dict[str, tuple[Any, int]] = {}
-        self._counts = dict.fromkeys(("evaluations", "retries", "lost", "actor_deaths"), 0)
+        self.counts = PoolCounts()
         self._closed = False
 
     # -- lifecycle -----------------------------------------------------------------------
@@ -206,18 +177,16 @@ class RayPool:
                     return self._lost(f"{first}; then {died}")
                 first = died
                 avoid.add(actor.node_id)
-                self._counts["retries"] += 1
+                self.counts.retries += 1
                 continue
             finally:
                 self._release(actor)
-            actor.evaluations += 1
-            actor.counters = counters
-            self._counts["evaluations"] += 1
+            self.counts.answered(actor, counters)
             return evaluation
         raise AssertionError("unreachable")
 
     def _lost(self, why: str) -> Evaluation:
-        self._counts["lost"] += 1
+        self.counts.lost += 1
         return _unkept(Status.LOST, f"the evaluation was lost, not the program's fault: {why}")
 
     # -- slots ---------------------------------------------------------------------------
@@ -331,11 +300,7 @@ class RayPool:
         """``actor`` died (or became unreachable): out of the pool, killed, replaced."""
         if actor in self.actors:
             self.actors.remove(actor)
-            self._counts["actor_deaths"] += 1
-            for key in self._retired:
-                self._retired[key] += actor.counters.get(key, 0)
-            before = self._dead.get(actor.node_id, (None, 0))[1]
-            self._dead[actor.node_id] = (actor.info.get("host"), before + actor.evaluations)
+            self.counts.retire(actor)
             first = (str(error).strip().splitlines() or [""])[0][:200]
             self.unplaced[actor.node_id] = f"its sandbox died: {type(error).__name__}: {first}"
             self._kill(actor)
@@ -363,56 +328,7 @@ class RayPool:
     @property
     def stats(self) -> dict[str, Any]:
         """Counters over the cluster (see :class:`~aster_nb.sandbox.cluster.RayExecutor`)."""
-        live = {k: sum(a.counters.get(k, 0) for a in self.actors) for k in self._retired}
-        node = {k: self._retired[k] + live[k] for k in self._retired}
-        infos = [a.info for a in self.actors if a.info]
-        isolations = [i["stats"].get("isolation") for i in infos]
-        first = infos[0]["stats"] if infos else {}
-        return {
-            "evaluations": self._counts["evaluations"],
-            "in_flight": sum(a.busy for a in self.actors),
-            "restarts": node["restarts"],
-            "server_deaths": node["server_deaths"],
-            "reruns": node["reruns"] + self._counts["retries"],
-            "lost": node["lost"] + self._counts["lost"],
-            "actor_deaths": self._counts["actor_deaths"],
-            "fork_limit": first.get("fork_limit"),
-            "isolation": min(isolations, key=lambda i: _STRENGTH.get(i, -1), default=None),
-            "launcher": first.get("launcher"),
-            "confinement": first.get("confinement"),
-            "network": first.get("network"),
-            "concurrency": self.slots,
-            "unplaced": dict(self.unplaced),
-            "nodes": self._nodes(),
-        }
-
-    def _nodes(self) -> dict[str, dict[str, Any]]:
-        """Per node: its live sandbox's facts, and the evaluations of all its sandboxes; a
-        node whose sandbox died and that has none now stays, with no slots, if it ran any."""
-        nodes = {
-            node: {
-                "host": host,
-                "pid": None,
-                "slots": 0,
-                "busy": 0,
-                "evaluations": n,
-                "gpu_ids": [],
-                "isolation": None,
-            }
-            for node, (host, n) in self._dead.items()
-            if n
-        }
-        for a in self.actors:
-            nodes[a.node_id] = {
-                "host": a.info.get("host"),
-                "pid": a.info.get("pid"),
-                "slots": a.slots,
-                "busy": a.busy,
-                "evaluations": a.evaluations + self._dead.get(a.node_id, (None, 0))[1],
-                "gpu_ids": a.info.get("gpu_ids", []),
-                "isolation": a.info.get("stats", {}).get("isolation"),
-            }
-        return nodes
+        return self.counts.stats(self.actors, self.unplaced)
 
 
 def _unkept(status: Status, error: str) -> Evaluation:
