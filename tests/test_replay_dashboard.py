@@ -8,13 +8,12 @@ import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 from aster_nb.records import code_hash
 from aster_nb.run import Run
 from aster_nb.ui import Dashboard
-from aster_nb.ui.past import best_at, goals_at, placed
+from aster_nb.ui.past import best_at, evaluation_ends, goals_at, placed
 
 WORKER = "p0.w0"
 
@@ -86,7 +85,7 @@ async def test_past_reads_place_records_among_the_evaluations(run: Run) -> None:
     await run.step()
     n = run.store.count()
     history = run.history()
-    ends = np.sort((history["created"] + history["eval_seconds"].fillna(0)).to_numpy())
+    ends = evaluation_ends(history)
     # Two evaluations can end at the same stored time; both are placed by then, so probe
     # at the first k >= 3 that is followed by a later end.
     k = next(i for i in range(3, n) if ends[i - 1] < ends[i])

@@ -268,8 +268,8 @@ class ServiceExecutor(ServiceClient):
 
     async def refresh(self) -> None:
         """Read the service's counters now (a :class:`~aster_nb.run.Run` does at each
-        round's end, so ``stats`` after ``await run.step()`` count the whole round: a
-        snapshot taken mid-round, on a loaded machine, had missed the second node)."""
+        round's end, so ``stats`` after ``await run.step()`` count the whole round: the
+        background reads alone can be up to :attr:`refresh_every` seconds behind it)."""
         if self.handle is None or self._closed:
             return
         with contextlib.suppress(Exception):  # a missed read keeps the last counters

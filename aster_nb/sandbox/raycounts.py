@@ -103,27 +103,25 @@ class PoolCounts:
     def nodes(self, actors: Sequence[NodeActor]) -> dict[str, dict[str, Any]]:
         """Per node: its live sandbox's facts, and the evaluations of all its sandboxes; a
         node whose sandbox died and that has none now stays, with no slots, if it ran any."""
-        nodes = {
-            node: {
-                "host": host,
-                "pid": None,
-                "slots": 0,
-                "busy": 0,
-                "evaluations": n,
-                "gpu_ids": [],
-                "isolation": None,
-            }
-            for node, (host, n) in self.dead.items()
-            if n
-        }
+        nodes = {n: _facts({"host": h}, evaluations=k) for n, (h, k) in self.dead.items() if k}
         for a in actors:
-            nodes[a.node_id] = {
-                "host": a.info.get("host"),
-                "pid": a.info.get("pid"),
-                "slots": a.slots,
-                "busy": a.busy,
-                "evaluations": a.evaluations + self.dead.get(a.node_id, (None, 0))[1],
-                "gpu_ids": a.info.get("gpu_ids", []),
-                "isolation": a.info.get("stats", {}).get("isolation"),
-            }
+            done = self.dead.get(a.node_id, (None, 0))[1]
+            nodes[a.node_id] = _facts(
+                a.info, slots=a.slots, busy=a.busy, evaluations=done + a.evaluations
+            )
         return nodes
+
+
+def _facts(
+    info: Mapping[str, Any], *, evaluations: int, slots: int = 0, busy: int = 0
+) -> dict[str, Any]:
+    """One node's entry of ``stats["nodes"]``, from its sandbox's start ``info``."""
+    return {
+        "host": info.get("host"),
+        "pid": info.get("pid"),
+        "slots": slots,
+        "busy": busy,
+        "evaluations": evaluations,
+        "gpu_ids": info.get("gpu_ids", []),
+        "isolation": info.get("stats", {}).get("isolation"),
+    }
